@@ -1,0 +1,3 @@
+from gatewayctl.cli.main import main
+
+main()

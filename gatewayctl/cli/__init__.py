@@ -1,0 +1,1 @@
+"""The command line: each command composes library stages; no stage imports click."""

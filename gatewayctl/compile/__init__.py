@@ -1,0 +1,1 @@
+"""Compile validated profiles into the typed intermediate representation."""

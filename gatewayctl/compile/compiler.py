@@ -1,0 +1,138 @@
+"""Profiles -> CompiledPolicy. Pure: no I/O beyond what the estate already holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gatewayctl.compile.ir import (
+    CertRequirementsIR,
+    CompiledPolicy,
+    DenyChain,
+    DenyEntry,
+    ExcludedGrant,
+    GrantIR,
+    PartnerIR,
+    PeerIR,
+    PortRange,
+    SetElement,
+    WgInterfaceIR,
+)
+from gatewayctl.compile.nft import build_table
+from gatewayctl.loader.profiles import Estate, Loaded
+from gatewayctl.model import PartnerFile
+from gatewayctl.model.partner import Peer
+from gatewayctl.model.services import Service
+from gatewayctl.model.types import IPNetwork, parse_port_spec
+from gatewayctl.ports import merge
+
+UTC = dt.timezone.utc
+
+__all__ = ["compile_estate", "day_end", "DenyChain", "DenyEntry", "SetElement"]
+
+
+def day_end(day: dt.date) -> dt.datetime:
+    """The instant a date-bounded permission ends: 00:00 UTC on the following day."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=UTC)
+
+
+def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: dt.datetime) -> CompiledPolicy:
+    """Return the desired state of the gateway at instant `at` (timezone-aware)."""
+    warnings: list[str] = []
+    partners = tuple(_partner(estate, loaded, cas, at, warnings) for loaded in estate.partners)
+    gw = estate.gateway.model
+    wg = gw.wireguard
+    interface = WgInterfaceIR(
+        name=wg.interface,
+        listen_port=wg.listen_port,
+        addresses=tuple(wg.addresses),
+        mtu=wg.mtu,
+        private_key_file=wg.private_key_file,
+        public_key=wg.public_key,
+        endpoint=wg.endpoint,
+        peers=tuple(peer for partner in partners for peer in partner.peers),
+    )
+    table = build_table(gw, partners, at)
+    return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings))
+
+
+def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x509.Certificate]],
+             at: dt.datetime, warnings: list[str]) -> PartnerIR:
+    model = loaded.model
+    peers = tuple(_peer(model.id, peer) for peer in model.peers)
+    sources = tuple(net for peer in peers for net in peer.allowed_ips)
+    grants: list[GrantIR] = []
+    excluded: list[ExcludedGrant] = []
+    agreement_end = day_end(model.agreement.expires)
+    ids = _grant_ids(model)
+    for index, grant in enumerate(model.grants):
+        service = estate.services.model.services[grant.service]
+        where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
+        reason = _exclusion(grant.expires, model.agreement.expires, at)
+        if reason:
+            excluded.append(ExcludedGrant(model.id, index, grant.service, reason))
+            warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
+            continue
+        ends = min(day_end(grant.expires), agreement_end) if grant.expires else agreement_end
+        grants.append(GrantIR(
+            id=ids[index], partner=model.id, index=index, service=grant.service,
+            classification=service.classification, protocol=service.protocol,
+            ports=_ports(service, grant.ports), destinations=tuple(service.addresses),
+            sources=tuple(s for s in sources if any(s.version == d.version for d in service.addresses)),
+            expires=grant.expires, ends_at=ends, justification=grant.justification, approved_by=grant.approved_by,
+        ))
+    if model.grants and not grants:
+        warnings.append(f"{loaded.doc.shown_path}:1: partner {model.id!r} has no grant in force; its tunnel reaches nothing")
+    return PartnerIR(model.id, model.name, model.stage, model.agreement.reference, model.agreement.expires,
+                     peers, tuple(grants), tuple(excluded), _certificates(model, cas))
+
+
+def _exclusion(expires: dt.date | None, agreement_expires: dt.date, at: dt.datetime) -> str | None:
+    if day_end(agreement_expires) <= at:
+        return f"the agreement expired on {agreement_expires}"
+    if expires is not None and day_end(expires) <= at:
+        return f"it expired on {expires}"
+    return None
+
+
+def _grant_ids(model: PartnerFile) -> list[str]:
+    counts: dict[str, int] = {}
+    ids = []
+    for grant in model.grants:
+        counts[grant.service] = counts.get(grant.service, 0) + 1
+        suffix = f"#{counts[grant.service]}" if counts[grant.service] > 1 else ""
+        ids.append(f"{model.id}/{grant.service}{suffix}")
+    return ids
+
+
+def _ports(service: Service, narrowed: list[int | str] | None) -> tuple[PortRange, ...]:
+    specs = narrowed if narrowed is not None else service.ports
+    return tuple(PortRange(first, last) for first, last in merge([parse_port_spec(s) for s in specs]))
+
+
+def _peer(partner: str, peer: Peer) -> PeerIR:
+    return PeerIR(partner, peer.name, peer.public_key, tuple(peer.addresses), tuple(peer.networks),
+                  peer.endpoint, peer.keepalive, peer.preshared_key_file)
+
+
+def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]]) -> CertRequirementsIR | None:
+    reqs = model.certificates
+    if reqs is None:
+        return None
+    bundle = "".join(cert.public_bytes(Encoding.PEM).decode() for rel in reqs.issuing_cas for cert in cas[rel])
+    return CertRequirementsIR(model.id, reqs.smartcard_required, tuple(reqs.issuing_cas), bundle,
+                              tuple(reqs.policy_oids), tuple(reqs.ekus), reqs.min_rsa_bits, tuple(reqs.ec_curves),
+                              reqs.max_lifetime_days)
+
+
+def collapse(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """Return the smallest sorted list of networks covering exactly `networks`, IPv4 first."""
+    nets = list(networks)
+    result: list[IPNetwork] = []
+    for version in (4, 6):
+        result.extend(ipaddress.collapse_addresses([n for n in nets if n.version == version]))  # type: ignore[misc]
+    return tuple(result)

@@ -1,0 +1,182 @@
+"""The intermediate representation: one source of truth for rendering, queries, plans and drift.
+
+Everything here is a frozen dataclass describing the desired state of the gateway
+at one instant (`CompiledPolicy.at`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from gatewayctl.model.types import IPInterface, IPNetwork
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortRange:
+    """An inclusive range of ports; a single port has first == last."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantIR:
+    """A grant in force: partner sources may reach service destinations on these ports."""
+
+    id: str
+    partner: str
+    index: int
+    service: str
+    classification: str
+    protocol: str
+    ports: tuple[PortRange, ...]
+    destinations: tuple[IPNetwork, ...]
+    sources: tuple[IPNetwork, ...]
+    expires: dt.date | None
+    ends_at: dt.datetime | None
+    justification: str | None
+    approved_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExcludedGrant:
+    """A grant written in the profile but not compiled, and why."""
+
+    partner: str
+    index: int
+    service: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIR:
+    """One WireGuard peer as the gateway sees it."""
+
+    partner: str
+    name: str
+    public_key: str
+    tunnel_addresses: tuple[IPNetwork, ...]
+    networks: tuple[IPNetwork, ...]
+    endpoint: str | None
+    keepalive: int | None
+    preshared_key_file: str | None
+
+    @property
+    def allowed_ips(self) -> tuple[IPNetwork, ...]:
+        return self.tunnel_addresses + self.networks
+
+
+@dataclass(frozen=True, slots=True)
+class CertRequirementsIR:
+    """What a partner's users must present, with the CA bundle it refers to (PEM)."""
+
+    partner: str
+    smartcard_required: bool
+    issuing_cas: tuple[str, ...]
+    ca_bundle_pem: str
+    policy_oids: tuple[str, ...]
+    ekus: tuple[str, ...]
+    min_rsa_bits: int
+    ec_curves: tuple[str, ...]
+    max_lifetime_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerIR:
+    """A partner at the instant of compilation."""
+
+    id: str
+    name: str
+    stage: str
+    agreement_reference: str
+    agreement_expires: dt.date
+    peers: tuple[PeerIR, ...]
+    grants: tuple[GrantIR, ...]
+    excluded: tuple[ExcludedGrant, ...]
+    certificates: CertRequirementsIR | None
+
+    @property
+    def sources(self) -> tuple[IPNetwork, ...]:
+        return tuple(net for peer in self.peers for net in peer.allowed_ips)
+
+
+@dataclass(frozen=True, slots=True)
+class WgInterfaceIR:
+    """The gateway's WireGuard interface and all its peers."""
+
+    name: str
+    listen_port: int
+    addresses: tuple[IPInterface, ...]
+    mtu: int
+    private_key_file: str
+    public_key: str
+    endpoint: str
+    peers: tuple[PeerIR, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetElement:
+    """One element of a grant set: src . dst [. proto . ports], with the grants behind it."""
+
+    family: int
+    source: IPNetwork
+    destination: IPNetwork
+    protocol: str
+    ports: PortRange | None
+    timeout_s: int | None
+    grants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DenyEntry:
+    """A partner source address and the chain its denied packets go to."""
+
+    family: int
+    source: IPNetwork
+    partner: str
+    chain: str
+
+
+@dataclass(frozen=True, slots=True)
+class DenyChain:
+    """The chain that counts, logs and drops one partner's denied packets (or everyone's)."""
+
+    name: str
+    log_prefix: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NftTableIR:
+    """gatewayctl's one nftables table (family inet)."""
+
+    name: str
+    interface: str
+    grants4: tuple[SetElement, ...]
+    grants6: tuple[SetElement, ...]
+    icmp4: tuple[SetElement, ...]
+    icmp6: tuple[SetElement, ...]
+    deny4: tuple[DenyEntry, ...]
+    deny6: tuple[DenyEntry, ...]
+    deny_chains: tuple[DenyChain, ...]
+    log_rate_per_minute: int
+    log_burst: int
+    unknown_source_prefix: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """The whole desired state of one gateway at instant `at`."""
+
+    gateway: str
+    at: dt.datetime
+    interface: WgInterfaceIR
+    partners: tuple[PartnerIR, ...]
+    table: NftTableIR
+    warnings: tuple[str, ...]
+
+    def partner(self, partner_id: str) -> PartnerIR | None:
+        return next((p for p in self.partners if p.id == partner_id), None)

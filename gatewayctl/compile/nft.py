@@ -1,0 +1,99 @@
+"""The nftables part of the IR: grant sets, verdict maps and deny chains.
+
+The rule count is fixed: partners and grants only add set and map elements.
+The one exception is deny logging with `per_partner: true`, which adds one small
+chain per partner, reached only by that partner's denied packets, so the log
+prefix can name the partner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gatewayctl.compile.ir import DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
+from gatewayctl.model.gateway import GatewayFile
+
+SHARED_DENY_CHAIN = "deny_partner"
+
+
+def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...], at: dt.datetime) -> NftTableIR:
+    """Return the table IR; elements are deduplicated and sorted for byte-identical output."""
+    merged: dict[tuple[object, ...], SetElement] = {}
+    for partner in partners:
+        for grant in partner.grants:
+            for element in _elements(grant, at):
+                key = (element.family, element.source, element.destination, element.protocol, element.ports)
+                merged[key] = _merge(merged.get(key), element)
+    elements = sorted(merged.values(), key=_sort_key)
+    logging = gw.deny_logging
+    chains, entries = _deny(partners, gw)
+    return NftTableIR(
+        name=gw.firewall.table,
+        interface=gw.wireguard.interface,
+        grants4=tuple(e for e in elements if e.family == 4 and e.protocol != "icmp"),
+        grants6=tuple(e for e in elements if e.family == 6 and e.protocol != "icmp"),
+        icmp4=tuple(e for e in elements if e.family == 4 and e.protocol == "icmp"),
+        icmp6=tuple(e for e in elements if e.family == 6 and e.protocol == "icmp"),
+        deny4=tuple(e for e in entries if e.family == 4),
+        deny6=tuple(e for e in entries if e.family == 6),
+        deny_chains=chains,
+        log_rate_per_minute=logging.rate_per_minute,
+        log_burst=logging.burst,
+        unknown_source_prefix=f"{logging.prefix} unknown-source: " if logging.enabled else None,
+    )
+
+
+def _elements(grant: GrantIR, at: dt.datetime) -> list[SetElement]:
+    timeout = _timeout(grant.ends_at, at)
+    result = []
+    for src in grant.sources:
+        for dst in grant.destinations:
+            if src.version != dst.version:
+                continue
+            if grant.protocol == "icmp":
+                result.append(SetElement(src.version, src, dst, "icmp", None, timeout, (grant.id,)))
+                continue
+            for ports in grant.ports:
+                result.append(SetElement(src.version, src, dst, grant.protocol, ports, timeout, (grant.id,)))
+    return result
+
+
+def _timeout(ends_at: dt.datetime | None, at: dt.datetime) -> int | None:
+    """Seconds of access left, rounded down to whole days (whole hours on the last day, seconds in the last hour), so the
+    kernel never holds access open past the grant and builds on the same day are identical."""
+    if ends_at is None:
+        return None
+    left = int((ends_at - at).total_seconds())
+    unit = 86400 if left >= 86400 else 3600 if left >= 3600 else 1
+    return max(left // unit * unit, 1)
+
+
+def _merge(old: SetElement | None, new: SetElement) -> SetElement:
+    if old is None:
+        return new
+    timeout = None if old.timeout_s is None or new.timeout_s is None else max(old.timeout_s, new.timeout_s)
+    grants = tuple(sorted(set(old.grants) | set(new.grants)))
+    return SetElement(old.family, old.source, old.destination, old.protocol, old.ports, timeout, grants)
+
+
+def _sort_key(e: SetElement) -> tuple[object, ...]:
+    ports = (e.ports.first, e.ports.last) if e.ports else (0, 0)
+    return (e.family, int(e.source.network_address), e.source.prefixlen, int(e.destination.network_address),
+            e.destination.prefixlen, e.protocol, ports)
+
+
+def _deny(partners: tuple[PartnerIR, ...], gw: GatewayFile) -> tuple[tuple[DenyChain, ...], list[DenyEntry]]:
+    logging = gw.deny_logging
+    chains: list[DenyChain] = []
+    entries: list[DenyEntry] = []
+    if not logging.per_partner:
+        prefix = f"{logging.prefix} partner: " if logging.enabled else None
+        chains.append(DenyChain(SHARED_DENY_CHAIN, prefix))
+    for partner in partners:
+        chain = SHARED_DENY_CHAIN
+        if logging.per_partner:
+            chain = f"deny_{partner.id}"
+            chains.append(DenyChain(chain, f"{logging.prefix} {partner.id}: " if logging.enabled else None))
+        entries.extend(DenyEntry(src.version, src, partner.id, chain) for src in partner.sources)
+    entries.sort(key=lambda e: (e.family, int(e.source.network_address), e.source.prefixlen))
+    return tuple(chains), entries

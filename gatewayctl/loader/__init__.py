@@ -1,0 +1,1 @@
+"""Loading profile files: YAML 1.2 reading and schema validation."""

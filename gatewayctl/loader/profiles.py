@@ -1,0 +1,117 @@
+"""Load a profiles folder into validated models, collecting every error first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
+from gatewayctl.loader.yaml12 import Document, read_document
+from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
+from gatewayctl.model.types import PATTERN_HELP
+
+M = TypeVar("M", bound=BaseModel)
+
+GATEWAY_FILE = "gateway.yaml"
+SERVICES_FILE = "services.yaml"
+PARTNERS_DIR = "partners"
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[M]):
+    """A validated model with the document it came from (for line numbers)."""
+
+    model: M
+    doc: Document
+
+
+@dataclass(frozen=True)
+class Estate:
+    """Everything in one profiles folder, schema-valid file by file."""
+
+    root: Path
+    gateway: Loaded[GatewayFile]
+    services: Loaded[ServicesFile]
+    partners: tuple[Loaded[PartnerFile], ...]
+
+
+def load_estate(root: Path) -> Estate:
+    """Read and schema-validate every file under `root`; raises ProfileErrors listing all problems."""
+    errors: list[ProfileError] = []
+    if not root.is_dir():
+        raise ProfileErrors([ProfileError(display_path(root), 0, "profiles folder not found (use --profiles DIR)")])
+    gateway = _load_file(root / GATEWAY_FILE, GatewayFile, errors)
+    services = _load_file(root / SERVICES_FILE, ServicesFile, errors)
+    partners = [_load_file(path, PartnerFile, errors) for path in _partner_files(root, errors)]
+    if errors or gateway is None or services is None:
+        raise ProfileErrors(errors)
+    return Estate(root, gateway, services, tuple(p for p in partners if p is not None))
+
+
+def _partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
+    folder = root / PARTNERS_DIR
+    if not folder.is_dir():
+        errors.append(ProfileError(display_path(folder), 0, "partners folder not found; partner profiles live in partners/<id>.yaml"))
+        return []
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
+            continue
+        if path.suffix != ".yaml":
+            errors.append(ProfileError(display_path(path), 0, "partner profiles must end in .yaml; this file would be ignored"))
+            continue
+        files.append(path)
+    return files
+
+
+def _load_file(path: Path, model: type[M], errors: list[ProfileError]) -> Loaded[M] | None:
+    shown_path = display_path(path)
+    if not path.is_file():
+        errors.append(ProfileError(shown_path, 0, f"required file not found: {path.name}"))
+        return None
+    try:
+        doc = read_document(path, shown_path)
+    except ProfileErrors as exc:
+        errors.extend(exc.errors)
+        return None
+    if not isinstance(doc.data, dict):
+        errors.append(ProfileError(shown_path, 1, f"the file must be a mapping of settings, found {type(doc.data).__name__}"))
+        return None
+    try:
+        return Loaded(model.model_validate(doc.data), doc)
+    except ValidationError as exc:
+        errors.extend(_translate(exc, doc, model))
+        return None
+
+
+def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[ProfileError]:
+    found = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(part for part in err["loc"] if part != "[key]")
+        found.append(doc.error(loc, _message(err, loc)))
+    return found
+
+
+def _message(err: Any, loc: tuple[Any, ...]) -> str:
+    where = _dotted(loc) or "file"
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: required field is missing"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field (check its spelling in the profile reference)"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        message = "must be " + PATTERN_HELP.get(err["ctx"]["pattern"], f"text matching {err['ctx']['pattern']}")
+    if "[key]" in err["loc"]:
+        return f"{where}: name {shown(err['input'])} {message}"
+    return f"{where}: {message}; found {shown(err['input'])}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

@@ -1,0 +1,216 @@
+"""Strict YAML 1.2 reading with line numbers.
+
+libyaml (through PyYAML's C parser) builds the node tree quickly and keeps the
+position of every node; scalars are then resolved here with the YAML 1.2 core
+schema, so `NO` and `22:22` stay strings. Duplicate keys, aliases and
+non-standard tags are errors, because a policy file must mean exactly what it
+says.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.cyaml import CParser
+from yaml import MappingNode, Node, ScalarNode, SequenceNode
+
+from gatewayctl.errors import ProfileError, ProfileErrors, shown
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+_PLAIN = "tag:gatewayctl:plain"
+_TAG = "tag:yaml.org,2002:"
+
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    """Tags every plain scalar as 'plain' so that the core schema is applied here."""
+
+
+_Resolver.add_implicit_resolver(_PLAIN, re.compile(r".*", re.S), None)
+
+
+class _Loader(CParser, _Resolver):  # type: ignore[misc]
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        _Resolver.__init__(self)
+
+
+class YamlError(Exception):
+    """A file that is not acceptable YAML; carries the line."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed file: plain Python data plus the node tree for line look-ups."""
+
+    path: Path
+    shown_path: str
+    data: Any
+    root: Node
+
+    def line_of(self, loc: tuple[int | str, ...]) -> int:
+        """Return the 1-based line of the node at `loc`, or of its nearest parent."""
+        node = self.root
+        for part in loc:
+            child = _child(node, part)
+            if child is None:
+                break
+            node = child
+        return int(node.start_mark.line) + 1
+
+    def error(self, loc: tuple[int | str, ...], message: str) -> ProfileError:
+        return ProfileError(self.shown_path, self.line_of(loc), message)
+
+
+def _child(node: Node, part: int | str) -> Node | None:
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value == str(part):
+                return value  # type: ignore[no-any-return]
+    elif isinstance(node, SequenceNode) and isinstance(part, int):
+        if 0 <= part < len(node.value):
+            return node.value[part]  # type: ignore[no-any-return]
+    return None
+
+
+def read_document(path: Path, shown_path: str) -> Document:
+    """Read and parse one YAML file; raises ProfileErrors (with the line) on failure."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"file is {size} bytes; a profile file may be at most {MAX_FILE_BYTES} bytes"
+            raise ProfileErrors([ProfileError(shown_path, 0, message)])
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileErrors([ProfileError(shown_path, 0, f"cannot read file: {exc.strerror}")]) from None
+    text = _decode(raw, shown_path)
+    try:
+        root = _compose(text)
+        data = _Constructor().build(root)
+    except YamlError as exc:
+        raise ProfileErrors([ProfileError(shown_path, exc.line, exc.message)]) from None
+    return Document(path, shown_path, data, root)
+
+
+def _decode(raw: bytes, shown_path: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 4]
+        raise ProfileErrors([ProfileError(shown_path, line, f"file is not valid UTF-8: byte {bad!r} at offset {exc.start}")]) from None
+
+
+def _compose(text: str) -> Node:
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise YamlError(line, f"YAML syntax error: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(0, f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise YamlError(1, "file is empty; expected a mapping of settings")
+    return root  # type: ignore[no-any-return]
+
+
+class _Constructor:
+    """Turns nodes into dict/list/str/int/float/bool/None under the YAML 1.2 core schema."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def build(self, node: Node) -> Any:
+        if id(node) in self._seen:
+            raise YamlError(_line(node), "anchors and aliases (*name) are not supported in profiles; write the value out")
+        self._seen.add(id(node))
+        if isinstance(node, MappingNode):
+            return self._mapping(node)
+        if isinstance(node, SequenceNode):
+            self._check_tag(node, "seq")
+            return [self.build(item) for item in node.value]
+        return _scalar(node)
+
+    def _mapping(self, node: MappingNode) -> dict[str, Any]:
+        self._check_tag(node, "map")
+        result: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = self.build(key_node)
+            if not isinstance(key, str):
+                raise YamlError(_line(key_node), f"keys must be text, found {shown(key)}")
+            if key in result:
+                raise YamlError(_line(key_node), f"duplicate key {key!r} (first defined on line {first_line[key]})")
+            first_line[key] = _line(key_node)
+            result[key] = self.build(value_node)
+        return result
+
+    @staticmethod
+    def _check_tag(node: Node, kind: str) -> None:
+        if node.tag != _TAG + kind:
+            raise YamlError(_line(node), f"YAML tag {node.tag!r} is not supported in profiles")
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _scalar(node: Node) -> Any:
+    value: str = node.value
+    tag: str = node.tag
+    if tag == _PLAIN:
+        return _core(value)
+    if tag == _TAG + "str":
+        return value
+    explicit = {"int": _INT10, "bool": None, "null": _NULL, "float": _FLOAT}
+    kind = tag.removeprefix(_TAG)
+    if kind in explicit:
+        resolved = _core(value)
+        expected = {"int": int, "bool": bool, "null": type(None), "float": float}[kind]
+        if type(resolved) is expected or (kind == "float" and type(resolved) is int):
+            return float(resolved) if kind == "float" else resolved
+        raise YamlError(_line(node), f"value {value!r} is not a valid !!{kind}")
+    raise YamlError(_line(node), f"YAML tag {tag!r} is not supported in profiles")
+
+
+def _core(value: str) -> Any:
+    """Resolve a plain scalar with the YAML 1.2 core schema."""
+    if _NULL.match(value):
+        return None
+    if value in _BOOL:
+        return _BOOL[value]
+    if _INT10.match(value):
+        return int(value, 10)
+    if _INT8.match(value):
+        return int(value[2:], 8)
+    if _INT16.match(value):
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        return float(value)
+    if _INF.match(value):
+        return -math.inf if value.startswith("-") else math.inf
+    if _NAN.match(value):
+        return math.nan
+    return value

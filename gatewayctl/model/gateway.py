@@ -1,0 +1,111 @@
+"""gateway.yaml: the gateway's own settings and the catalogue of trust stages."""
+
+from __future__ import annotations
+
+from pydantic import Field, StrictBool, model_validator
+
+from gatewayctl.model.types import (
+    AbsolutePath,
+    Endpoint,
+    Identifier,
+    InterfaceAddress,
+    InterfaceName,
+    LongText,
+    Network,
+    Port,
+    Strict,
+    Text,
+    WgPublicKey,
+)
+
+
+class WireGuardSettings(Strict):
+    """The gateway's WireGuard interface facing the partners."""
+
+    interface: InterfaceName = Field(description="name of the WireGuard interface on the gateway, e.g. wg-partners")
+    listen_port: Port = Field(description="UDP port the gateway listens on")
+    addresses: list[InterfaceAddress] = Field(
+        min_length=1, description="the gateway's own tunnel address(es) with prefix length, e.g. 10.250.0.1/16"
+    )
+    pool: list[Network] = Field(min_length=1, description="networks that partner tunnel addresses are taken from")
+    endpoint: Endpoint = Field(description="public host:port that partners connect to (written into partner configs)")
+    public_key: WgPublicKey = Field(description="the gateway's WireGuard public key (written into partner configs)")
+    private_key_file: AbsolutePath = Field(
+        description="path of the private key file on the gateway host; the key itself never appears in a profile"
+    )
+    mtu: int = Field(default=1420, ge=1280, le=9000, strict=True, description="interface MTU (1280-9000)")
+
+
+class Stage(Strict):
+    """A trust stage and its ceilings; partners are placed in exactly one stage."""
+
+    description: LongText = ""
+    max_services: int | None = Field(default=None, ge=1, strict=True, description="most services a partner may be granted")
+    classifications: list[Identifier] = Field(
+        min_length=1, description="data classifications a partner at this stage may reach"
+    )
+    max_grant_days: int | None = Field(default=None, ge=1, strict=True, description="longest a grant may run, in days")
+    preshared_key_for: list[Identifier] = Field(
+        default_factory=list, description="classifications whose access needs a WireGuard preshared key on every peer"
+    )
+    smartcard_for: list[Identifier] = Field(
+        default_factory=list, description="classifications whose access needs a smart-card certificate requirement"
+    )
+
+
+class DenyLogging(Strict):
+    """How packets dropped by the partner firewall are logged."""
+
+    enabled: StrictBool = True
+    rate_per_minute: int = Field(default=10, ge=1, le=10000, strict=True, description="log lines per minute per partner")
+    burst: int = Field(default=5, ge=1, le=10000, strict=True, description="burst of log lines above the rate")
+    prefix: str = Field(
+        default="gwctl-deny",
+        pattern=r"^[A-Za-z0-9_.:-]{1,24}$",
+        description="log prefix; the partner id is appended (letters, digits and _.:- only)",
+    )
+    per_partner: StrictBool = Field(
+        default=True,
+        description=(
+            "one log rule per partner so the log prefix names the partner and each partner has its own rate "
+            "limit; false keeps the ruleset at a fixed number of rules with one shared prefix"
+        ),
+    )
+
+
+class Firewall(Strict):
+    """The nftables table gatewayctl owns."""
+
+    table: str = Field(
+        default="gatewayctl",
+        pattern=r"^gatewayctl(_[a-z0-9]{1,20})?$",
+        description="name of the one nftables table (family inet) gatewayctl owns: gatewayctl or gatewayctl_<suffix>",
+    )
+
+
+class GatewayFile(Strict):
+    """gateway.yaml."""
+
+    name: Identifier = Field(description="the gateway's name")
+    description: LongText = ""
+    wireguard: WireGuardSettings
+    internal_networks: list[Network] = Field(min_length=1, description="the internal networks this gateway fronts")
+    classifications: list[Identifier] = Field(
+        min_length=1, description="data classifications, ordered from least to most sensitive"
+    )
+    stages: dict[Identifier, Stage] = Field(min_length=1, description="trust stages by name, e.g. pilot, established, strategic")
+    deny_logging: DenyLogging = Field(default_factory=DenyLogging)
+    firewall: Firewall = Field(default_factory=Firewall)
+    owner: Text | None = None
+
+    @model_validator(mode="after")
+    def _classifications_known(self) -> GatewayFile:
+        if len(set(self.classifications)) != len(self.classifications):
+            raise ValueError(f"classifications must be unique, found {self.classifications}")
+        known = set(self.classifications)
+        for name, stage in self.stages.items():
+            for field in ("classifications", "preshared_key_for", "smartcard_for"):
+                unknown = sorted(set(getattr(stage, field)) - known)
+                if unknown:
+                    raise ValueError(f"stage {name!r} {field} names unknown classification(s) {unknown}; known: {self.classifications}")
+        return self

@@ -1,0 +1,103 @@
+"""partners/<id>.yaml: one file per partner, the partner's whole trust profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gatewayctl.model.types import (
+    AbsolutePath,
+    Email,
+    Endpoint,
+    Identifier,
+    LongText,
+    Network,
+    Oid,
+    PortSpec,
+    RelativePath,
+    Strict,
+    Text,
+    WgPublicKey,
+)
+
+
+class Contact(Strict):
+    """A person at the partner who can be reached about this access."""
+
+    name: Text
+    email: Email
+    role: Literal["technical", "security", "business", "legal"] = "technical"
+    phone: Text | None = None
+
+
+class Agreement(Strict):
+    """The agreement in force with the partner; no grant may outlive it."""
+
+    reference: Text = Field(description="the agreement's reference, e.g. a contract number")
+    expires: dt.date = Field(description="last day the agreement is in force (YYYY-MM-DD)")
+    signed: dt.date | None = None
+
+
+class Peer(Strict):
+    """One WireGuard peer of the partner: a site or a device."""
+
+    name: Identifier
+    public_key: WgPublicKey
+    addresses: list[Network] = Field(min_length=1, description="tunnel addresses, from the gateway's pool")
+    networks: list[Network] = Field(
+        default_factory=list, description="the partner's LAN networks behind this peer (site-to-site)"
+    )
+    endpoint: Endpoint | None = Field(default=None, description="the peer's public host:port, if it has a fixed one")
+    keepalive: int | None = Field(default=None, ge=1, le=65535, strict=True, description="persistent keepalive, seconds")
+    preshared_key_file: AbsolutePath | None = Field(
+        default=None, description="path of this peer's preshared key file on the gateway host"
+    )
+
+
+class Grant(Strict):
+    """Access to one catalogue service, with who approved it, why and until when."""
+
+    service: Identifier = Field(description="name of a service in services.yaml")
+    ports: list[PortSpec] | None = Field(
+        default=None, description="narrow the grant to some of the service's ports; never wider than the service"
+    )
+    justification: Text | None = Field(default=None, description="why the partner needs this access")
+    approved_by: Text | None = Field(default=None, description="who approved the grant")
+    expires: dt.date | None = Field(default=None, description="last day of access (YYYY-MM-DD, inclusive, UTC)")
+
+    @model_validator(mode="after")
+    def _narrowing_not_empty(self) -> Grant:
+        if self.ports is not None and not self.ports:
+            raise ValueError("ports: [] would grant nothing; remove 'ports' to grant all of the service's ports")
+        return self
+
+
+class CertificateRequirements(Strict):
+    """What the partner's users must present: smart-card or other certificates."""
+
+    smartcard_required: bool = Field(default=True, strict=True, description="a smart card (hardware key) is required")
+    issuing_cas: list[RelativePath] = Field(min_length=1, description="PEM files of the partner's issuing CAs, beside the profiles")
+    policy_oids: list[Oid] = Field(default_factory=list, description="certificate policy OIDs, all of which must be present")
+    ekus: list[Oid | Literal["clientAuth", "smartcardLogon", "pkinitClientAuth"]] = Field(
+        default_factory=list, description="extended key usages, all of which must be present"
+    )
+    min_rsa_bits: int = Field(default=2048, ge=2048, le=16384, strict=True)
+    ec_curves: list[Literal["P-256", "P-384", "P-521"]] = Field(default_factory=lambda: ["P-256", "P-384"])
+    max_lifetime_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
+
+
+class PartnerFile(Strict):
+    """partners/<id>.yaml."""
+
+    id: Identifier = Field(description="the partner's id; must equal the file name without .yaml")
+    name: Text = Field(description="the partner's display name")
+    description: LongText = ""
+    stage: Identifier = Field(description="trust stage, one of the stages in gateway.yaml")
+    contacts: list[Contact] = Field(min_length=1)
+    agreement: Agreement
+    review_by: dt.date | None = Field(default=None, description="date by which this profile must be reviewed")
+    peers: list[Peer] = Field(min_length=1)
+    grants: list[Grant] = Field(default_factory=list)
+    certificates: CertificateRequirements | None = None

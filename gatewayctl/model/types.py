@@ -1,0 +1,194 @@
+"""Field types shared by every profile file, each with the requirement it enforces."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from typing import Annotated, Any, Union
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+class Strict(BaseModel):
+    """Base of every profile model: unknown fields are errors; objects are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line of text without control characters (newline, tab, NUL...)")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if _CONTROL_MULTILINE.search(value):
+        raise ValueError("must not contain control characters other than newline and tab")
+    return value
+
+
+IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_-]{0,30}[a-z0-9]$|^[a-z]$"
+INTERFACE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,14}$"
+EMAIL_PATTERN = r"^[^@\s\"'<>;{}]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+ABSOLUTE_PATTERN = r"^/[A-Za-z0-9._/+-]*$"
+RELATIVE_PATTERN = r"^[A-Za-z0-9._/+-]+$"
+OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
+PATTERN_HELP = {
+    IDENTIFIER_PATTERN: "lower-case letters, digits, '-' and '_', starting with a letter and not ending in '-' or '_', at most 32 characters",
+    INTERFACE_PATTERN: "a Linux interface name: a letter, then letters, digits, '-' or '_', at most 15 characters",
+    EMAIL_PATTERN: "an e-mail address such as noc@partner.example",
+    ABSOLUTE_PATTERN: "an absolute path (letters, digits and ._/+- only)",
+    RELATIVE_PATTERN: "a relative path (letters, digits and ._/+- only)",
+    OID_PATTERN: "an object identifier in dotted form, such as 2.16.840.1.101.3.2.1.3.13",
+}
+
+Text = Annotated[str, StringConstraints(max_length=200), AfterValidator(_one_line)]
+LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_multi_line)]
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN),
+    Field(description="lower-case letters, digits, '-' and '_', starting with a letter, at most 32 characters"),
+]
+InterfaceName = Annotated[
+    str,
+    StringConstraints(pattern=INTERFACE_PATTERN),
+    Field(description="a Linux interface name: a letter, then letters, digits, '-' or '_', at most 15 characters"),
+]
+Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=200)]
+AbsolutePath = Annotated[
+    str,
+    StringConstraints(pattern=ABSOLUTE_PATTERN, max_length=400),
+    Field(description="an absolute path on the gateway host (letters, digits and ._/+- only)"),
+]
+
+
+def _relative(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("must be a path inside the profiles folder: relative, without '..'")
+    return value
+
+
+RelativePath = Annotated[
+    str,
+    StringConstraints(pattern=RELATIVE_PATTERN, max_length=400),
+    AfterValidator(_relative),
+    Field(description="a path relative to the profiles folder, without '..'"),
+]
+Oid = Annotated[str, StringConstraints(pattern=OID_PATTERN)]
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=65535, strict=True)]
+
+
+def _network(value: Any) -> IPNetwork:
+    if not isinstance(value, str):
+        raise ValueError("must be an address or network in text form, such as 10.1.0.0/24 or fd00::/64")
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("is not an IPv4 or IPv6 address or network") from None
+    raise ValueError(f"has host bits set; the network is {loose}")
+
+
+def _interface(value: Any) -> IPInterface:
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError("must be an address with its prefix length, such as 10.250.0.1/16")
+    try:
+        return ipaddress.ip_interface(value)
+    except ValueError:
+        raise ValueError("is not an IPv4 or IPv6 address with a prefix length") from None
+
+
+Network = Annotated[
+    IPNetwork,
+    BeforeValidator(_network),
+    Field(description="an IPv4 or IPv6 address or network in CIDR form, host bits clear"),
+]
+InterfaceAddress = Annotated[IPInterface, BeforeValidator(_interface)]
+
+
+def _wg_key(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a WireGuard public key: 44 characters of base64")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64; a WireGuard key is 44 characters of base64 ending in '='") from None
+    if len(raw) != 32 or len(value) != 44:
+        raise ValueError(f"decodes to {len(raw)} bytes; a WireGuard key is 32 bytes (44 characters of base64)")
+    if raw == bytes(32):
+        raise ValueError("is the all-zero key, which WireGuard treats as no key")
+    return value
+
+
+WgPublicKey = Annotated[str, BeforeValidator(_wg_key), Field(description="a WireGuard public key (44 characters of base64)")]
+
+
+def _endpoint(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be host:port, such as vpn.example.com:51820 or [2001:db8::1]:51820")
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([A-Za-z0-9.-]+):([0-9]{1,5})", value)
+    if not match:
+        raise ValueError("must be host:port, such as vpn.example.com:51820 or [2001:db8::1]:51820")
+    host, port = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    if match.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    return value
+
+
+Endpoint = Annotated[str, BeforeValidator(_endpoint), Field(description="host:port or [IPv6]:port")]
+
+
+def parse_port_spec(value: Any) -> tuple[int, int]:
+    """Return (first, last) of a port or 'first-last' range; raises ValueError with the requirement."""
+    if isinstance(value, bool):
+        raise ValueError("a port must be a number or a range 'first-last', not true/false")
+    if isinstance(value, int):
+        first = last = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}-[0-9]{1,5}", value):
+        first, last = (int(part) for part in value.split("-"))
+    else:
+        raise ValueError("a port must be a number (443) or a range written first-last ('8000-8080')")
+    if not (1 <= first <= 65535 and 1 <= last <= 65535):
+        raise ValueError("ports must be between 1 and 65535")
+    if first > last:
+        raise ValueError(f"range {first}-{last} is reversed; write {last}-{first}")
+    return first, last
+
+
+def _port_spec(value: Any) -> int | str:
+    parse_port_spec(value)
+    return value  # type: ignore[no-any-return]
+
+
+PortSpec = Annotated[
+    Union[int, str],
+    BeforeValidator(_port_spec),
+    Field(description="a port (443) or an inclusive range written first-last ('8000-8080')"),
+]

@@ -1,0 +1,42 @@
+"""The pipeline stages composed: load -> validate -> compile. Used by every command."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatewayctl.compile.compiler import compile_estate
+from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.loader.profiles import Estate, load_estate
+from gatewayctl.validate import validate_estate
+
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The validated estate and the policy compiled from it."""
+
+    estate: Estate
+    policy: CompiledPolicy
+
+
+def parse_at(text: str | None) -> dt.datetime:
+    """`YYYY-MM-DD` (00:00 UTC that day), an ISO date-time, or now when None."""
+    if text is None:
+        return dt.datetime.now(UTC).replace(microsecond=0)
+    try:
+        if len(text) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=UTC)
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--at {text!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def compile_profiles(root: Path, at: dt.datetime) -> Compiled:
+    """Load, validate and compile; raises ProfileErrors listing every problem."""
+    estate = load_estate(root)
+    cas = validate_estate(estate)
+    return Compiled(estate, compile_estate(estate, cas, at))

@@ -1,0 +1,86 @@
+"""Every generated file, as (relative path, content, secret?) records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jinja2
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from gatewayctl import __version__
+from gatewayctl.compile.compiler import collapse
+from gatewayctl.compile.ir import CompiledPolicy, PartnerIR, PeerIR
+
+PRIVATE_KEY_PLACEHOLDER = "<REPLACE WITH THE PRIVATE KEY OF THIS PEER>"
+PRESHARED_KEY_PLACEHOLDER = "<REPLACE WITH THE PRESHARED KEY AGREED WITH THE GATEWAY TEAM>"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file to write. `secret` files (configs that will hold keys) are written 0600."""
+
+    path: str
+    content: str
+    secret: bool
+    kind: str
+
+
+def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact]:
+    """Render every artifact of the policy, in a stable order."""
+    common = {"gateway": policy.gateway, "version": __version__, "at": policy.at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    artifacts = [
+        Artifact(f"wireguard/{policy.interface.name}.conf",
+                 env.get_template("wireguard/gateway.conf.j2").render(interface=policy.interface, **common),
+                 True, "gateway WireGuard config"),
+        Artifact(f"nftables/{policy.table.name}.nft", render_ruleset(policy, env), False, "nftables ruleset"),
+    ]
+    for partner in policy.partners:
+        artifacts.extend(_partner_artifacts(policy, partner, env, common))
+    return artifacts
+
+
+def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment) -> str:
+    """The nftables ruleset file: an atomic replace of gatewayctl's table."""
+    at = policy.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return env.get_template("nftables/ruleset.nft.j2").render(
+        table=policy.table, gateway=policy.gateway, version=__version__, at=at)
+
+
+def partner_allowed_ips(partner: PartnerIR, peer: PeerIR) -> tuple[str, ...]:
+    """What the partner side routes into the tunnel: only the granted destinations of its families."""
+    families = {net.version for net in peer.allowed_ips}
+    granted = [d for g in partner.grants for d in g.destinations if d.version in families]
+    return tuple(str(n) for n in collapse(granted))
+
+
+def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.Environment,
+                       common: dict[str, str]) -> list[Artifact]:
+    result = []
+    template = env.get_template("wireguard/partner.conf.j2")
+    for peer in partner.peers:
+        text = template.render(partner=partner, peer=peer, interface=policy.interface,
+                               allowed_ips=partner_allowed_ips(partner, peer),
+                               private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
+                               preshared_key_placeholder=PRESHARED_KEY_PLACEHOLDER, **common)
+        result.append(Artifact(f"partners/{partner.id}/{peer.name}.conf", text, True, "partner WireGuard config"))
+    req = partner.certificates
+    if req is not None:
+        cas = [_ca_summary(cert) for cert in x509.load_pem_x509_certificates(req.ca_bundle_pem.encode())]
+        result.append(Artifact(f"partners/{partner.id}/certificate-requirements.json",
+                               env.get_template("certificates/requirements.json.j2").render(
+                                   partner=partner, req=req, cas=cas, **common),
+                               False, "certificate requirements"))
+        result.append(Artifact(f"partners/{partner.id}/ca-bundle.pem",
+                               env.get_template("certificates/ca-bundle.pem.j2").render(req=req, **common),
+                               False, "CA bundle"))
+    return result
+
+
+def _ca_summary(cert: x509.Certificate) -> dict[str, str]:
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "serial": format(cert.serial_number, "x"),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }

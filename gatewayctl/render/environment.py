@@ -1,0 +1,67 @@
+"""The Jinja2 environment: strict, with a site override folder in front of the defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from gatewayctl.compile.ir import SetElement
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def default_templates() -> Path:
+    """The templates/ folder of the source tree, or the copy installed under share/gatewayctl."""
+    for candidate in (_PACKAGE_ROOT / "templates", Path(sys.prefix) / "share" / "gatewayctl" / "templates"):
+        if (candidate / "nftables").is_dir():
+            return candidate
+    raise FileNotFoundError("gatewayctl's templates folder is missing from this installation")
+
+
+def make_environment(override: Path | None = None) -> jinja2.Environment:
+    """Return the environment; templates in `override` replace the defaults of the same name."""
+    folders = ([str(override)] if override else []) + [str(default_templates())]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(nft_addr=nft_addr, nft_timeout=nft_timeout, nft_element_tail=nft_element_tail, to_json=to_json)
+    return env
+
+
+def nft_addr(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """A host network as its bare address (nft's own listing form), anything else in CIDR."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def nft_timeout(seconds: int) -> str:
+    """Seconds in nft's duration syntax, exact: 30d, 5h, 90s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def nft_element_tail(element: SetElement) -> str:
+    """The timeout and comment of a set element; the comment names the grants (ids are safe identifiers)."""
+    tail = f" timeout {nft_timeout(element.timeout_s)}" if element.timeout_s is not None else ""
+    comment = " ".join(element.grants)
+    if len(comment) > 120:
+        comment = f"{element.grants[0]} +{len(element.grants) - 1}"
+    return f'{tail} comment "{comment}"'
+
+
+def to_json(value: Any) -> str:
+    """Deterministic, readable JSON."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,192 @@
+"""Checks across files that one schema alone cannot make; all errors are collected."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from gatewayctl.errors import ProfileError, ProfileErrors, display_path
+from gatewayctl.loader.profiles import Estate, Loaded
+from gatewayctl.model import PartnerFile
+from gatewayctl.model.types import IPNetwork, parse_port_spec
+from gatewayctl.ports import contained
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An address range claimed by one peer, for overlap detection."""
+
+    network: IPNetwork
+    owner: str
+    partner: str
+    where: ProfileError
+
+
+def validate_estate(estate: Estate) -> dict[str, list[x509.Certificate]]:
+    """Run every cross-file check; return the parsed CA certificates by relative path."""
+    errors: list[ProfileError] = []
+    _check_services(estate, errors)
+    _check_partner_ids(estate, errors)
+    for partner in estate.partners:
+        _check_partner(estate, partner, errors)
+    _check_keys(estate, errors)
+    _check_addresses(estate, errors)
+    cas = _load_cas(estate, errors)
+    if errors:
+        raise ProfileErrors(errors)
+    return cas
+
+
+def _check_services(estate: Estate, errors: list[ProfileError]) -> None:
+    known = estate.gateway.model.classifications
+    doc = estate.services.doc
+    for name, service in estate.services.model.services.items():
+        if service.classification not in known:
+            errors.append(doc.error(("services", name, "classification"),
+                          f"services.{name}.classification: unknown classification {service.classification!r}; "
+                          f"gateway.yaml defines {known}"))
+
+
+def _check_partner_ids(estate: Estate, errors: list[ProfileError]) -> None:
+    seen: dict[str, str] = {}
+    for partner in estate.partners:
+        model, doc = partner.model, partner.doc
+        if doc.path.stem != model.id:
+            errors.append(doc.error(("id",), f"id: {model.id!r} must equal the file name {doc.path.name!r} without .yaml"))
+        if model.id in seen:
+            errors.append(doc.error(("id",), f"id: partner id {model.id!r} is already used by {seen[model.id]}"))
+        seen.setdefault(model.id, doc.shown_path)
+
+
+def _check_partner(estate: Estate, partner: Loaded[PartnerFile], errors: list[ProfileError]) -> None:
+    model, doc = partner.model, partner.doc
+    if model.stage not in estate.gateway.model.stages:
+        errors.append(doc.error(("stage",), f"stage: unknown stage {model.stage!r}; gateway.yaml defines "
+                                f"{sorted(estate.gateway.model.stages)}"))
+    names: set[str] = set()
+    for index, peer in enumerate(model.peers):
+        if peer.name in names:
+            errors.append(doc.error(("peers", index, "name"), f"peers[{index}].name: peer name {peer.name!r} is used twice"))
+        names.add(peer.name)
+    for index, grant in enumerate(model.grants):
+        errors.extend(_grant_errors(estate, partner, index))
+
+
+def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int) -> Iterator[ProfileError]:
+    model, doc = partner.model, partner.doc
+    grant = model.grants[index]
+    where = f"grants[{index}]"
+    service = estate.services.model.services.get(grant.service)
+    if service is None:
+        yield doc.error(("grants", index, "service"), f"{where}.service: unknown service {grant.service!r}; "
+                        "it must be defined in services.yaml")
+        return
+    if grant.expires and grant.expires > model.agreement.expires:
+        yield doc.error(("grants", index, "expires"), f"{where}.expires: {grant.expires} is after the agreement's "
+                        f"expiry {model.agreement.expires}; a grant may not outlive the agreement")
+    if grant.ports is not None:
+        offered = [parse_port_spec(p) for p in service.ports]
+        for pindex, spec in enumerate(grant.ports):
+            if not contained(parse_port_spec(spec), offered):
+                yield doc.error(("grants", index, "ports", pindex), f"{where}.ports[{pindex}]: {spec!r} is not among "
+                                f"the ports of service {grant.service!r} ({service.ports}); a grant may only narrow")
+    sources = {n.version for peer in model.peers for n in [*peer.addresses, *peer.networks]}
+    targets = {n.version for n in service.addresses}
+    if not sources & targets:
+        yield doc.error(("grants", index, "service"), f"{where}: service {grant.service!r} has only "
+                        f"{_families(targets)} addresses and partner {model.id!r} only {_families(sources)} ones; "
+                        "the grant would match nothing")
+
+
+def _families(versions: set[int]) -> str:
+    return " and ".join(f"IPv{v}" for v in sorted(versions)) or "no"
+
+
+def _check_keys(estate: Estate, errors: list[ProfileError]) -> None:
+    gateway_key = estate.gateway.model.wireguard.public_key
+    seen: dict[str, str] = {gateway_key: "the gateway itself (gateway.yaml)"}
+    for partner in estate.partners:
+        for index, peer in enumerate(partner.model.peers):
+            label = f"peer {peer.name!r} of partner {partner.model.id!r}"
+            if peer.public_key in seen:
+                errors.append(partner.doc.error(("peers", index, "public_key"),
+                              f"peers[{index}].public_key: {peer.public_key} is already used by {seen[peer.public_key]}; "
+                              "every peer needs its own key"))
+            seen.setdefault(peer.public_key, label)
+
+
+def _check_addresses(estate: Estate, errors: list[ProfileError]) -> None:
+    wg = estate.gateway.model.wireguard
+    gateway_addresses = [iface.ip for iface in wg.addresses]
+    claims: list[Claim] = []
+    for partner in estate.partners:
+        claims.extend(_claims(partner, wg.pool, gateway_addresses, errors))
+    for first, second in _overlaps(claims):
+        errors.append(ProfileError(second.where.path, second.where.line,
+                      f"{second.where.message}: {second.network} overlaps {first.network} of {first.owner}; "
+                      "WireGuard would route it to only one of them"))
+
+
+def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress._BaseAddress],
+            errors: list[ProfileError]) -> Iterator[Claim]:
+    model, doc = partner.model, partner.doc
+    for index, peer in enumerate(model.peers):
+        owner = f"peer {peer.name!r} of partner {model.id!r} ({doc.shown_path})"
+        for field in ("addresses", "networks"):
+            for aindex, net in enumerate(getattr(peer, field)):
+                loc = ("peers", index, field, aindex)
+                label = f"peers[{index}].{field}[{aindex}]"
+                in_pool = any(net.version == p.version and net.subnet_of(p) for p in pool)  # type: ignore[arg-type]
+                if field == "addresses" and not in_pool:
+                    errors.append(doc.error(loc, f"{label}: tunnel address {net} is outside the gateway's pool "
+                                            f"{[str(p) for p in pool]}"))
+                if field == "networks" and any(net.overlaps(p) for p in pool if p.version == net.version):  # type: ignore[arg-type]
+                    errors.append(doc.error(loc, f"{label}: partner network {net} overlaps the tunnel pool"))
+                if any(addr in net for addr in gateway):
+                    errors.append(doc.error(loc, f"{label}: {net} contains the gateway's own tunnel address"))
+                yield Claim(net, owner, model.id, doc.error(loc, label))
+
+
+def _overlaps(claims: list[Claim]) -> Iterator[tuple[Claim, Claim]]:
+    """Yield (earlier, later) pairs of overlapping claims: a sweep over sorted ranges, O(n log n)."""
+    for version in (4, 6):
+        ordered = sorted((c for c in claims if c.network.version == version),
+                         key=lambda c: (int(c.network.network_address), -c.network.prefixlen))
+        widest: Claim | None = None
+        for claim in ordered:
+            if widest is not None and int(claim.network.network_address) <= int(widest.network.broadcast_address):
+                yield widest, claim
+                if int(claim.network.broadcast_address) <= int(widest.network.broadcast_address):
+                    continue
+            widest = claim
+
+
+def _load_cas(estate: Estate, errors: list[ProfileError]) -> dict[str, list[x509.Certificate]]:
+    cas: dict[str, list[x509.Certificate]] = {}
+    for partner in estate.partners:
+        reqs = partner.model.certificates
+        for index, rel in enumerate(reqs.issuing_cas if reqs else []):
+            loc = ("certificates", "issuing_cas", index)
+            try:
+                cas[rel] = _read_pem(estate.root / rel)
+            except ValueError as exc:
+                errors.append(partner.doc.error(loc, f"certificates.issuing_cas[{index}]: {rel}: {exc}"))
+    return cas
+
+
+def _read_pem(path: Path) -> list[x509.Certificate]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {display_path(path)}: {exc.strerror}") from None
+    if b"PRIVATE KEY" in data:
+        raise ValueError("the file contains a private key; only CA certificates belong beside the profiles")
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError("is not a PEM file of X.509 certificates") from None
+    return certs
