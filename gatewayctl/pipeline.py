@@ -37,6 +37,5 @@ def parse_at(text: str | None) -> dt.datetime:
 
 def compile_profiles(root: Path, at: dt.datetime) -> Compiled:
     """Load, validate and compile; raises ProfileErrors listing every problem."""
-    estate = load_estate(root)
-    cas = validate_estate(estate)
+    estate, cas = validate_estate(load_estate(root))
     return Compiled(estate, compile_estate(estate, cas, at))

@@ -10,8 +10,8 @@ from pathlib import Path
 from cryptography import x509
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
-from gatewayctl.loader.profiles import Estate, Loaded
-from gatewayctl.model import PartnerFile
+from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
+from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import IPNetwork, parse_port_spec
 from gatewayctl.ports import contained
 
@@ -26,19 +26,27 @@ class Claim:
     where: ProfileError
 
 
-def validate_estate(estate: Estate) -> dict[str, list[x509.Certificate]]:
-    """Run every cross-file check; return the parsed CA certificates by relative path."""
-    errors: list[ProfileError] = []
-    _check_services(estate, errors)
-    _check_partner_ids(estate, errors)
-    for partner in estate.partners:
-        _check_partner(estate, partner, errors)
-    _check_keys(estate, errors)
-    _check_addresses(estate, errors)
-    cas = _load_cas(estate, errors)
-    if errors:
-        raise ProfileErrors(errors)
-    return cas
+def validate_estate(partial: PartialEstate) -> tuple[Estate, dict[str, list[x509.Certificate]]]:
+    """Run every cross-file check whose inputs passed the schema; raise ProfileErrors with all
+    problems, schema ones included. Return the estate and the CA certificates by relative path."""
+    errors = list(partial.errors)
+    gateway, services = partial.gateway, partial.services
+    _check_partner_ids(partial.partners, errors)
+    _check_keys(gateway, partial.partners, errors)
+    cas = _load_cas(partial.root, partial.partners, errors)
+    if gateway is not None:
+        _check_addresses(gateway.model, partial.partners, errors)
+        for partner in partial.partners:
+            _check_stage(gateway.model, partner, errors)
+    if gateway is not None and services is not None:
+        estate = Estate(partial.root, gateway, services, partial.partners)
+        _check_services(estate, errors)
+        for partner in partial.partners:
+            for index in range(len(partner.model.grants)):
+                errors.extend(_grant_errors(estate, partner, index))
+        if not errors:
+            return estate, cas
+    raise ProfileErrors(errors)
 
 
 def _check_services(estate: Estate, errors: list[ProfileError]) -> None:
@@ -51,9 +59,9 @@ def _check_services(estate: Estate, errors: list[ProfileError]) -> None:
                           f"gateway.yaml defines {known}"))
 
 
-def _check_partner_ids(estate: Estate, errors: list[ProfileError]) -> None:
+def _check_partner_ids(partners: tuple[Loaded[PartnerFile], ...], errors: list[ProfileError]) -> None:
     seen: dict[str, str] = {}
-    for partner in estate.partners:
+    for partner in partners:
         model, doc = partner.model, partner.doc
         if doc.path.stem != model.id:
             errors.append(doc.error(("id",), f"id: {model.id!r} must equal the file name {doc.path.name!r} without .yaml"))
@@ -62,18 +70,11 @@ def _check_partner_ids(estate: Estate, errors: list[ProfileError]) -> None:
         seen.setdefault(model.id, doc.shown_path)
 
 
-def _check_partner(estate: Estate, partner: Loaded[PartnerFile], errors: list[ProfileError]) -> None:
+def _check_stage(gateway: GatewayFile, partner: Loaded[PartnerFile], errors: list[ProfileError]) -> None:
     model, doc = partner.model, partner.doc
-    if model.stage not in estate.gateway.model.stages:
+    if model.stage not in gateway.stages:
         errors.append(doc.error(("stage",), f"stage: unknown stage {model.stage!r}; gateway.yaml defines "
-                                f"{sorted(estate.gateway.model.stages)}"))
-    names: set[str] = set()
-    for index, peer in enumerate(model.peers):
-        if peer.name in names:
-            errors.append(doc.error(("peers", index, "name"), f"peers[{index}].name: peer name {peer.name!r} is used twice"))
-        names.add(peer.name)
-    for index, grant in enumerate(model.grants):
-        errors.extend(_grant_errors(estate, partner, index))
+                                f"{sorted(gateway.stages)}"))
 
 
 def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int) -> Iterator[ProfileError]:
@@ -106,11 +107,18 @@ def _families(versions: set[int]) -> str:
     return " and ".join(f"IPv{v}" for v in sorted(versions)) or "no"
 
 
-def _check_keys(estate: Estate, errors: list[ProfileError]) -> None:
-    gateway_key = estate.gateway.model.wireguard.public_key
-    seen: dict[str, str] = {gateway_key: "the gateway itself (gateway.yaml)"}
-    for partner in estate.partners:
+def _check_keys(gateway: Loaded[GatewayFile] | None, partners: tuple[Loaded[PartnerFile], ...],
+                errors: list[ProfileError]) -> None:
+    seen: dict[str, str] = {}
+    if gateway is not None:
+        seen[gateway.model.wireguard.public_key] = "the gateway itself (gateway.yaml)"
+    for partner in partners:
+        names: set[str] = set()
         for index, peer in enumerate(partner.model.peers):
+            if peer.name in names:
+                errors.append(partner.doc.error(("peers", index, "name"),
+                                                f"peers[{index}].name: peer name {peer.name!r} is used twice"))
+            names.add(peer.name)
             label = f"peer {peer.name!r} of partner {partner.model.id!r}"
             if peer.public_key in seen:
                 errors.append(partner.doc.error(("peers", index, "public_key"),
@@ -119,11 +127,12 @@ def _check_keys(estate: Estate, errors: list[ProfileError]) -> None:
             seen.setdefault(peer.public_key, label)
 
 
-def _check_addresses(estate: Estate, errors: list[ProfileError]) -> None:
-    wg = estate.gateway.model.wireguard
+def _check_addresses(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], ...],
+                     errors: list[ProfileError]) -> None:
+    wg = gateway.wireguard
     gateway_addresses = [iface.ip for iface in wg.addresses]
     claims: list[Claim] = []
-    for partner in estate.partners:
+    for partner in partners:
         claims.extend(_claims(partner, wg.pool, gateway_addresses, errors))
     for first, second in _overlaps(claims):
         errors.append(ProfileError(second.where.path, second.where.line,
@@ -165,14 +174,15 @@ def _overlaps(claims: list[Claim]) -> Iterator[tuple[Claim, Claim]]:
             widest = claim
 
 
-def _load_cas(estate: Estate, errors: list[ProfileError]) -> dict[str, list[x509.Certificate]]:
+def _load_cas(root: Path, partners: tuple[Loaded[PartnerFile], ...],
+              errors: list[ProfileError]) -> dict[str, list[x509.Certificate]]:
     cas: dict[str, list[x509.Certificate]] = {}
-    for partner in estate.partners:
+    for partner in partners:
         reqs = partner.model.certificates
         for index, rel in enumerate(reqs.issuing_cas if reqs else []):
             loc = ("certificates", "issuing_cas", index)
             try:
-                cas[rel] = _read_pem(estate.root / rel)
+                cas[rel] = _read_pem(root / rel)
             except ValueError as exc:
                 errors.append(partner.doc.error(loc, f"certificates.issuing_cas[{index}]: {rel}: {exc}"))
     return cas

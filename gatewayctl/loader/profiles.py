@@ -38,17 +38,26 @@ class Estate:
     partners: tuple[Loaded[PartnerFile], ...]
 
 
-def load_estate(root: Path) -> Estate:
-    """Read and schema-validate every file under `root`; raises ProfileErrors listing all problems."""
+@dataclass(frozen=True)
+class PartialEstate:
+    """The files that passed the schema, and the errors of those that did not."""
+
+    root: Path
+    gateway: Loaded[GatewayFile] | None
+    services: Loaded[ServicesFile] | None
+    partners: tuple[Loaded[PartnerFile], ...]
+    errors: tuple[ProfileError, ...]
+
+
+def load_estate(root: Path) -> PartialEstate:
+    """Read and schema-validate every file under `root`, collecting errors rather than stopping."""
     errors: list[ProfileError] = []
     if not root.is_dir():
         raise ProfileErrors([ProfileError(display_path(root), 0, "profiles folder not found (use --profiles DIR)")])
     gateway = _load_file(root / GATEWAY_FILE, GatewayFile, errors)
     services = _load_file(root / SERVICES_FILE, ServicesFile, errors)
     partners = [_load_file(path, PartnerFile, errors) for path in _partner_files(root, errors)]
-    if errors or gateway is None or services is None:
-        raise ProfileErrors(errors)
-    return Estate(root, gateway, services, tuple(p for p in partners if p is not None))
+    return PartialEstate(root, gateway, services, tuple(p for p in partners if p is not None), tuple(errors))
 
 
 def _partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
