@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import jinja2
 
 from gatewayctl.build import write_artifacts
 from gatewayctl.cli.common import at_option, load_or_exit, resolve_at
@@ -54,7 +55,12 @@ def build(obj: object, out: Path, templates: Path | None, at_text: str | None) -
       gatewayctl build -o out/ --at 2027-01-01 --templates site-templates/
     """
     compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)  # type: ignore[attr-defined]
-    artifacts = render_all(compiled.policy, make_environment(templates))
+    try:
+        artifacts = render_all(compiled.policy, make_environment(templates))
+    except jinja2.TemplateError as exc:
+        where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+        click.echo(f"error: template {where}{exc.message}; nothing was written", err=True)
+        raise SystemExit(2) from None
     for result in write_artifacts(artifacts, out):
         if obj.verbosity >= 0:  # type: ignore[attr-defined]
             click.echo(f"{result.status:<9} {out / result.path}  ({result.kind}, {result.size} bytes, "
