@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gatewayctl.compile.compiler import compile_estate
 from gatewayctl.compile.ir import CompiledPolicy
-from gatewayctl.loader.profiles import Estate, load_estate
+from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
 from gatewayctl.validate import validate_estate
 
 UTC = dt.timezone.utc
@@ -37,5 +37,7 @@ def parse_at(text: str | None) -> dt.datetime:
 
 def compile_profiles(root: Path, at: dt.datetime) -> Compiled:
     """Load, validate and compile; raises ProfileErrors listing every problem."""
-    estate, cas = validate_estate(load_estate(root))
-    return Compiled(estate, compile_estate(estate, cas, at))
+    partial = load_estate(root)
+    with gc_paused():
+        estate, cas = validate_estate(partial)
+        return Compiled(estate, compile_estate(estate, cas, at))

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
+from gatewayctl.loader.yaml12 import Document
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
 from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import IPNetwork, parse_port_spec
@@ -21,9 +22,12 @@ class Claim:
     """An address range claimed by one peer, for overlap detection."""
 
     network: IPNetwork
+    first: int
+    last: int
     owner: str
-    partner: str
-    where: ProfileError
+    doc: Document
+    loc: tuple[int | str, ...]
+    label: str
 
 
 def validate_estate(partial: PartialEstate) -> tuple[Estate, dict[str, list[x509.Certificate]]]:
@@ -135,41 +139,41 @@ def _check_addresses(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], 
     for partner in partners:
         claims.extend(_claims(partner, wg.pool, gateway_addresses, errors))
     for first, second in _overlaps(claims):
-        errors.append(ProfileError(second.where.path, second.where.line,
-                      f"{second.where.message}: {second.network} overlaps {first.network} of {first.owner}; "
-                      "WireGuard would route it to only one of them"))
+        errors.append(second.doc.error(second.loc, f"{second.label}: {second.network} overlaps {first.network} of "
+                                       f"{first.owner}; WireGuard would route it to only one of them"))
 
 
 def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress._BaseAddress],
             errors: list[ProfileError]) -> Iterator[Claim]:
     model, doc = partner.model, partner.doc
+    pools = [(p.version, int(p.network_address), int(p.broadcast_address)) for p in pool]
+    gateway_ints = [(a.version, int(a)) for a in gateway]
     for index, peer in enumerate(model.peers):
         owner = f"peer {peer.name!r} of partner {model.id!r} ({doc.shown_path})"
         for field in ("addresses", "networks"):
             for aindex, net in enumerate(getattr(peer, field)):
                 loc = ("peers", index, field, aindex)
                 label = f"peers[{index}].{field}[{aindex}]"
-                in_pool = any(net.version == p.version and net.subnet_of(p) for p in pool)  # type: ignore[arg-type]
-                if field == "addresses" and not in_pool:
+                v, first, last = net.version, int(net.network_address), int(net.broadcast_address)
+                if field == "addresses" and not any(pv == v and lo <= first and last <= hi for pv, lo, hi in pools):
                     errors.append(doc.error(loc, f"{label}: tunnel address {net} is outside the gateway's pool "
                                             f"{[str(p) for p in pool]}"))
-                if field == "networks" and any(net.overlaps(p) for p in pool if p.version == net.version):  # type: ignore[arg-type]
+                if field == "networks" and any(pv == v and lo <= last and first <= hi for pv, lo, hi in pools):
                     errors.append(doc.error(loc, f"{label}: partner network {net} overlaps the tunnel pool"))
-                if any(addr in net for addr in gateway):
+                if any(gv == v and first <= addr <= last for gv, addr in gateway_ints):
                     errors.append(doc.error(loc, f"{label}: {net} contains the gateway's own tunnel address"))
-                yield Claim(net, owner, model.id, doc.error(loc, label))
+                yield Claim(net, first, last, owner, doc, loc, label)
 
 
 def _overlaps(claims: list[Claim]) -> Iterator[tuple[Claim, Claim]]:
     """Yield (earlier, later) pairs of overlapping claims: a sweep over sorted ranges, O(n log n)."""
     for version in (4, 6):
-        ordered = sorted((c for c in claims if c.network.version == version),
-                         key=lambda c: (int(c.network.network_address), -c.network.prefixlen))
+        ordered = sorted((c for c in claims if c.network.version == version), key=lambda c: (c.first, -c.last))
         widest: Claim | None = None
         for claim in ordered:
-            if widest is not None and int(claim.network.network_address) <= int(widest.network.broadcast_address):
+            if widest is not None and claim.first <= widest.last:
                 yield widest, claim
-                if int(claim.network.broadcast_address) <= int(widest.network.broadcast_address):
+                if claim.last <= widest.last:
                     continue
             widest = claim
 

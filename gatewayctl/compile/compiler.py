@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Iterable
 
 from cryptography import x509
@@ -71,10 +70,11 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
     ids = _grant_ids(model)
     for index, grant in enumerate(model.grants):
         service = estate.services.model.services[grant.service]
-        where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
+        families = {d.version for d in service.addresses}
         reason = _exclusion(grant.expires, model.agreement.expires, at)
         if reason:
             excluded.append(ExcludedGrant(model.id, index, grant.service, reason))
+            where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
             warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
             continue
         ends = min(day_end(grant.expires), agreement_end) if grant.expires else agreement_end
@@ -82,7 +82,7 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
             id=ids[index], partner=model.id, index=index, service=grant.service,
             classification=service.classification, protocol=service.protocol,
             ports=_ports(service, grant.ports), destinations=tuple(service.addresses),
-            sources=tuple(s for s in sources if any(s.version == d.version for d in service.addresses)),
+            sources=tuple(s for s in sources if s.version in families),
             expires=grant.expires, ends_at=ends, justification=grant.justification, approved_by=grant.approved_by,
         ))
     if model.grants and not grants:
@@ -130,9 +130,15 @@ def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]]) ->
 
 
 def collapse(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
-    """Return the smallest sorted list of networks covering exactly `networks`, IPv4 first."""
-    nets = list(networks)
+    """Return `networks` sorted (IPv4 first), without duplicates or networks inside another one."""
+    ordered = sorted(set(networks), key=lambda n: (n.version, int(n.network_address), n.prefixlen))
     result: list[IPNetwork] = []
-    for version in (4, 6):
-        result.extend(ipaddress.collapse_addresses([n for n in nets if n.version == version]))  # type: ignore[misc]
+    last_end = -1
+    last_version = 0
+    for net in ordered:
+        start, end = int(net.network_address), int(net.broadcast_address)
+        if net.version == last_version and end <= last_end:
+            continue
+        result.append(net)
+        last_version, last_end = net.version, end
     return tuple(result)

@@ -9,6 +9,7 @@ says.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -36,10 +37,14 @@ _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 
 class _Resolver(yaml.resolver.BaseResolver):
-    """Tags every plain scalar as 'plain' so that the core schema is applied here."""
+    """Tags every plain scalar as 'plain' so that the core schema is applied here.
 
+    libyaml calls `resolve` only for nodes without an explicit tag."""
 
-_Resolver.add_implicit_resolver(_PLAIN, re.compile(r".*", re.S), None)
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            return _PLAIN if implicit[0] else _TAG + "str"
+        return _TAG + ("seq" if kind is SequenceNode else "map")
 
 
 class _Loader(CParser, _Resolver):  # type: ignore[misc]
@@ -59,16 +64,19 @@ class YamlError(Exception):
 
 @dataclass(frozen=True)
 class Document:
-    """A parsed file: plain Python data plus the node tree for line look-ups."""
+    """A parsed file: plain Python data, and its text for line look-ups.
+
+    The node tree is not kept: it costs memory and garbage-collector time at thousands of
+    files, and lines are only needed for messages, so it is rebuilt on demand."""
 
     path: Path
     shown_path: str
     data: Any
-    root: Node
+    text: str
 
     def line_of(self, loc: tuple[int | str, ...]) -> int:
         """Return the 1-based line of the node at `loc`, or of its nearest parent."""
-        node = self.root
+        node = _tree(self.text)
         for part in loc:
             child = _child(node, part)
             if child is None:
@@ -103,11 +111,15 @@ def read_document(path: Path, shown_path: str) -> Document:
         raise ProfileErrors([ProfileError(shown_path, 0, f"cannot read file: {exc.strerror}")]) from None
     text = _decode(raw, shown_path)
     try:
-        root = _compose(text)
-        data = _Constructor().build(root)
+        data = _Constructor().build(_compose(text))
     except YamlError as exc:
         raise ProfileErrors([ProfileError(shown_path, exc.line, exc.message)]) from None
-    return Document(path, shown_path, data, root)
+    return Document(path, shown_path, data, text)
+
+
+@functools.lru_cache(maxsize=8)
+def _tree(text: str) -> Node:
+    return _compose(text)
 
 
 def _decode(raw: bytes, shown_path: str) -> str:
@@ -197,6 +209,9 @@ def _scalar(node: Node) -> Any:
 
 def _core(value: str) -> Any:
     """Resolve a plain scalar with the YAML 1.2 core schema."""
+    first = value[:1]
+    if first.isalpha() and first not in "nNtTfF":
+        return value  # the common case: text that can be nothing else
     if _NULL.match(value):
         return None
     if value in _BOOL:
