@@ -11,7 +11,7 @@ from gatewayctl.compile.ir import CompiledPolicy
 from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
 from gatewayctl.validate import validate_estate
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
-from gatewayctl.loader.yaml12 import Document
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
+from gatewayctl.loader.yaml12 import Document
 from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import IPNetwork, parse_port_spec
 from gatewayctl.ports import contained
@@ -107,7 +108,7 @@ def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int) -> I
                         "the grant would match nothing")
 
 
-def _families(versions: set[int]) -> str:
+def _families(versions: set[Literal[4, 6]]) -> str:
     return " and ".join(f"IPv{v}" for v in sorted(versions)) or "no"
 
 
@@ -143,7 +144,7 @@ def _check_addresses(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], 
                                        f"{first.owner}; WireGuard would route it to only one of them"))
 
 
-def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress._BaseAddress],
+def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
             errors: list[ProfileError]) -> Iterator[Claim]:
     model, doc = partner.model, partner.doc
     pools = [(p.version, int(p.network_address), int(p.broadcast_address)) for p in pool]

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROFILES = REPO / "profiles"
 # Golden files and most tests evaluate the example estate at this fixed instant.
 AT = "2026-12-01"
-AT_DT = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+AT_DT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from gatewayctl.render.artifacts import render_ruleset
 from gatewayctl.render.environment import make_environment
 from gatewayctl.synth import gateway_doc
 
-AT = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

@@ -8,7 +8,7 @@ import click
 import jinja2
 
 from gatewayctl.build import write_artifacts
-from gatewayctl.cli.common import at_option, load_or_exit, resolve_at
+from gatewayctl.cli.common import Context, at_option, load_or_exit, resolve_at
 from gatewayctl.render.artifacts import render_all
 from gatewayctl.render.environment import make_environment
 
@@ -16,7 +16,7 @@ from gatewayctl.render.environment import make_environment
 @click.command()
 @at_option
 @click.pass_obj
-def validate(obj: object, at_text: str | None) -> None:
+def validate(obj: Context, at_text: str | None) -> None:
     """Check every profile file and the references between them.
 
     Every problem is reported as file:line: message with the bad value; all of
@@ -27,9 +27,9 @@ def validate(obj: object, at_text: str | None) -> None:
       gatewayctl validate
       gatewayctl --profiles ../estate validate --at 2027-01-01
     """
-    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)  # type: ignore[attr-defined]
+    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)
     policy = compiled.policy
-    if obj.verbosity >= 0:  # type: ignore[attr-defined]
+    if obj.verbosity >= 0:
         grants = sum(len(p.grants) for p in policy.partners)
         click.echo(f"ok: {len(policy.partners)} partners, {len(policy.interface.peers)} peers, "
                    f"{grants} grants in force, {len(compiled.estate.services.model.services)} services")
@@ -42,7 +42,7 @@ def validate(obj: object, at_text: str | None) -> None:
               help="Folder of site templates that override the built-in ones by name.")
 @at_option
 @click.pass_obj
-def build(obj: object, out: Path, templates: Path | None, at_text: str | None) -> None:
+def build(obj: Context, out: Path, templates: Path | None, at_text: str | None) -> None:
     """Compile the profiles and write every gateway artifact.
 
     Writes the gateway's WireGuard config, one config per partner peer, the
@@ -54,7 +54,7 @@ def build(obj: object, out: Path, templates: Path | None, at_text: str | None) -
       gatewayctl build -o out/
       gatewayctl build -o out/ --at 2027-01-01 --templates site-templates/
     """
-    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)  # type: ignore[attr-defined]
+    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)
     try:
         artifacts = render_all(compiled.policy, make_environment(templates))
     except jinja2.TemplateError as exc:
@@ -62,10 +62,10 @@ def build(obj: object, out: Path, templates: Path | None, at_text: str | None) -
         click.echo(f"error: template {where}{exc.message}; nothing was written", err=True)
         raise SystemExit(2) from None
     for result in write_artifacts(artifacts, out):
-        if obj.verbosity >= 0:  # type: ignore[attr-defined]
+        if obj.verbosity >= 0:
             click.echo(f"{result.status:<9} {out / result.path}  ({result.kind}, {result.size} bytes, "
                        f"mode {result.mode:04o})")
-    if obj.verbosity >= 0:  # type: ignore[attr-defined]
+    if obj.verbosity >= 0:
         click.echo(f"built {len(artifacts)} artifacts in {out}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,6 +14,14 @@ from gatewayctl.errors import ProfileErrors
 from gatewayctl.pipeline import Compiled, compile_profiles, parse_at
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Context:
+    """Options of the group, passed to every command."""
+
+    profiles: Path
+    verbosity: int
 
 
 def at_option(func: F) -> F:

@@ -7,25 +7,17 @@ Exit codes, the same for every command: 0 clean, 1 findings or changes,
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from gatewayctl import __version__
 from gatewayctl.cli import build_cmd, schema_cmd
+from gatewayctl.cli.common import Context
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
-
-
-@dataclass
-class Context:
-    """Options of the group, passed to every command."""
-
-    profiles: Path
-    verbosity: int
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

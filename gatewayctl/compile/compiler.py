@@ -29,9 +29,9 @@ from gatewayctl.model.services import Service
 from gatewayctl.model.types import IPNetwork, parse_port_spec
 from gatewayctl.ports import merge
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
-__all__ = ["compile_estate", "day_end", "DenyChain", "DenyEntry", "SetElement"]
+__all__ = ["DenyChain", "DenyEntry", "SetElement", "compile_estate", "day_end"]
 
 
 def day_end(day: dt.date) -> dt.datetime:
@@ -136,7 +136,7 @@ def collapse(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
     last_end = -1
     last_version = 0
     for net in ordered:
-        start, end = int(net.network_address), int(net.broadcast_address)
+        _start, end = int(net.network_address), int(net.broadcast_address)
         if net.version == last_version and end <= last_end:
             continue
         result.append(net)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.cyaml import CParser
 from yaml import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
 from gatewayctl.errors import ProfileError, ProfileErrors, shown
 
@@ -47,7 +47,7 @@ class _Resolver(yaml.resolver.BaseResolver):
         return _TAG + ("seq" if kind is SequenceNode else "map")
 
 
-class _Loader(CParser, _Resolver):  # type: ignore[misc]
+class _Loader(CParser, _Resolver):
     def __init__(self, stream: str) -> None:
         CParser.__init__(self, stream)
         _Resolver.__init__(self)
@@ -93,9 +93,8 @@ def _child(node: Node, part: int | str) -> Node | None:
         for key, value in node.value:
             if isinstance(key, ScalarNode) and key.value == str(part):
                 return value  # type: ignore[no-any-return]
-    elif isinstance(node, SequenceNode) and isinstance(part, int):
-        if 0 <= part < len(node.value):
-            return node.value[part]  # type: ignore[no-any-return]
+    elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
     return None
 
 
@@ -145,7 +144,7 @@ def _compose(text: str) -> Node:
         loader.dispose()
     if root is None:
         raise YamlError(1, "file is empty; expected a mapping of settings")
-    return root  # type: ignore[no-any-return]
+    return root
 
 
 class _Constructor:
@@ -196,13 +195,14 @@ def _scalar(node: Node) -> Any:
         return _core(value)
     if tag == _TAG + "str":
         return value
-    explicit = {"int": _INT10, "bool": None, "null": _NULL, "float": _FLOAT}
+    expected: dict[str, type] = {"int": int, "bool": bool, "null": type(None), "float": float}
     kind = tag.removeprefix(_TAG)
-    if kind in explicit:
+    if kind in expected:
         resolved = _core(value)
-        expected = {"int": int, "bool": bool, "null": type(None), "float": float}[kind]
-        if type(resolved) is expected or (kind == "float" and type(resolved) is int):
-            return float(resolved) if kind == "float" else resolved
+        if type(resolved) is expected[kind]:
+            return resolved
+        if kind == "float" and type(resolved) is int:
+            return float(resolved)
         raise YamlError(_line(node), f"value {value!r} is not a valid !!{kind}")
     raise YamlError(_line(node), f"YAML tag {tag!r} is not supported in profiles")
 

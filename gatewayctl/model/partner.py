@@ -22,6 +22,8 @@ from gatewayctl.model.types import (
     WgPublicKey,
 )
 
+Curve = Literal["P-256", "P-384", "P-521"]
+
 
 class Contact(Strict):
     """A person at the partner who can be reached about this access."""
@@ -84,7 +86,7 @@ class CertificateRequirements(Strict):
         default_factory=list, description="extended key usages, all of which must be present"
     )
     min_rsa_bits: int = Field(default=2048, ge=2048, le=16384, strict=True)
-    ec_curves: list[Literal["P-256", "P-384", "P-521"]] = Field(default_factory=lambda: ["P-256", "P-384"])
+    ec_curves: list[Curve] = Field(default_factory=lambda: list[Curve](["P-256", "P-384"]))
     max_lifetime_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
 
 

@@ -6,12 +6,12 @@ import base64
 import binascii
 import ipaddress
 import re
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class Strict(BaseModel):
@@ -45,7 +45,9 @@ ABSOLUTE_PATTERN = r"^/[A-Za-z0-9._/+-]*$"
 RELATIVE_PATTERN = r"^[A-Za-z0-9._/+-]+$"
 OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
 PATTERN_HELP = {
-    IDENTIFIER_PATTERN: "lower-case letters, digits, '-' and '_', starting with a letter and not ending in '-' or '_', at most 32 characters",
+    IDENTIFIER_PATTERN: (
+        "lower-case letters, digits, '-' and '_', starting with a letter and not ending in '-' or '_', at most 32 characters"
+    ),
     INTERFACE_PATTERN: "a Linux interface name: a letter, then letters, digits, '-' or '_', at most 15 characters",
     EMAIL_PATTERN: "an e-mail address such as noc@partner.example",
     ABSOLUTE_PATTERN: "an absolute path (letters, digits and ._/+- only)",
@@ -88,13 +90,8 @@ RelativePath = Annotated[
 Oid = Annotated[str, StringConstraints(pattern=OID_PATTERN)]
 
 
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
-
-
-Port = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=65535, strict=True)]
+# strict: true/false and "443" are not ports
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 
 
 def _network(value: Any) -> IPNetwork:
@@ -188,7 +185,7 @@ def _port_spec(value: Any) -> int | str:
 
 
 PortSpec = Annotated[
-    Union[int, str],
+    int | str,
     BeforeValidator(_port_spec),
     Field(description="a port (443) or an inclusive range written first-last ('8000-8080')"),
 ]

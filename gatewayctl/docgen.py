@@ -1,0 +1,104 @@
+"""The profile reference (docs/profile-reference.md), generated from the JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.schema import json_schema
+
+INTRO = """# Profile reference
+
+Generated from the schema by `gatewayctl schema --format markdown`; do not edit by hand
+(a test fails when this file is stale).
+
+A profiles folder holds `gateway.yaml`, `services.yaml` and one `partners/<id>.yaml` per
+partner (sub-folders of `partners/` are allowed). Files are YAML 1.2: `NO`, `yes` and `22:22`
+stay text, duplicate keys, anchors/aliases and custom tags are errors, and so is any field
+not listed here. Dates are `YYYY-MM-DD` and mean whole days in UTC; an `expires` date is the
+last day of access.
+"""
+
+FORMATS = {
+    "ipv4network": "IP network (CIDR)", "ipv6network": "IP network (CIDR)",
+    "ipv4interface": "IP address/prefix", "ipv6interface": "IP address/prefix",
+    "date": "date (YYYY-MM-DD)",
+}
+FILES = [("gateway", "gateway.yaml"), ("services", "services.yaml"), ("partner", "partners/<id>.yaml")]
+
+
+def profile_reference() -> str:
+    """Return the Markdown reference of every profile file and nested object."""
+    parts = [INTRO]
+    seen: set[str] = set()
+    for kind, filename in FILES:
+        schema = json_schema(kind)
+        defs = schema.get("$defs", {})
+        parts.append(f"## `{filename}`\n\n{schema.get('description', '')}\n")
+        parts.append(_table(schema, defs))
+        for name in _referenced(schema, defs):
+            if name not in seen:
+                seen.add(name)
+                parts.append(f"### {name}\n\n{defs[name].get('description', '')}\n")
+                parts.append(_table(defs[name], defs))
+    return "\n".join(parts)
+
+
+def _referenced(schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
+    """Names of the definitions reachable from `schema`, in order of first appearance."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in found:
+                    found.append(name)
+                    walk(defs[name])
+            for key, value in node.items():
+                if key != "$defs":
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema.get("properties", {}))
+    return found
+
+
+def _table(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    required = set(schema.get("required", []))
+    rows = ["| field | type | required | default | meaning |", "|---|---|---|---|---|"]
+    for name, prop in schema.get("properties", {}).items():
+        default = f"`{prop['default']}`" if "default" in prop and prop["default"] not in (None, "", [], {}) else ""
+        rows.append(f"| `{name}` | {_type(prop)} | {'yes' if name in required else ''} | {default} | "
+                    f"{_escape(prop.get('description', ''))} |")
+    return "\n".join(rows) + "\n"
+
+
+def _type(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    if "anyOf" in prop:
+        names = [_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " or ".join(dict.fromkeys(names))
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_type(prop.get('items', {}))}"
+    if kind == "object":
+        values = next(iter(prop.get("patternProperties", {}).values()), prop.get("additionalProperties", {}))
+        return f"map of name to {_type(values)}"
+    if prop.get("format") in FORMATS:
+        return FORMATS[prop["format"]]
+    extra = prop.get("format") or ""
+    bounds = [f"{sym} {prop[key]}" for key, sym in (("minimum", "≥"), ("maximum", "≤")) if key in prop]
+    return " ".join([kind, f"({extra})" if extra else "", ", ".join(bounds)]).strip()
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

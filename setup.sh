@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-step set-up on Debian 12, as root: system packages, a virtual environment in .venv
+# with gatewayctl and its test extras, and `gatewayctl` on the PATH.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# nftables + python3-nftables: the kernel firewall and the official libnftables binding (JSON, dry run);
+# wireguard-go + wireguard-tools: the userspace WireGuard used where the kernel has no module;
+# iproute2/iputils-ping/procps: namespaces, links and reachability checks for the lab and the tests.
+apt-get install -y -q --no-install-recommends \
+    python3 python3-venv python3-pip python3-nftables nftables \
+    wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git
+
+# --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
+# and takes precedence (Debian's python3-cryptography is too old).
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+ln -sf "$PWD/.venv/bin/gatewayctl" /usr/local/bin/gatewayctl
+echo "gatewayctl $(.venv/bin/gatewayctl --version | awk '{print $3}') is installed: try 'gatewayctl validate'"

@@ -1,0 +1,54 @@
+"""The JSON Schema and the generated profile reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gatewayctl.docgen import profile_reference
+from gatewayctl.loader.yaml12 import read_document
+from tests.conftest import PROFILES, REPO, run_cli
+
+
+def test_profile_reference_is_current() -> None:
+    current = (REPO / "docs" / "profile-reference.md").read_text()
+    assert current == profile_reference(), "regenerate: gatewayctl schema --format markdown > docs/profile-reference.md"
+
+
+def test_schema_is_valid_and_accepts_every_example_file() -> None:
+    result = run_cli("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    files = [PROFILES / "gateway.yaml", PROFILES / "services.yaml", *sorted((PROFILES / "partners").glob("*.yaml"))]
+    for path in files:
+        errors = list(validator.iter_errors(read_document(path, path.name).data))
+        assert not errors, f"{path.name}: {errors[0].message}"
+
+
+@pytest.mark.parametrize("kind", ["gateway", "services", "partner"])
+def test_schema_of_one_kind_rejects_unknown_fields(kind: str) -> None:
+    schema = json.loads(run_cli("schema", "--kind", kind).stdout)
+    assert schema["additionalProperties"] is False
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"surprise": 1})
+
+
+def test_every_command_has_help_with_examples() -> None:
+    from gatewayctl.cli.main import cli
+
+    for name in cli.commands:
+        result = run_cli(name, "--help")
+        assert result.exit_code == 0
+        assert "Examples:" in result.stdout, name
+
+
+def test_module_entry_point_and_version(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "gatewayctl", "--version"], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    assert result.stdout.startswith("gatewayctl, version ")
