@@ -127,8 +127,20 @@ class SetElement:
     destination: IPNetwork
     protocol: str
     ports: PortRange | None
-    timeout_s: int | None
+    ends_at: dt.datetime | None
     grants: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """nft's own spelling of the element key (as `nft list` prints it)."""
+        parts = [_nft_addr(self.source), _nft_addr(self.destination)]
+        if self.ports is not None:
+            parts += [self.protocol, str(self.ports)]
+        return " . ".join(parts)
+
+
+def _nft_addr(network: IPNetwork) -> str:
+    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,10 @@ class DenyEntry:
     source: IPNetwork
     partner: str
     chain: str
+
+    @property
+    def key(self) -> str:
+        return f"{_nft_addr(self.source)} : goto {self.chain}"
 
 
 @dataclass(frozen=True, slots=True)

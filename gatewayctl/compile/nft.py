@@ -21,7 +21,7 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...], at: dt.datetim
     merged: dict[tuple[object, ...], SetElement] = {}
     for partner in partners:
         for grant in partner.grants:
-            for element in _elements(grant, at):
+            for element in _elements(grant):
                 key = (element.family, element.source, element.destination, element.protocol, element.ports)
                 merged[key] = _merge(merged.get(key), element)
     elements = sorted(merged.values(), key=_sort_key)
@@ -43,8 +43,8 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...], at: dt.datetim
     )
 
 
-def _elements(grant: GrantIR, at: dt.datetime) -> list[SetElement]:
-    timeout = _timeout(grant.ends_at, at)
+def _elements(grant: GrantIR) -> list[SetElement]:
+    timeout = grant.ends_at
     result = []
     for src in grant.sources:
         for dst in grant.destinations:
@@ -58,20 +58,10 @@ def _elements(grant: GrantIR, at: dt.datetime) -> list[SetElement]:
     return result
 
 
-def _timeout(ends_at: dt.datetime | None, at: dt.datetime) -> int | None:
-    """Seconds of access left, rounded down to whole days (whole hours on the last day, seconds in the last hour), so the
-    kernel never holds access open past the grant and builds on the same day are identical."""
-    if ends_at is None:
-        return None
-    left = int((ends_at - at).total_seconds())
-    unit = 86400 if left >= 86400 else 3600 if left >= 3600 else 1
-    return max(left // unit * unit, 1)
-
-
 def _merge(old: SetElement | None, new: SetElement) -> SetElement:
     if old is None:
         return new
-    timeout = None if old.timeout_s is None or new.timeout_s is None else max(old.timeout_s, new.timeout_s)
+    timeout = None if old.ends_at is None or new.ends_at is None else max(old.ends_at, new.ends_at)
     grants = tuple(sorted(set(old.grants) | set(new.grants)))
     return SetElement(old.family, old.source, old.destination, old.protocol, old.ports, timeout, grants)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import jinja2
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
 from gatewayctl.compile.ir import CompiledPolicy, PartnerIR, PeerIR
+from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
 
 PRIVATE_KEY_PLACEHOLDER = "<REPLACE WITH THE PRIVATE KEY OF THIS PEER>"
 PRESHARED_KEY_PLACEHOLDER = "<REPLACE WITH THE PRESHARED KEY AGREED WITH THE GATEWAY TEAM>"
@@ -40,11 +42,21 @@ def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact
     return artifacts
 
 
-def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment) -> str:
-    """The nftables ruleset file: an atomic replace of gatewayctl's table."""
+def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at: dt.datetime | None = None) -> str:
+    """The nftables ruleset file: an atomic replace of gatewayctl's table.
+
+    Without `loaded_at` (a file built ahead): timeouts rounded down from `policy.at`. With it (apply):
+    exact timeouts from that instant."""
     at = policy.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if loaded_at is None:
+        timeouts = rounded_timeouts(policy.at)
+        note = ("Element timeouts count from loading and are rounded down: load this file on the day it was "
+                "compiled for (gatewayctl apply computes exact ones).")
+    else:
+        timeouts = exact_timeouts(loaded_at)
+        note = f"Element timeouts are exact for loading at {loaded_at.strftime('%Y-%m-%dT%H:%M:%SZ')}."
     return env.get_template("nftables/ruleset.nft.j2").render(
-        table=policy.table, gateway=policy.gateway, version=__version__, at=at)
+        table=policy.table, gateway=policy.gateway, version=__version__, at=at, timeouts=timeouts, timeout_note=note)
 
 
 def partner_allowed_ips(partner: PartnerIR, peer: PeerIR) -> tuple[str, ...]:

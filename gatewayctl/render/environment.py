@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,37 @@ def nft_timeout(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def nft_element_tail(element: SetElement) -> str:
+Timeouts = Callable[[dt.datetime | None], int | None]
+
+
+def rounded_timeouts(at: dt.datetime) -> Timeouts:
+    """For files built ahead of loading: seconds left at `at`, rounded down to whole days (whole hours on
+    the last day, seconds in the last hour), so builds on the same day are byte-identical and the kernel
+    never holds access open past the grant (the file is meant to be loaded on the day it was built for)."""
+
+    def timeout(ends_at: dt.datetime | None) -> int | None:
+        if ends_at is None:
+            return None
+        left = int((ends_at - at).total_seconds())
+        unit = 86400 if left >= 86400 else 3600 if left >= 3600 else 1
+        return max(left // unit * unit, 1)
+
+    return timeout
+
+
+def exact_timeouts(now: dt.datetime) -> Timeouts:
+    """For a ruleset loaded right away (apply): the seconds left, so the kernel ends access on time."""
+
+    def timeout(ends_at: dt.datetime | None) -> int | None:
+        return None if ends_at is None else max(int((ends_at - now).total_seconds()), 1)
+
+    return timeout
+
+
+def nft_element_tail(element: SetElement, timeouts: Timeouts) -> str:
     """The timeout and comment of a set element; the comment names the grants (ids are safe identifiers)."""
-    tail = f" timeout {nft_timeout(element.timeout_s)}" if element.timeout_s is not None else ""
+    seconds = timeouts(element.ends_at)
+    tail = f" timeout {nft_timeout(seconds)}" if seconds is not None else ""
     comment = " ".join(element.grants)
     if len(comment) > 120:
         comment = f"{element.grants[0]} +{len(element.grants) - 1}"
