@@ -1,0 +1,1 @@
+"""Everything that touches the kernel lives here, behind the `Host` protocol (see base.py)."""

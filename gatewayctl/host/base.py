@@ -1,0 +1,90 @@
+"""The host interface: read a snapshot of live state, apply changes. Implemented by RealHost and FakeHost.
+
+Reading is two halves: `snapshot()` acquires raw data (plain JSON-able values), and the pure
+`parse_snapshot()` turns it into typed `LiveState`; parsers are tested on captured snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gatewayctl.host import uapi
+from gatewayctl.host.nftstate import ForeignChain, NftTableState, parse_foreign_chains, parse_table
+from gatewayctl.host.wgtypes import DeviceState, DeviceUpdate
+
+
+@dataclass(frozen=True)
+class LinkState:
+    name: str
+    up: bool
+    mtu: int
+    kind: str | None
+    addresses: frozenset[str]
+    routes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the host runs now, for one interface and gatewayctl's table."""
+
+    link: LinkState | None
+    wg_backend: str | None
+    wg: DeviceState | None
+    wg_error: str | None
+    nft: NftTableState | None
+    foreign_chains: tuple[ForeignChain, ...]
+    forwarding4: bool
+    forwarding6: bool
+
+
+class Host(Protocol):
+    """The only way gatewayctl touches a gateway."""
+
+    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
+        """Acquire raw live state for one interface and one table."""
+        ...
+
+    def nft_canonical(self, text: str, table: str) -> NftTableState:
+        """The table a ruleset text defines, in the form `snapshot` reads it back."""
+        ...
+
+    def nft_load(self, text: str) -> None:
+        """Load a ruleset text atomically (all or nothing); raise HostError on refusal."""
+        ...
+
+    def nft_delete(self, table: str) -> None: ...
+
+    def wg_create(self, ifname: str) -> str:
+        """Create a WireGuard interface; return the backend used ("kernel" or "userspace")."""
+        ...
+
+    def wg_update(self, ifname: str, backend: str, update: DeviceUpdate) -> None: ...
+
+    def link_configure(self, ifname: str, mtu: int | None, up: bool | None) -> None: ...
+
+    def address(self, ifname: str, cidr: str, add: bool) -> None: ...
+
+    def route(self, ifname: str, dst: str, add: bool) -> None: ...
+
+
+def read(host: Host, ifname: str, table: str) -> LiveState:
+    return parse_snapshot(host.snapshot(ifname, table))
+
+
+def parse_snapshot(raw: dict[str, Any]) -> LiveState:
+    """Pure: raw snapshot -> typed state."""
+    link = raw.get("link")
+    link_state = None
+    if link is not None:
+        link_state = LinkState(link["name"], bool(link["up"]), int(link["mtu"]), link.get("kind"),
+                               frozenset(link["addresses"]), frozenset(link["routes"]))
+    wg = uapi.parse_get(raw["wg_raw"]) if raw.get("wg_raw") is not None else None
+    table = raw["table"]
+    nft = parse_table(raw["nft_table"], table) if raw.get("nft_table") else None
+    forwarding = raw.get("forwarding", {})
+    return LiveState(
+        link=link_state, wg_backend=raw.get("wg_backend"), wg=wg, wg_error=raw.get("wg_error"), nft=nft,
+        foreign_chains=parse_foreign_chains(raw.get("nft_chains") or {}, table),
+        forwarding4=forwarding.get("ipv4") == "1", forwarding6=forwarding.get("ipv6") == "1",
+    )

@@ -1,0 +1,203 @@
+"""An in-memory host for unit tests, behind the same `Host` protocol as the real one.
+
+It produces raw snapshots in the real formats (UAPI text, nft JSON listing), so the same parsers
+run on both; tests/test_host_contract.py holds both to the same behaviour. Its nftables part
+understands the rulesets gatewayctl renders (not nft's whole language).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.nftstate import NftTableState, parse_table
+from gatewayctl.host.uapi import ZERO_KEY, _hex
+from gatewayctl.host.wgtypes import DeviceUpdate
+
+
+@dataclass
+class FakeDevice:
+    private_key: bytes | None = None
+    listen_port: int = 0
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class FakeHost:
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    devices: dict[str, FakeDevice] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    foreign_chains: list[dict[str, Any]] = field(default_factory=list)
+    forwarding: dict[str, str] = field(default_factory=lambda: {"ipv4": "1", "ipv6": "1"})
+    fail_next: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def _maybe_fail(self, operation: str) -> None:
+        self.calls.append(operation)
+        message = self.fail_next.pop(operation, None)
+        if message is not None:
+            raise HostError(message)
+
+    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
+        link = copy.deepcopy(self.links.get(ifname))
+        device = self.devices.get(ifname)
+        chains = {"nftables": [{"chain": c} for c in self.foreign_chains]}
+        return {
+            "ifname": ifname, "table": table, "link": link, "wg_backend": "userspace" if device else None,
+            "wg_raw": _uapi_text(device) if device else None, "wg_error": None,
+            "nft_table": _listing(self.tables[table], table) if table in self.tables else None,
+            "nft_chains": chains, "forwarding": dict(self.forwarding),
+        }
+
+    def nft_canonical(self, text: str, table: str) -> NftTableState:
+        state = parse_table(_listing(text, table), table)
+        assert state is not None
+        return state
+
+    def nft_load(self, text: str) -> None:
+        self._maybe_fail("nft_load")
+        match = re.search(r"^table inet (\S+) \{$", text, re.M)
+        if not match:
+            raise HostError("the kernel refused the ruleset; nothing was changed: no table")
+        self.tables[match.group(1)] = text
+
+    def nft_delete(self, table: str) -> None:
+        self._maybe_fail("nft_delete")
+        self.tables.pop(table, None)
+
+    def wg_create(self, ifname: str) -> str:
+        self._maybe_fail("wg_create")
+        self.links[ifname] = {"name": ifname, "index": len(self.links) + 10, "up": False, "mtu": 1420, "kind": "tun",
+                              "addresses": [], "routes": []}
+        self.devices[ifname] = FakeDevice()
+        return "userspace"
+
+    def wg_update(self, ifname: str, backend: str, update: DeviceUpdate) -> None:
+        self._maybe_fail("wg_update")
+        device = self.devices.get(ifname)
+        if device is None:
+            raise HostError(f"no WireGuard userspace socket for {ifname}")
+        if update.private_key is not None:
+            device.private_key = update.private_key
+        if update.listen_port is not None:
+            device.listen_port = update.listen_port
+        for key in update.remove:
+            device.peers.pop(key, None)
+        for peer in update.upsert:
+            old = device.peers.get(peer.public_key, {"handshake": 0, "rx": 0, "tx": 0})
+            device.peers[peer.public_key] = {
+                **old, "psk": peer.preshared_key, "endpoint": peer.endpoint, "keepalive": peer.keepalive,
+                "allowed_ips": [str(ipaddress.ip_network(ip)) for ip in peer.allowed_ips],
+            }
+
+    def link_configure(self, ifname: str, mtu: int | None, up: bool | None) -> None:
+        self._maybe_fail("link_configure")
+        link = self._link(ifname)
+        if mtu is not None:
+            link["mtu"] = mtu
+        if up is not None:
+            link["up"] = up
+
+    def address(self, ifname: str, cidr: str, add: bool) -> None:
+        self._maybe_fail("address")
+        _toggle(self._link(ifname)["addresses"], cidr, add)
+
+    def route(self, ifname: str, dst: str, add: bool) -> None:
+        self._maybe_fail("route")
+        _toggle(self._link(ifname)["routes"], dst, add)
+
+    def _link(self, ifname: str) -> dict[str, Any]:
+        if ifname not in self.links:
+            raise HostError(f"interface {ifname} does not exist")
+        return self.links[ifname]
+
+
+def _toggle(items: list[str], value: str, add: bool) -> None:
+    if add and value not in items:
+        items.append(value)
+        items.sort()
+    elif not add and value in items:
+        items.remove(value)
+
+
+def _uapi_text(device: FakeDevice) -> str:
+    lines = [f"private_key={device.private_key.hex() if device.private_key else ZERO_KEY}",
+             f"listen_port={device.listen_port}"]
+    for key, peer in device.peers.items():
+        lines += [f"public_key={_hex(key)}",
+                  f"preshared_key={peer['psk'].hex() if peer['psk'] else ZERO_KEY}"]
+        if peer["endpoint"]:
+            lines.append(f"endpoint={peer['endpoint']}")
+        lines += [f"last_handshake_time_sec={peer['handshake']}", f"rx_bytes={peer['rx']}", f"tx_bytes={peer['tx']}",
+                  f"persistent_keepalive_interval={peer['keepalive']}"]
+        lines += [f"allowed_ip={ip}" for ip in peer["allowed_ips"]]
+    return "\n".join(lines)
+
+
+_BLOCK = re.compile(r"^\t(set|map|chain) (\S+) \{$")
+
+
+def _listing(text: str, table: str) -> dict[str, Any]:
+    """A `nft -j list table` listing for a ruleset in gatewayctl's rendered form."""
+    body = text.split(f"table inet {table} {{\n", 2)[-1]
+    items: list[dict[str, Any]] = [{"table": {"family": "inet", "name": table}}]
+    kind, current = None, None
+    for line in body.splitlines():
+        match = _BLOCK.match(line)
+        if match:
+            kind, name = match.groups()
+            current = {"family": "inet", "table": table, "name": name}
+            items.append({kind: current})
+            continue
+        if current is None or not line.strip() or line.strip() in ("}", "elements = {"):
+            continue
+        _line(line.strip().rstrip(","), kind, current, items)
+    return {"nftables": items}
+
+
+def _line(line: str, kind: str | None, current: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    if kind in ("set", "map") and line.startswith("type "):
+        parts = line[5:].split(" : ")
+        current["type"] = [t.strip() for t in parts[0].split(" . ")]
+        if kind == "map":
+            current["map"] = parts[1]
+    elif kind in ("set", "map") and line.startswith("flags "):
+        current["flags"] = line[6:].split(",")
+    elif kind in ("set", "map") and line == "counter":
+        current["stmt"] = [{"counter": None}]
+    elif kind in ("set", "map"):
+        current.setdefault("elem", []).append(_elem(line, kind))
+    elif line.startswith("type filter hook"):
+        hook, prio, policy = re.match(r"type filter hook (\w+) priority (\w+); policy (\w+);", line).groups()  # type: ignore[union-attr]
+        current.update(type="filter", hook=hook, prio=0 if prio == "filter" else int(prio), policy=policy)
+    else:
+        items.append({"rule": {"family": "inet", "table": current["table"], "chain": current["name"], "expr": [{"fake": line}]}})
+
+
+def _elem(line: str, kind: str) -> Any:
+    if kind == "map":
+        key, verdict = line.split(" : ")
+        action, target = verdict.split()
+        return [_value(key), {action: {"target": target}}]
+    key = re.sub(r' (timeout \S+ )?comment ".*"$', "", line)
+    key = re.sub(r" timeout \S+$", "", key)
+    return {"elem": {"val": _value(key), "counter": {"packets": 0, "bytes": 0}}}
+
+
+def _value(text: str) -> Any:
+    parts = [_atom(p) for p in text.split(" . ")]
+    return {"concat": parts} if len(parts) > 1 else parts[0]
+
+
+def _atom(text: str) -> Any:
+    if "/" in text:
+        addr, length = text.split("/")
+        return {"prefix": {"addr": addr, "len": int(length)}}
+    if re.fullmatch(r"\d+-\d+", text):
+        first, last = text.split("-")
+        return {"range": [int(first), int(last)]}
+    return int(text) if text.isdigit() else text

@@ -1,0 +1,72 @@
+"""nftables through libnftables' JSON interface (Debian's python3-nftables).
+
+Only gatewayctl's own table is ever written; it is replaced in one transaction
+(`table {}`, `delete table`, full table), so a failed load leaves the live ruleset untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.netns import run_in_thread, unshare
+from gatewayctl.host.nftstate import NftTableState, parse_table
+
+
+def _nft() -> Any:
+    try:
+        import nftables
+    except ImportError:
+        raise HostError("the Python binding of libnftables is missing: apt-get install python3-nftables "
+                        "(and create the virtual environment with --system-site-packages)") from None
+    nft = nftables.Nftables()
+    nft.set_json_output(True)
+    nft.set_handle_output(False)
+    return nft
+
+
+def list_json(command: str) -> dict[str, Any] | None:
+    """Run a `list` command; None when the object does not exist."""
+    rc, out, err = _nft().cmd(command)
+    if rc != 0:
+        if "No such file or directory" in err:
+            return None
+        raise HostError(f"nft {command}: {err.strip()}")
+    return json.loads(out) if out else {"nftables": []}
+
+
+def load(text: str, label: str = "ruleset") -> None:
+    """Load a ruleset from a temporary file, so errors point at line:column; raise HostError on failure."""
+    fd, path = tempfile.mkstemp(prefix="gatewayctl-", suffix=".nft")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        nft = _nft()
+        nft.set_json_output(False)
+        rc, _, err = nft.cmd_from_file(path)
+    finally:
+        os.unlink(path)
+    if rc != 0:
+        raise HostError(f"the kernel refused the {label}; nothing was changed: {err.strip().replace(path, label)}")
+
+
+def delete_table(name: str) -> None:
+    rc, _, err = _nft().cmd(f"delete table inet {name}")
+    if rc != 0 and "No such file or directory" not in err:
+        raise HostError(f"cannot delete table inet {name}: {err.strip()}")
+
+
+def canonical(text: str, name: str) -> NftTableState:
+    """Load `text` into a private throwaway namespace and read it back: nft's own canonical form."""
+
+    def work() -> NftTableState:
+        load(text, "desired ruleset")
+        state = parse_table(list_json(f"list table inet {name}") or {}, name)
+        if state is None:
+            raise HostError(f"the desired ruleset does not define table inet {name}")
+        return state
+
+    return run_in_thread(unshare, work)

@@ -1,0 +1,91 @@
+"""The real host: netlink, libnftables and WireGuard (UAPI socket or kernel generic netlink)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.host import kernel_wg, links, nft, uapi
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.nftstate import NftTableState
+from gatewayctl.host.wgtypes import DeviceUpdate
+
+
+class RealHost:
+    """Acts in the network namespace of the calling thread (see host/netns.py)."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+
+    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
+        link = links.raw_link(ifname)
+        backend = self.backend_of(ifname, link)
+        wg_raw, wg_error = None, None
+        if backend is not None:
+            try:
+                wg_raw = uapi.get_raw(ifname) if backend == "userspace" else kernel_wg.get_raw(ifname)
+            except HostError as exc:
+                wg_error = str(exc)
+        elif link is not None:
+            wg_error = f"{ifname} exists but is not a WireGuard interface (kind {link.get('kind')})"
+        return {
+            "ifname": ifname, "table": table, "link": link, "wg_backend": backend, "wg_raw": wg_raw,
+            "wg_error": wg_error, "nft_table": nft.list_json(f"list table inet {table}"),
+            "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
+        }
+
+    @staticmethod
+    def backend_of(ifname: str, link: dict[str, Any] | None) -> str | None:
+        """Userspace when its UAPI socket exists, kernel when the link is of kind wireguard."""
+        if os.path.exists(uapi.socket_path(ifname)):
+            return "userspace"
+        if link is not None and link.get("kind") == "wireguard":
+            return "kernel"
+        return None
+
+    def nft_canonical(self, text: str, table: str) -> NftTableState:
+        return nft.canonical(text, table)
+
+    def nft_load(self, text: str) -> None:
+        nft.load(text)
+
+    def nft_delete(self, table: str) -> None:
+        nft.delete_table(table)
+
+    def wg_create(self, ifname: str) -> str:
+        if links.create_wireguard(ifname):
+            return "kernel"
+        return self._start_userspace(ifname)
+
+    def _start_userspace(self, ifname: str) -> str:
+        binary = shutil.which("wireguard-go")
+        if binary is None:
+            raise HostError(f"cannot create {ifname}: the kernel has no WireGuard module and wireguard-go is not installed")
+        log = open(self.log_dir / f"wireguard-go-{ifname}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
+        env = dict(os.environ, WG_PROCESS_FOREGROUND="1")
+        subprocess.Popen([binary, "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True)
+        for _ in range(100):
+            if os.path.exists(uapi.socket_path(ifname)) and links.raw_link(ifname) is not None:
+                return "userspace"
+            time.sleep(0.05)
+        raise HostError(f"wireguard-go did not create {ifname} within 5 s")
+
+    def wg_update(self, ifname: str, backend: str, update: DeviceUpdate) -> None:
+        if backend == "userspace":
+            uapi.apply_update(ifname, update)
+        else:
+            kernel_wg.apply_update(ifname, update)
+
+    def link_configure(self, ifname: str, mtu: int | None, up: bool | None) -> None:
+        links.configure(ifname, mtu, up)
+
+    def address(self, ifname: str, cidr: str, add: bool) -> None:
+        links.address(ifname, cidr, add)
+
+    def route(self, ifname: str, dst: str, add: bool) -> None:
+        links.route(ifname, dst, add)
