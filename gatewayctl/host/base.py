@@ -55,6 +55,10 @@ class Host(Protocol):
 
     def nft_delete(self, table: str) -> None: ...
 
+    def nft_list_text(self, table: str) -> str | None:
+        """The table as nft text (elements with their remaining timers), to restore it later; None if absent."""
+        ...
+
     def wg_create(self, ifname: str) -> str:
         """Create a WireGuard interface; return the backend used ("kernel" or "userspace")."""
         ...

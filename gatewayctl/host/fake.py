@@ -65,6 +65,9 @@ class FakeHost:
             raise HostError("the kernel refused the ruleset; nothing was changed: no table")
         self.tables[match.group(1)] = text
 
+    def nft_list_text(self, table: str) -> str | None:
+        return self.tables.get(table)
+
     def nft_delete(self, table: str) -> None:
         self._maybe_fail("nft_delete")
         self.tables.pop(table, None)

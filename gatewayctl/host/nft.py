@@ -38,6 +38,18 @@ def list_json(command: str) -> dict[str, Any] | None:
     return json.loads(out) if out else {"nftables": []}
 
 
+def list_text(table: str) -> str | None:
+    """The table in nft's text form, with element timers and counters (it loads back as it was)."""
+    nft = _nft()
+    nft.set_json_output(False)
+    rc, out, err = nft.cmd(f"list table inet {table}")
+    if rc != 0:
+        if "No such file or directory" in err:
+            return None
+        raise HostError(f"nft list table inet {table}: {err.strip()}")
+    return str(out)
+
+
 def load(text: str, label: str = "ruleset") -> None:
     """Load a ruleset from a temporary file, so errors point at line:column; raise HostError on failure."""
     fd, path = tempfile.mkstemp(prefix="gatewayctl-", suffix=".nft")

@@ -81,7 +81,7 @@ def value_text(value: Any) -> str:
         if key in ("goto", "jump"):
             return f"{key} {inner['target']}"
         if inner is None:
-            return key
+            return str(key)
     return json.dumps(value, sort_keys=True)
 
 

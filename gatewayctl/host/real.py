@@ -56,6 +56,9 @@ class RealHost:
     def nft_delete(self, table: str) -> None:
         nft.delete_table(table)
 
+    def nft_list_text(self, table: str) -> str | None:
+        return nft.list_text(table)
+
     def wg_create(self, ifname: str) -> str:
         if links.create_wireguard(ifname):
             return "kernel"
@@ -67,8 +70,10 @@ class RealHost:
             raise HostError(f"cannot create {ifname}: the kernel has no WireGuard module and wireguard-go is not installed")
         log = open(self.log_dir / f"wireguard-go-{ifname}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
         env = dict(os.environ, WG_PROCESS_FOREGROUND="1")
-        subprocess.Popen([binary, "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                         start_new_session=True)
+        proc = subprocess.Popen([binary, "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        if self.log_dir:  # so that whoever stops it can do so by PID
+            (self.log_dir / f"wireguard-go-{ifname}.pid").write_text(f"{proc.pid}\n")
         for _ in range(100):
             if os.path.exists(uapi.socket_path(ifname)) and links.raw_link(ifname) is not None:
                 return "userspace"

@@ -12,6 +12,7 @@ import binascii
 import ipaddress
 import os
 import socket
+from dataclasses import dataclass, field
 
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.wgtypes import DeviceState, DeviceUpdate, PeerConfig, PeerState, fingerprint, public_of
@@ -66,49 +67,56 @@ def get_raw(ifname: str) -> str:
     return exchange(ifname, "get=1\n\n")
 
 
-def parse_get(text: str) -> DeviceState:
-    """Parse a `get` reply into typed state; private keys are reduced to a public key or a fingerprint."""
-    public_key: str | None = None
-    listen_port = 0
-    peers: dict[str, dict[str, object]] = {}
-    current: dict[str, object] | None = None
+@dataclass
+class _RawPeer:
+    """A peer's fields as they arrive, secrets included; converted before leaving this module."""
+
+    public_key: str
+    psk: bytes | None = field(default=None, repr=False)
+    endpoint: str | None = None
+    keepalive: int = 0
+    allowed_ips: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def _read(text: str) -> tuple[bytes | None, int, list[_RawPeer]]:
+    private: bytes | None = None
+    port = 0
+    peers: list[_RawPeer] = []
     for line in text.splitlines():
-        if not line:
-            continue
         key, _, value = line.partition("=")
         if key == "private_key":
-            public_key = public_of(bytes.fromhex(value)) if value != ZERO_KEY else None
+            private = None if value == ZERO_KEY else bytes.fromhex(value)
         elif key == "listen_port":
-            listen_port = int(value)
+            port = int(value)
         elif key == "public_key":
-            current = {"public_key": _b64(value), "allowed_ips": set()}
-            peers[str(current["public_key"])] = current
-        elif current is not None:
-            _peer_field(current, key, value)
-    return DeviceState(public_key, listen_port, {k: _peer(v) for k, v in peers.items()})
+            peers.append(_RawPeer(_b64(value)))
+        elif peers:
+            _peer_field(peers[-1], key, value)
+    return private, port, peers
 
 
-def _peer_field(peer: dict[str, object], key: str, value: str) -> None:
+def _peer_field(peer: _RawPeer, key: str, value: str) -> None:
     if key == "preshared_key":
-        peer["psk"] = None if value == ZERO_KEY else fingerprint(bytes.fromhex(value))
+        peer.psk = None if value == ZERO_KEY else bytes.fromhex(value)
     elif key == "endpoint":
-        peer["endpoint"] = value
+        peer.endpoint = value
     elif key == "persistent_keepalive_interval":
-        peer["keepalive"] = int(value)
+        peer.keepalive = int(value)
     elif key == "allowed_ip":
-        peer["allowed_ips"].add(str(ipaddress.ip_network(value, strict=False)))  # type: ignore[attr-defined]
+        peer.allowed_ips.append(str(ipaddress.ip_network(value, strict=False)))
     elif key in ("last_handshake_time_sec", "rx_bytes", "tx_bytes"):
-        peer[key] = int(value)
+        peer.counters[key] = int(value)
 
 
-def _peer(raw: dict[str, object]) -> PeerState:
-    return PeerState(
-        public_key=str(raw["public_key"]), psk_fingerprint=raw.get("psk"),  # type: ignore[arg-type]
-        endpoint=raw.get("endpoint"), keepalive=int(raw.get("keepalive", 0)),  # type: ignore[arg-type, call-overload]
-        allowed_ips=frozenset(raw["allowed_ips"]),  # type: ignore[arg-type]
-        last_handshake=int(raw.get("last_handshake_time_sec", 0)),  # type: ignore[call-overload]
-        rx_bytes=int(raw.get("rx_bytes", 0)), tx_bytes=int(raw.get("tx_bytes", 0)),  # type: ignore[call-overload]
-    )
+def parse_get(text: str) -> DeviceState:
+    """Parse a `get` reply into typed state; keys are reduced to a public key or a fingerprint."""
+    private, port, peers = _read(text)
+    return DeviceState(public_of(private) if private else None, port, {
+        p.public_key: PeerState(p.public_key, fingerprint(p.psk) if p.psk else None, p.endpoint, p.keepalive,
+                                frozenset(p.allowed_ips), p.counters.get("last_handshake_time_sec", 0),
+                                p.counters.get("rx_bytes", 0), p.counters.get("tx_bytes", 0))
+        for p in peers})
 
 
 def _b64(hex_key: str) -> str:
@@ -159,3 +167,12 @@ def _secret_hex(secret: bytes) -> str:
 def apply_update(ifname: str, update: DeviceUpdate) -> None:
     if not update.empty:
         exchange(ifname, serialize_set(update))
+
+
+def restorable(text: str) -> DeviceUpdate:
+    """The full configuration in a raw `get` reply (secrets included), as an update that recreates it.
+
+    Used only to roll back; the raw reply is kept in memory or in a 0600 file, never printed."""
+    private, port, peers = _read(text)
+    configs = tuple(PeerConfig(p.public_key, p.endpoint, p.keepalive, tuple(p.allowed_ips), p.psk) for p in peers)
+    return DeviceUpdate(listen_port=port, private_key=private, upsert=configs)

@@ -1,0 +1,1 @@
+"""Applying a plan to the host: ordered steps, verification, rollback, confirmation."""

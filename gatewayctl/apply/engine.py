@@ -1,0 +1,164 @@
+"""apply: narrow the firewall, change links and peers, widen the firewall, verify; roll back on failure.
+
+Order keeps access within both the old and the new policy at every moment: first the firewall
+holds only grants that are in both, then peers and links change, then the new grants open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.host import uapi
+from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
+from gatewayctl.plan.diff import Plan, diff
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
+
+
+class ApplyError(Exception):
+    """Apply failed; `rolled_back` says whether the previous state was restored."""
+
+    def __init__(self, message: str, rolled_back: bool) -> None:
+        super().__init__(message)
+        self.rolled_back = rolled_back
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything read and computed before asking the engineer."""
+
+    policy: CompiledPolicy
+    desired: GatewaySpec
+    live_raw: dict[str, Any]
+    live: LiveState
+    plan: Plan
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """The previous state: our table as nft text, the device's raw configuration (secret), the link."""
+
+    ifname: str
+    table: str
+    nft_text: str | None
+    wg_raw: str | None
+    wg_backend: str | None
+    link: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets, now: dt.datetime,
+            labels: dict[str, str]) -> Prepared:
+    desired = desired_spec(policy, host, env, secrets, now)
+    live_raw = host.snapshot(desired.ifname, desired.table_name)
+    live = parse_snapshot(live_raw)
+    return Prepared(policy, desired, live_raw, live, diff(desired, live, now, labels), now)
+
+
+def digest(spec: GatewaySpec) -> str:
+    data = spec_to_json(spec)
+    data.pop("ruleset")
+    data.pop("element_ends")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> Rollback:
+    """Carry out the plan; on any failure restore the previous state and raise ApplyError."""
+    desired = prep.desired
+    rollback = Rollback(desired.ifname, desired.table_name, host.nft_list_text(desired.table_name),
+                        prep.live_raw.get("wg_raw"), prep.live.wg_backend, prep.live_raw.get("link"))
+    try:
+        _steps(prep, host, env, secrets)
+        after = read(host, desired.ifname, desired.table_name)
+        left = diff(desired, after, prep.now)
+        if not left.empty:
+            raise HostError("the host does not match the plan after applying: " + "; ".join(map(str, left.changes[:5])))
+    except Exception as exc:
+        try:
+            restore(rollback, host)
+        except Exception as second:  # both failures are reported; the first one is the cause
+            raise ApplyError(f"{exc}; and the rollback failed too: {second}", rolled_back=False) from exc
+        raise ApplyError(str(exc), rolled_back=True) from exc
+    return rollback
+
+
+def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> None:
+    desired, plan, live = prep.desired, prep.plan, prep.live
+    backend = live.wg_backend
+    if plan.create_interface:
+        backend = host.wg_create(desired.ifname)
+    assert backend is not None
+    if plan.nft_replace:
+        live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
+        host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements))
+    if plan.mtu is not None or plan.up:
+        host.link_configure(desired.ifname, plan.mtu, True if plan.up else None)
+    for cidr in plan.addresses_add:
+        host.address(desired.ifname, cidr, True)
+    update = DeviceUpdate(
+        listen_port=plan.listen_port,
+        private_key=secrets.key(desired.private_key_file, "private key") if plan.private_key else None,
+        upsert=tuple(_peer_config(desired, key, secrets) for key in plan.peers_upsert),
+        remove=plan.peers_remove,
+    )
+    host.wg_update(desired.ifname, backend, update)
+    for cidr in plan.addresses_remove:
+        host.address(desired.ifname, cidr, False)
+    for dst in plan.routes_add:
+        host.route(desired.ifname, dst, True)
+    for dst in plan.routes_remove:
+        host.route(desired.ifname, dst, False)
+    if plan.nft_replace:
+        host.nft_load(desired.ruleset)
+
+
+def _peer_config(desired: GatewaySpec, key: str, secrets: Secrets) -> PeerConfig:
+    peer = desired.peers[key]
+    psk = secrets.key(peer.psk_file, "preshared key") if peer.psk_file else None
+    return PeerConfig(key, peer.endpoint, peer.keepalive, tuple(sorted(peer.allowed_ips)), psk)
+
+
+def restore(rollback: Rollback, host: Host) -> None:
+    """Put back the previous table and peers (and the link's addresses and routes)."""
+    if rollback.nft_text is None:
+        host.nft_delete(rollback.table)
+    else:
+        prefix = f"table inet {rollback.table} {{}}\ndelete table inet {rollback.table}\n"
+        host.nft_load(prefix + rollback.nft_text)
+    current = parse_snapshot(host.snapshot(rollback.ifname, rollback.table))
+    if rollback.wg_raw is None or current.wg is None:
+        return
+    previous = uapi.restorable(rollback.wg_raw)
+    keep = {p.public_key for p in previous.upsert}
+    host.wg_update(rollback.ifname, current.wg_backend or rollback.wg_backend or "userspace", DeviceUpdate(
+        listen_port=previous.listen_port, private_key=previous.private_key,
+        upsert=previous.upsert, remove=tuple(k for k in current.wg.peers if k not in keep)))
+    _restore_link(rollback, current, host)
+
+
+def _restore_link(rollback: Rollback, current: LiveState, host: Host) -> None:
+    if rollback.link is None or current.link is None:
+        return
+    before = rollback.link
+    if current.link.mtu != before["mtu"] or current.link.up != before["up"]:
+        host.link_configure(rollback.ifname, before["mtu"], before["up"])
+    for cidr in set(before["addresses"]) - current.link.addresses:
+        host.address(rollback.ifname, cidr, True)
+    for cidr in current.link.addresses - set(before["addresses"]):
+        host.address(rollback.ifname, cidr, False)
+    for dst in set(before["routes"]) - current.link.routes:
+        host.route(rollback.ifname, dst, True)
+    for dst in current.link.routes - set(before["routes"]):
+        host.route(rollback.ifname, dst, False)

@@ -1,0 +1,198 @@
+"""`plan`, `apply`, `confirm`: the commands that read or change a live gateway."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gatewayctl.apply import confirm as confirming
+from gatewayctl.apply.engine import ApplyError, Prepared, digest, execute, prepare
+from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.netns import enter
+from gatewayctl.host.real import RealHost
+from gatewayctl.plan.render import plan_json, plan_text
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.plan.spec import spec_to_json
+from gatewayctl.render.environment import make_environment
+from gatewayctl.state import DEFAULT_STATE_DIR, StateDir, profile_revision
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def host_options(func: F) -> F:
+    func = click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+                        help=f"State folder (lock, journal, last applied state); default {DEFAULT_STATE_DIR}, "
+                             f"or {DEFAULT_STATE_DIR}/netns/NAME with --netns.")(func)
+    func = click.option("--netns", metavar="NAME", help="Act on the network namespace NAME instead of the host.")(func)
+    return func
+
+
+def open_host(netns: str | None, state_dir: Path | None) -> tuple[RealHost, StateDir]:
+    """Enter the namespace (the whole process moves) and return the host and its state folder."""
+    try:
+        if netns:
+            enter(netns)
+    except HostError as exc:
+        fail(str(exc))
+    root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
+    state = StateDir(root)
+    state.ensure()
+    return RealHost(log_dir=root), state
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def labels_from(state: StateDir) -> dict[str, str]:
+    applied = state.read_json("applied.json") or {}
+    return {k: f"{p['partner']}/{p['name']}" for k, p in applied.get("peers", {}).items()}
+
+
+def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None) -> tuple[Prepared, Secrets]:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    compiled = load_or_exit(obj.profiles, now, obj.verbosity)
+    secrets = Secrets()
+    try:
+        prep = prepare(compiled.policy, host, make_environment(templates), secrets, now, labels_from(state))
+    except HostError as exc:
+        fail(str(exc))
+    return prep, secrets
+
+
+@click.command()
+@host_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True), hidden=True)
+@click.pass_obj
+def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, templates: Path | None) -> None:
+    """Show what apply would change on this host (read-only).
+
+    Reads the live state once and diffs it against the compiled profiles. Exit 0: no
+    changes; 1: changes pending; 2: error.
+
+    \b
+    Examples:
+      gatewayctl plan
+      gatewayctl plan --netns gw --format json
+    """
+    host, state = open_host(netns, state_dir)
+    prep, _ = prepare_or_exit(obj, host, state, templates)
+    click.echo(json.dumps(plan_json(prep.plan), indent=2) if fmt == "json" else plan_text(prep.plan))
+    if prep.plan.blockers:
+        raise SystemExit(2)
+    raise SystemExit(0 if prep.plan.empty else 1)
+
+
+@click.command()
+@host_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-timeout", type=click.IntRange(10, 86400), metavar="SECONDS",
+              help="Roll back by itself unless `gatewayctl confirm` arrives within SECONDS.")
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Site templates that override the built-in ones.")
+@click.pass_obj
+def apply(obj: Context, netns: str | None, state_dir: Path | None, yes: bool, confirm_timeout: int | None,
+          templates: Path | None) -> None:
+    """Apply the profiles to this host: show the plan, ask, apply, verify.
+
+    Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
+    (untouched peers keep their sessions), and orders the steps so access is never wider
+    than the old or the new policy. On any failure the previous table and peers are
+    restored. Exit 0: applied or nothing to do; 1: failed and rolled back; 2: bad input
+    or refused; 4: failed and the rollback failed too.
+
+    \b
+    Examples:
+      gatewayctl apply
+      gatewayctl apply --yes --confirm-timeout 120   # then: gatewayctl confirm
+      gatewayctl apply --netns gw --yes
+    """
+    host, state = open_host(netns, state_dir)
+    try:
+        with state.lock():
+            _apply_locked(obj, host, state, yes, confirm_timeout, templates)
+    except HostError as exc:
+        fail(str(exc))
+
+
+def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
+                  templates: Path | None) -> None:
+    prep, secrets = prepare_or_exit(obj, host, state, templates)
+    click.echo(plan_text(prep.plan))
+    if prep.plan.blockers:
+        fail("refusing to apply: " + "; ".join(prep.plan.blockers))
+    if prep.plan.empty:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("not applying without confirmation: run with --yes when there is no terminal")
+        click.confirm("Apply these changes?", abort=True)
+    previous = state.read_json("applied.json")
+    meta = {"digest": digest(prep.desired), **profile_revision(obj.profiles), "changes": len(prep.plan.changes)}
+    try:
+        rollback = execute(prep, host, make_environment(templates), secrets)
+    except ApplyError as exc:
+        state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc), **meta})
+        click.echo(f"error: apply failed: {exc}", err=True)
+        click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
+                   "the rollback failed too: check the host now", err=True)
+        raise SystemExit(1 if exc.rolled_back else 4) from None
+    applied = spec_to_json(prep.desired)
+    applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   foreign_chains=[str(c) for c in prep.live.foreign_chains])
+    state.write_json("applied.json", applied)
+    entry = {"event": "applied", **meta}
+    if confirm_timeout:
+        entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
+        entry["confirm_by_s"] = confirm_timeout
+    state.journal(entry)
+    click.echo(f"applied {len(prep.plan.changes)} change(s); verified against the host")
+    if confirm_timeout:
+        click.echo(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+
+
+@click.command()
+@host_options
+@click.pass_obj
+def confirm(obj: Context, netns: str | None, state_dir: Path | None) -> None:
+    """Keep the change of the last `apply --confirm-timeout`.
+
+    \b
+    Examples:
+      gatewayctl confirm
+      gatewayctl confirm --netns gw
+    """
+    _, state = open_host(netns, state_dir)
+    try:
+        token = confirming.confirm(state)
+    except HostError as exc:
+        fail(str(exc))
+    if token is None:
+        last = next((e for e in reversed(state.read_journal()) if e.get("event") in ("rolled-back", "confirmed")), None)
+        if last and last["event"] == "rolled-back":
+            fail(f"too late: the change was rolled back at {last['time']}", 1)
+        click.echo("nothing to confirm")
+        return
+    click.echo("confirmed: the applied change stays")
+
+
+@click.command("_confirm-watch", hidden=True)
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--id", "token", required=True)
+def confirm_watch(state_dir: Path, token: str) -> None:
+    """Internal: wait for the confirmation deadline, then roll back unless confirmed."""
+    confirming.watch(StateDir(state_dir), RealHost(log_dir=state_dir), token)
+
+
+def register(group: click.Group) -> None:
+    for command in (plan, apply, confirm, confirm_watch):
+        group.add_command(command)

@@ -1,0 +1,1 @@
+"""Desired state, and the pure diff between it and the live host."""

@@ -1,0 +1,93 @@
+"""The state directory: lock, append-only journal, last applied state, pending confirmation."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.build import atomic_write
+from gatewayctl.host.errors import HostError
+
+DEFAULT_STATE_DIR = Path("/var/lib/gatewayctl")
+
+
+class StateDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock so two applies (or an apply and a rollback) cannot interleave."""
+        self.ensure()
+        path = self.root / "lock"
+        handle = open(path, "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise HostError(f"another gatewayctl apply holds the lock {path} (pid {holder}); wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def journal(self, entry: dict[str, Any]) -> None:
+        """Append one line to the journal; lines are never rewritten."""
+        self.ensure()
+        record = {"time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "user": current_user(), **entry}
+        with open(self.root / "journal.jsonl", "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_journal(self) -> list[dict[str, Any]]:
+        path = self.root / "journal.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_json(self, name: str, data: dict[str, Any], secret: bool = False) -> None:
+        self.ensure()
+        atomic_write(self.root / name, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), 0o600 if secret else 0o644)
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def remove(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+
+def current_user() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def profile_revision(profiles: Path) -> dict[str, Any]:
+    """The git revision of the profiles folder, and whether it has uncommitted changes."""
+    try:
+        rev = subprocess.run(["git", "-C", str(profiles), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return {"revision": None}
+        dirty = subprocess.run(["git", "-C", str(profiles), "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, timeout=10)
+        return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"revision": None}
