@@ -42,10 +42,19 @@ def test_schema_of_one_kind_rejects_unknown_fields(kind: str) -> None:
 def test_every_command_has_help_with_examples() -> None:
     from gatewayctl.cli.main import cli
 
-    for name in cli.commands:
-        result = run_cli(name, "--help")
+    import click
+
+    paths = []
+    for name, command in cli.commands.items():
+        if command.hidden:
+            continue
+        paths.append([name])
+        if isinstance(command, click.Group):
+            paths += [[name, sub] for sub in command.commands]
+    for path in paths:
+        result = run_cli(*path, "--help")
         assert result.exit_code == 0
-        assert "Examples:" in result.stdout, name
+        assert "Examples:" in result.stdout, path
 
 
 def test_module_entry_point_and_version(tmp_path: Path) -> None:
