@@ -40,9 +40,9 @@ def test_schema_of_one_kind_rejects_unknown_fields(kind: str) -> None:
 
 
 def test_every_command_has_help_with_examples() -> None:
-    from gatewayctl.cli.main import cli
-
     import click
+
+    from gatewayctl.cli.main import cli
 
     paths = []
     for name, command in cli.commands.items():
