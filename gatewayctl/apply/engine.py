@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from gatewayctl.apply.failpoints import checkpoint
 from gatewayctl.compile.ir import CompiledPolicy
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
@@ -103,6 +104,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
         host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements))
+    checkpoint("after-narrow")
     if plan.mtu is not None or plan.up:
         host.link_configure(desired.ifname, plan.mtu, True if plan.up else None)
     for cidr in plan.addresses_add:
@@ -114,6 +116,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
         remove=plan.peers_remove,
     )
     host.wg_update(desired.ifname, backend, update)
+    checkpoint("after-peers")
     for cidr in plan.addresses_remove:
         host.address(desired.ifname, cidr, False)
     for dst in plan.routes_add:

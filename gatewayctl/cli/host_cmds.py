@@ -13,7 +13,10 @@ import click
 
 from gatewayctl.apply import confirm as confirming
 from gatewayctl.apply.engine import ApplyError, Prepared, digest, execute, prepare
+from gatewayctl.build import atomic_write
 from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.drift.check import check
+from gatewayctl.drift.formats import RENDERERS
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import enter
 from gatewayctl.host.real import RealHost
@@ -193,6 +196,38 @@ def confirm_watch(state_dir: Path, token: str) -> None:
     confirming.watch(StateDir(state_dir), RealHost(log_dir=state_dir), token)
 
 
+
+
+@click.command()
+@host_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "junit", "prometheus"]), default="text",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
+@click.pass_obj
+def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, output: Path | None) -> None:
+    """Tell whether the live host still is what was applied, and what the profiles say.
+
+    Exit 0: in sync; 1: the host was changed outside gatewayctl; 3: the profiles changed
+    but were not applied; 2: error. Counters, handshakes and expiry timers moving are
+    not drift.
+
+    \b
+    Examples:
+      gatewayctl drift
+      gatewayctl drift --netns gw --format markdown
+      gatewayctl drift --format prometheus -o /var/lib/node_exporter/gatewayctl.prom
+    """
+    host, state = open_host(netns, state_dir)
+    prep, _ = prepare_or_exit(obj, host, state, None)
+    report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now)
+    rendered = RENDERERS[fmt](report)
+    if output:
+        atomic_write(output, (rendered.rstrip("\n") + "\n").encode(), 0o644)
+    else:
+        click.echo(rendered.rstrip("\n"))
+    raise SystemExit(report.status)
+
+
 def register(group: click.Group) -> None:
-    for command in (plan, apply, confirm, confirm_watch):
+    for command in (plan, apply, confirm, drift, confirm_watch):
         group.add_command(command)

@@ -81,7 +81,7 @@ def _blockers(desired: GatewaySpec, live: LiveState) -> list[str]:
     if desired.needs_forwarding6 and not live.forwarding6:
         found.append("IPv6 forwarding is off (net.ipv6.conf.all.forwarding = 0): enable it with "
                      "`sysctl -w net.ipv6.conf.all.forwarding=1`")
-    if live.link is not None and live.wg_error:
+    if live.wg_error:
         found.append(live.wg_error)
     return found
 

@@ -1,0 +1,88 @@
+"""Compare the live host with the last applied state and with the current profiles, and tell them apart.
+
+Exit status: 0 in sync; 1 the host was changed outside gatewayctl; 3 the profiles changed but were
+not applied. Counters, handshakes and expiry timers moving are not drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from gatewayctl.host.base import LinkState, LiveState
+from gatewayctl.host.wgtypes import DeviceState, PeerState
+from gatewayctl.plan.diff import Change, diff
+from gatewayctl.plan.spec import GatewaySpec, spec_from_json
+
+IN_SYNC, HOST_CHANGED, NOT_APPLIED = 0, 1, 3
+STATUS = {IN_SYNC: "in-sync", HOST_CHANGED: "host-changed", NOT_APPLIED: "profiles-not-applied"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference: where it comes from (host or profiles), its kind, the partner it concerns."""
+
+    source: str
+    kind: str
+    partner: str
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.source}] {self.kind}: {self.subject}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    status: int
+    findings: tuple[Finding, ...]
+    applied: dict[str, Any] | None
+    checked_at: dt.datetime
+
+    @property
+    def host_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.source == "host")
+
+
+def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None, now: dt.datetime) -> DriftReport:
+    """Pure: the drift report from desired state, live state and the record of the last apply."""
+    findings: list[Finding] = []
+    if applied is not None:
+        last = spec_from_json(applied)
+        labels = {k: p.label for k, p in last.peers.items()}
+        plan = diff(last, live, now, labels)
+        findings += [_finding("host", c, last) for c in plan.changes]
+        findings += [Finding("host", _blocker_kind(b), "-", "host", b) for b in plan.blockers]
+        known = set(applied.get("foreign_chains", []))
+        findings += [Finding("host", "foreign-base-chain", "-", str(c), "a base chain of another table on a hook partner "
+                             "traffic passes; it can drop, mark or redirect partner traffic") for c in live.foreign_chains
+                     if str(c) not in known]
+        pending = diff(desired, as_live(last), now, labels)
+        findings += [_finding("profiles", c, desired) for c in pending.changes]
+    else:
+        plan = diff(desired, live, now)
+        findings += [_finding("profiles", c, desired) for c in plan.changes]
+    status = HOST_CHANGED if any(f.source == "host" for f in findings) else NOT_APPLIED if findings else IN_SYNC
+    return DriftReport(status, tuple(findings), applied, now)
+
+
+def _blocker_kind(text: str) -> str:
+    return "forwarding-off" if "forwarding" in text else "wireguard-unreachable"
+
+
+def _finding(source: str, change: Change, spec: GatewaySpec) -> Finding:
+    partner = change.subject.split("/")[0] if change.area == "peer" else change.subject if change.area == "firewall" else "-"
+    if change.area == "firewall" and partner not in {p.partner for p in spec.peers.values()}:
+        partner = "-"
+    kind = change.kind or f"{change.area}-changed"
+    return Finding(source, kind, partner, f"{change.area} {change.subject}", change.detail)
+
+
+def as_live(spec: GatewaySpec) -> LiveState:
+    """The state a host would have right after applying `spec`."""
+    peers = {k: PeerState(k, p.psk, p.endpoint, p.keepalive, p.allowed_ips) for k, p in spec.peers.items()}
+    return LiveState(
+        link=LinkState(spec.ifname, True, spec.mtu, "wireguard", spec.addresses, spec.routes),
+        wg_backend="userspace", wg=DeviceState(spec.public_key, spec.listen_port, peers), wg_error=None,
+        nft=spec.table, foreign_chains=(), forwarding4=True, forwarding6=True)
