@@ -1,0 +1,179 @@
+"""plan and apply against the fake host: order of steps, rollback, verification, key files."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewayctl.apply.engine import ApplyError, execute, prepare
+from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.fake import FakeHost
+from gatewayctl.host.wgtypes import DeviceUpdate, public_of
+from gatewayctl.pipeline import compile_profiles
+from gatewayctl.plan.render import plan_json, plan_text
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.render.environment import make_environment
+from tests.conftest import AT_DT, PROFILES
+
+ENV = make_environment()
+
+
+class RecordingHost(FakeHost):
+    """The fake host, also keeping every ruleset it was asked to load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[str] = []
+
+    def nft_load(self, text: str) -> None:
+        super().nft_load(text)
+        self.loaded.append(text)
+
+
+def keyfile(path: Path, raw: bytes) -> str:
+    path.write_text(base64.b64encode(raw).decode() + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Path:
+    """The example estate with a gateway key and preshared keys generated for the test."""
+    root = tmp_path / "profiles"
+    shutil.copytree(PROFILES, root)
+    gateway_key = os.urandom(32)
+    text = (root / "gateway.yaml").read_text()
+    text = text.replace("ZVPBzda+ILGkL+7zE8mMDqcWH3mCGuXsLMJ4P35OdXA=", public_of(gateway_key))
+    text = text.replace("/etc/gatewayctl/wg-partners.key", keyfile(tmp_path / "gw.key", gateway_key))
+    (root / "gateway.yaml").write_text(text)
+    for partner, peer in (("acme", "acme-hq"), ("globex", "globex-dc1")):
+        path = root / "partners" / f"{partner}.yaml"
+        psk = keyfile(tmp_path / f"{peer}.psk", os.urandom(32))
+        path.write_text(path.read_text().replace(f"/etc/gatewayctl/psk/{peer}.psk", psk))
+    return root
+
+
+def policy_of(root: Path) -> CompiledPolicy:
+    return compile_profiles(root, AT_DT).policy
+
+
+def apply(policy: CompiledPolicy, host: FakeHost) -> Any:
+    secrets = Secrets()
+    prep = prepare(policy, host, ENV, secrets, AT_DT, {})
+    execute(prep, host, ENV, secrets)
+    return prep
+
+
+def edit(root: Path, partner: str, old: str, new: str) -> None:
+    path = root / "partners" / f"{partner}.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_first_apply_creates_everything_and_second_plan_is_empty(estate: Path) -> None:
+    host = RecordingHost()
+    prep = apply(policy_of(estate), host)
+    kinds = [c.kind for c in prep.plan.changes]
+    assert kinds.count("peer-missing") == 5 and "interface-missing" in kinds and "table-missing" in kinds
+    device = host.devices["wg-partners"]
+    assert len(device.peers) == 5 and device.listen_port == 51820
+    assert host.links["wg-partners"]["routes"] == ["100.64.20.0/24"]
+    again = prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {})
+    assert again.plan.empty, plan_text(again.plan)
+    # the firewall was closed (no grant element) while the peers were being added
+    assert "10.250.1.1 . 10.1.0.5" not in host.loaded[0] and "10.250.1.1 . 10.1.0.5" in host.loaded[-1]
+
+
+def test_firewall_narrows_before_peers_change_and_widens_after(estate: Path) -> None:
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")  # one grant out, one in
+    host.calls.clear()
+    host.loaded.clear()
+    apply(policy_of(estate), host)
+    assert host.calls == ["nft_load", "wg_update", "nft_load"]
+    narrowed, final = host.loaded
+    assert "10.1.0.20 . tcp . 22" not in narrowed and "10.1.0.21 . tcp . 8000-8010" not in narrowed  # old ∩ new
+    assert "10.1.0.21 . tcp . 8000-8010" in final and "10.1.0.20 . tcp . 22" not in final
+
+
+def test_peer_removal_closes_the_firewall_first(estate: Path) -> None:
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    (estate / "partners" / "initech.yaml").unlink()
+    host.calls.clear()
+    host.loaded.clear()
+    prep = apply(policy_of(estate), host)
+    assert [c.kind for c in prep.plan.changes if c.area == "peer"] == ["peer-unexpected"]
+    assert host.calls[:2] == ["nft_load", "wg_update"]
+    assert "10.250.3.1" not in host.loaded[0]
+
+
+def test_refusal_midway_restores_table_and_peers(estate: Path) -> None:
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    before_table = host.tables["gatewayctl"]
+    before_peers = json.dumps(host.devices["wg-partners"].peers, default=str, sort_keys=True)
+    edit(estate, "acme", "keepalive: 25", "keepalive: 10")
+    edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")
+    host.fail_next["wg_update"] = "wireguard-go refused the request (errno=-22)"
+    secrets = Secrets()
+    prep = prepare(policy_of(estate), host, ENV, secrets, AT_DT, {})
+    with pytest.raises(ApplyError) as info:
+        execute(prep, host, ENV, secrets)
+    assert info.value.rolled_back and "errno=-22" in str(info.value)
+    assert host.tables["gatewayctl"].split("table inet gatewayctl {\n", 2)[-1] == before_table.split(
+        "table inet gatewayctl {\n", 2)[-1]
+    assert json.dumps(host.devices["wg-partners"].peers, default=str, sort_keys=True) == before_peers
+
+
+class ForgetfulHost(RecordingHost):
+    """Acknowledges peer updates without doing them: verification must notice."""
+
+    def wg_update(self, ifname: str, backend: str, update: DeviceUpdate) -> None:
+        super().wg_update(ifname, backend, dataclasses.replace(update, upsert=update.upsert[:-1]))
+
+
+def test_verification_catches_a_host_that_did_not_do_it(estate: Path) -> None:
+    host = ForgetfulHost()
+    with pytest.raises(ApplyError, match="does not match the plan after applying") as info:
+        apply(policy_of(estate), host)
+    assert info.value.rolled_back
+    assert "gatewayctl" not in host.tables  # there was no table before: none after the rollback
+
+
+def test_blockers_forwarding_off(estate: Path) -> None:
+    host = FakeHost(forwarding={"ipv4": "0", "ipv6": "1"})
+    prep = prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {})
+    assert any("IPv4 forwarding is off" in b for b in prep.plan.blockers)
+
+
+def test_private_key_file_readable_by_others_is_refused(estate: Path, tmp_path: Path) -> None:
+    os.chmod(tmp_path / "gw.key", 0o644)
+    with pytest.raises(HostError, match="accessible to group or others .mode 0644.; run: chmod 600"):
+        prepare(policy_of(estate), FakeHost(), ENV, Secrets(), AT_DT, {})
+
+
+def test_key_file_that_does_not_match_gateway_yaml_is_refused(estate: Path, tmp_path: Path) -> None:
+    keyfile(tmp_path / "gw.key", os.urandom(32))
+    with pytest.raises(HostError, match="does not belong to the public key in gateway.yaml") as info:
+        prepare(policy_of(estate), FakeHost(), ENV, Secrets(), AT_DT, {})
+    assert (tmp_path / "gw.key").read_text().strip() not in str(info.value)
+
+
+def test_plan_output_never_shows_a_key(estate: Path, tmp_path: Path) -> None:
+    host = FakeHost()
+    prep = prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {})
+    rendered = plan_text(prep.plan) + json.dumps(plan_json(prep.plan))
+    secrets = [(tmp_path / name).read_text().strip() for name in ("gw.key", "acme-hq.psk", "globex-dc1.psk")]
+    publics = [p.public_key for p in policy_of(estate).interface.peers]
+    assert not any(s in rendered for s in secrets + publics)
+    assert "+ peer acme/acme-hq: allowed IPs 10.250.1.1/32" in rendered

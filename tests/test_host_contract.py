@@ -1,0 +1,160 @@
+"""One contract, two hosts: the fake used by unit tests and the real one in a fresh namespace.
+
+Each test gets a `host` and runs its operations through `call`, which on the real host executes
+them in a worker thread that entered a throwaway network namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from gatewayctl.host.base import Host, LiveState, parse_snapshot
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.fake import FakeHost
+from gatewayctl.host.netns import enter, run_in_thread
+from gatewayctl.host.real import RealHost
+from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig, fingerprint, public_of
+from tests.conftest import REPO
+from tests.netns import Namespace, unique
+
+T = TypeVar("T")
+RULESET = (REPO / "tests/golden/example/nftables/gatewayctl.nft").read_text()
+
+
+@dataclass
+class Subject:
+    host: Host
+    ns: str | None
+    ifname: str
+
+    def call(self, work: Callable[[], T]) -> T:
+        if self.ns is None:
+            return work()
+        name = self.ns
+        return run_in_thread(lambda: enter(name), work)
+
+    def read(self) -> LiveState:
+        return self.call(lambda: parse_snapshot(self.host.snapshot(self.ifname, "gatewayctl")))
+
+
+@pytest.fixture(params=["fake", "real"])
+def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
+    ifname = unique("gwc")
+    if request.param == "fake":
+        yield Subject(FakeHost(), None, ifname)
+        return
+    request.getfixturevalue("needs_root")
+    with Namespace.create("gwc") as ns:
+        yield Subject(RealHost(log_dir=tmp_path), ns.name, ifname)
+        pidfile = tmp_path / f"wireguard-go-{ifname}.pid"
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def key(n: int) -> bytes:
+    return bytes([n]) * 31 + b"\x40"
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_missing_interface_reads_as_absent(subject: Subject) -> None:
+    live = subject.read()
+    assert live.link is None and live.wg is None and live.nft is None
+
+
+def test_created_interface_is_a_wireguard_device(subject: Subject) -> None:
+    backend = subject.call(lambda: subject.host.wg_create(subject.ifname))
+    live = subject.read()
+    assert backend in ("kernel", "userspace") and live.wg_backend == backend
+    assert live.link is not None and live.wg is not None and live.wg.peers == {}
+
+
+def test_peers_keys_and_port(subject: Subject) -> None:
+    subject.call(lambda: subject.host.wg_create(subject.ifname))
+    peers = (PeerConfig(public_of(key(2)), "192.0.2.7:51820", 25, ("10.250.1.1/32", "100.64.9.0/24"), key(9)),
+             PeerConfig(public_of(key(3)), None, 0, ("10.250.1.2/32",)))
+    update = DeviceUpdate(listen_port=51888, private_key=key(1), upsert=peers)
+    subject.call(lambda: subject.host.wg_update(subject.ifname, "userspace", update))
+    wg = subject.read().wg
+    assert wg is not None and wg.listen_port == 51888 and wg.public_key == public_of(key(1))
+    first = wg.peers[public_of(key(2))]
+    assert first.allowed_ips == {"10.250.1.1/32", "100.64.9.0/24"} and first.keepalive == 25
+    assert first.endpoint == "192.0.2.7:51820" and first.psk_fingerprint == fingerprint(key(9))
+    assert wg.peers[public_of(key(3))].psk_fingerprint is None
+
+
+def test_targeted_update_leaves_other_peers_alone_and_remove_removes(subject: Subject) -> None:
+    subject.call(lambda: subject.host.wg_create(subject.ifname))
+    a, b = public_of(key(2)), public_of(key(3))
+    subject.call(lambda: subject.host.wg_update(subject.ifname, "userspace", DeviceUpdate(
+        listen_port=51889, upsert=(PeerConfig(a, None, 0, ("10.250.1.1/32",)), PeerConfig(b, None, 0, ("10.250.1.2/32",))))))
+    subject.call(lambda: subject.host.wg_update(subject.ifname, "userspace", DeviceUpdate(
+        upsert=(PeerConfig(a, None, 5, ("10.250.1.1/32", "10.250.1.9/32")),), remove=(b,))))
+    wg = subject.read().wg
+    assert wg is not None and set(wg.peers) == {a}
+    assert wg.peers[a].allowed_ips == {"10.250.1.1/32", "10.250.1.9/32"} and wg.peers[a].keepalive == 5
+    assert wg.listen_port == 51889
+
+
+def test_loaded_ruleset_reads_back_as_its_canonical_form(subject: Subject) -> None:
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    live = subject.read()
+    assert live.nft == subject.call(lambda: subject.host.nft_canonical(RULESET, "gatewayctl"))
+    assert "10.250.1.1 . 10.1.0.5 . tcp . 443" in live.nft.sets["grants4"].elements
+    text = subject.call(lambda: subject.host.nft_list_text("gatewayctl"))
+    assert text is not None and "grants4" in text
+
+
+def test_refused_ruleset_changes_nothing(subject: Subject) -> None:
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    before = subject.read().nft
+    broken = RULESET.replace("table inet gatewayctl {\n\tset grants4", "bogus inet gatewayctl {\n\tset grants4")
+    with pytest.raises(HostError):
+        subject.call(lambda: subject.host.nft_load(broken))
+    assert subject.read().nft == before
+
+
+def test_delete_table(subject: Subject) -> None:
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    subject.call(lambda: subject.host.nft_delete("gatewayctl"))
+    assert subject.read().nft is None
+    assert subject.call(lambda: subject.host.nft_list_text("gatewayctl")) is None
+
+
+def test_link_mtu_state_addresses_routes(subject: Subject) -> None:
+    subject.call(lambda: subject.host.wg_create(subject.ifname))
+    subject.call(lambda: subject.host.link_configure(subject.ifname, 1380, True))
+    subject.call(lambda: subject.host.address(subject.ifname, "10.250.0.1/16", True))
+    subject.call(lambda: subject.host.route(subject.ifname, "100.64.20.0/24", True))
+    link = subject.read().link
+    assert link is not None and link.mtu == 1380 and link.up
+    assert "10.250.0.1/16" in link.addresses and link.routes == {"100.64.20.0/24"}
+    subject.call(lambda: subject.host.route(subject.ifname, "100.64.20.0/24", False))
+    subject.call(lambda: subject.host.address(subject.ifname, "10.250.0.1/16", False))
+    link = subject.read().link
+    assert link is not None and link.routes == frozenset() and "10.250.0.1/16" not in link.addresses
+
+
+def test_operations_on_a_missing_interface_fail_clearly(subject: Subject) -> None:
+    with pytest.raises(HostError, match="does not exist|no WireGuard"):
+        subject.call(lambda: subject.host.link_configure(subject.ifname, 1400, None))
+
+
+def test_forwarding_is_read(subject: Subject) -> None:
+    live: Any = subject.read()
+    assert isinstance(live.forwarding4, bool) and isinstance(live.forwarding6, bool)
