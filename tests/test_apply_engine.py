@@ -158,13 +158,13 @@ def test_blockers_forwarding_off(estate: Path) -> None:
 
 def test_private_key_file_readable_by_others_is_refused(estate: Path, tmp_path: Path) -> None:
     os.chmod(tmp_path / "gw.key", 0o644)
-    with pytest.raises(HostError, match="accessible to group or others .mode 0644.; run: chmod 600"):
+    with pytest.raises(HostError, match=r"accessible to group or others \(mode 0644\); run: chmod 600"):
         prepare(policy_of(estate), FakeHost(), ENV, Secrets(), AT_DT, {})
 
 
 def test_key_file_that_does_not_match_gateway_yaml_is_refused(estate: Path, tmp_path: Path) -> None:
     keyfile(tmp_path / "gw.key", os.urandom(32))
-    with pytest.raises(HostError, match="does not belong to the public key in gateway.yaml") as info:
+    with pytest.raises(HostError, match=r"does not belong to the public key in gateway\.yaml") as info:
         prepare(policy_of(estate), FakeHost(), ENV, Secrets(), AT_DT, {})
     assert (tmp_path / "gw.key").read_text().strip() not in str(info.value)
 
