@@ -7,6 +7,7 @@ them in a worker thread that entered a throwaway network namespace.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -58,10 +59,8 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         if pidfile.exists():
             pid = int(pidfile.read_text())
             os.kill(pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
 
 def key(n: int) -> bytes:
