@@ -150,7 +150,7 @@ def test_link_mtu_state_addresses_routes(subject: Subject) -> None:
 
 
 def test_operations_on_a_missing_interface_fail_clearly(subject: Subject) -> None:
-    with pytest.raises(HostError, match="does not exist|no WireGuard"):
+    with pytest.raises(HostError, match=r"does not exist|no WireGuard"):
         subject.call(lambda: subject.host.link_configure(subject.ifname, 1400, None))
 
 
