@@ -32,10 +32,17 @@ class RecordingHost(FakeHost):
     def __init__(self) -> None:
         super().__init__()
         self.loaded: list[str] = []
+        self.element_ops = []
 
     def nft_load(self, text: str) -> None:
         super().nft_load(text)
         self.loaded.append(text)
+
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
+        super().nft_elements(table, delete, add)
+        self.element_ops.append((delete, add))
+
+    element_ops: list[tuple[dict[str, list[str]], dict[str, list[str]]]]
 
 
 def keyfile(path: Path, raw: bytes) -> str:
@@ -96,13 +103,43 @@ def test_firewall_narrows_before_peers_change_and_widens_after(estate: Path) -> 
     host = RecordingHost()
     apply(policy_of(estate), host)
     edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")  # one grant out, one in
+    edit(estate, "acme", "keepalive: 25", "keepalive: 10")
+    host.calls.clear()
+    apply(policy_of(estate), host)
+    # element changes in place (other elements keep their counters): remove, then peers, then add
+    assert host.calls == ["nft_elements", "wg_update", "nft_elements"]
+    (removed, none), (nothing, added) = host.element_ops[-2:]
+    assert removed == {"grants4": ["10.250.1.1 . 10.1.0.20 . tcp . 22"]} and none == {} and nothing == {}
+    assert added["grants4"][0].startswith('10.250.1.1 . 10.1.0.21 . tcp . 8000-8010 timeout ')
+    assert prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {}).plan.empty
+
+
+def test_new_partner_replaces_the_table_through_the_intersection(estate: Path) -> None:
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    hooli = (estate / "partners" / "initech.yaml").read_text().replace("id: initech", "id: hooli").replace(
+        "10.250.3.1/32", "10.250.9.1/32").replace("YmRKylJgVl1SvrThguWkAnSu5nWCEmrwpfWM3YSe1RE=", public_of(os.urandom(32)))
+    (estate / "partners" / "hooli.yaml").write_text(hooli)
+    edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")
     host.calls.clear()
     host.loaded.clear()
     apply(policy_of(estate), host)
-    assert host.calls == ["nft_load", "wg_update", "nft_load"]
+    assert host.calls == ["nft_load", "wg_update", "nft_load"]  # a new deny chain: the table is replaced
     narrowed, final = host.loaded
     assert "10.1.0.20 . tcp . 22" not in narrowed and "10.1.0.21 . tcp . 8000-8010" not in narrowed  # old ∩ new
+    assert "10.250.9.1 . 10.1.0.10" not in narrowed and "10.250.9.1 . 10.1.0.10" in final
     assert "10.1.0.21 . tcp . 8000-8010" in final and "10.1.0.20 . tcp . 22" not in final
+
+
+def test_a_shortened_expiry_replaces_the_element_timer(estate: Path) -> None:
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    edit(estate, "acme", "    expires: 2027-03-31", "    expires: 2026-12-15")
+    prep = prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {})
+    assert [c.kind for c in prep.plan.changes] == ["timeout-changed"]
+    assert "kernel timer ends 2027-04-01 00:00Z, the grant 2026-12-16 00:00Z" in prep.plan.changes[0].detail
+    execute(prep, host, ENV, Secrets())
+    assert "10.250.1.1 . 10.1.0.10 . tcp . 443 timeout 15d comment" in host.tables["gatewayctl"]
 
 
 def test_peer_removal_closes_the_firewall_first(estate: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.fake import FakeHost
@@ -157,3 +158,32 @@ def test_operations_on_a_missing_interface_fail_clearly(subject: Subject) -> Non
 def test_forwarding_is_read(subject: Subject) -> None:
     live: Any = subject.read()
     assert isinstance(live.forwarding4, bool) and isinstance(live.forwarding6, bool)
+
+
+def test_element_update_is_one_transaction(subject: Subject) -> None:
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    table = "gatewayctl"
+    subject.call(lambda: subject.host.nft_elements(
+        table, {"grants4": ["10.250.1.1 . 10.1.0.5 . tcp . 443"]},
+        {"grants4": ['10.250.3.1 . 10.2.0.5 . tcp . 5432 timeout 2d comment "initech/erp-db"'],
+         "deny4": ["10.250.9.1 : goto deny_acme"]}))
+    grants = subject.call(lambda: subject.host.nft_set_elements(table, "grants4"))
+    assert "10.250.3.1 . 10.2.0.5 . tcp . 5432" in grants and "10.250.1.1 . 10.1.0.5 . tcp . 443" not in grants
+    assert "10.250.9.1 : goto deny_acme" in subject.call(lambda: subject.host.nft_set_elements(table, "deny4"))
+    live = subject.read().nft
+    assert live is not None and 170000 <= live.sets["grants4"].expires["10.250.3.1 . 10.2.0.5 . tcp . 5432"] <= 172800
+    before = subject.read().nft
+    with pytest.raises(HostError):  # deleting a missing element fails the whole transaction
+        subject.call(lambda: subject.host.nft_elements(
+            table, {"grants4": ["10.250.7.7 . 10.1.0.5 . tcp . 443"]},
+            {"grants4": ['10.250.3.1 . 10.1.0.5 . tcp . 443 comment "x"']}))
+    assert subject.read().nft == before
+
+
+def test_wg_read_returns_the_device_configuration(subject: Subject) -> None:
+    backend = subject.call(lambda: subject.host.wg_create(subject.ifname))
+    subject.call(lambda: subject.host.wg_update(subject.ifname, backend, DeviceUpdate(
+        listen_port=51890, upsert=(PeerConfig(public_of(key(4)), None, 0, ("10.250.4.4/32",)),))))
+    device = uapi.parse_get(
+        subject.call(lambda: subject.host.wg_read(subject.ifname, backend)))
+    assert device.listen_port == 51890 and set(device.peers) == {public_of(key(4))}

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -20,9 +21,11 @@ from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
-from gatewayctl.plan.diff import Plan, diff
+from gatewayctl.plan.diff import EXPIRY_SLACK, Plan, describe, diff, peer_differences
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
+from gatewayctl.render.artifacts import render_ruleset
+from gatewayctl.render.environment import element_text, exact_timeouts
 
 
 class ApplyError(Exception):
@@ -43,6 +46,7 @@ class Prepared:
     live: LiveState
     plan: Plan
     now: dt.datetime
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,17 @@ class Rollback:
 
 
 def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets, now: dt.datetime,
-            labels: dict[str, str]) -> Prepared:
-    desired = desired_spec(policy, host, env, secrets, now)
-    live_raw = host.snapshot(desired.ifname, desired.table_name)
+            labels: dict[str, str], cache: Path | None = None, live_raw: dict[str, Any] | None = None) -> Prepared:
+    """Compute the desired state, read the host once (or take the snapshot read meanwhile), and diff."""
+    desired = desired_spec(policy, host, env, secrets, now, cache)
+    if live_raw is None or (live_raw["ifname"], live_raw["table"]) != (desired.ifname, desired.table_name):
+        live_raw = host.snapshot(desired.ifname, desired.table_name)
     live = parse_snapshot(live_raw)
-    return Prepared(policy, desired, live_raw, live, diff(desired, live, now, labels), now)
+    return Prepared(policy, desired, live_raw, live, diff(desired, live, now, labels), now, labels)
 
 
 def digest(spec: GatewaySpec) -> str:
     data = spec_to_json(spec)
-    data.pop("ruleset")
     data.pop("element_ends")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -81,11 +86,10 @@ def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secret
     rollback = Rollback(desired.ifname, desired.table_name, host.nft_list_text(desired.table_name),
                         prep.live_raw.get("wg_raw"), prep.live.wg_backend, prep.live_raw.get("link"))
     try:
-        _steps(prep, host, env, secrets)
-        after = read(host, desired.ifname, desired.table_name)
-        left = diff(desired, after, prep.now)
-        if not left.empty:
-            raise HostError("the host does not match the plan after applying: " + "; ".join(map(str, left.changes[:5])))
+        backend = _steps(prep, host, env, secrets)
+        left = _verify(prep, host, backend)
+        if left:
+            raise HostError("the host does not match the plan after applying: " + "; ".join(left[:5]))
     except Exception as exc:
         try:
             restore(rollback, host)
@@ -95,7 +99,8 @@ def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secret
     return rollback
 
 
-def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> None:
+def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> str:
+    """Carry out the plan in its safe order; return the WireGuard backend in use."""
     desired, plan, live = prep.desired, prep.plan, prep.live
     backend = live.wg_backend
     if plan.create_interface:
@@ -104,6 +109,8 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
         host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements))
+    elif plan.nft_delete:  # narrow in place: other elements keep their counters
+        host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
     checkpoint("after-narrow")
     if plan.mtu is not None or plan.up:
         host.link_configure(desired.ifname, plan.mtu, True if plan.up else None)
@@ -124,7 +131,39 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     for dst in plan.routes_remove:
         host.route(desired.ifname, dst, False)
     if plan.nft_replace:
-        host.nft_load(desired.ruleset)
+        host.nft_load(render_ruleset(prep.policy, env, prep.now))
+    elif plan.nft_add:
+        by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
+        timeouts = exact_timeouts(prep.now)
+        add = {name: [element_text(by_key[name][key], timeouts) for key in keys] for name, keys in plan.nft_add.items()}
+        host.nft_elements(desired.table_name, {}, add)
+    return backend
+
+
+def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:
+    """Read back what was changed; return what still differs (empty when the host matches).
+
+    A plan that replaced the table or touched the link is checked against a full snapshot; a plan
+    that only changed peers and elements reads back the device and the sets it changed."""
+    desired, plan = prep.desired, prep.plan
+    if plan.nft_replace or plan.link_changes or plan.private_key or plan.listen_port is not None:
+        return [str(c) for c in diff(desired, read(host, desired.ifname, desired.table_name), prep.now).changes]
+    left: list[str] = []
+    if plan.peers_upsert or plan.peers_remove:
+        device = uapi.parse_get(host.wg_read(desired.ifname, backend))
+        for key in plan.peers_upsert:
+            current = device.peers.get(key)
+            spec = desired.peers[key]
+            if current is None or peer_differences(spec, current):
+                left.append(f"peer {spec.label} not as planned")
+        left += [f"peer {prep.labels.get(k, 'removed')} still present" for k in plan.peers_remove if k in device.peers]
+    for name in sorted(set(plan.nft_delete) | set(plan.nft_add)):
+        got = host.nft_set_elements(desired.table_name, name)
+        want = desired.table.sets[name].elements
+        soon = {k for k in want if k in desired.element_ends and desired.element_ends[k] - prep.now <= EXPIRY_SLACK}
+        left += [f"{name}: {describe(k)} missing" for k in sorted(want - got - soon)]
+        left += [f"{name}: {describe(k)} still present" for k in sorted(got - want)]
+    return left
 
 
 def _peer_config(desired: GatewaySpec, key: str, secrets: Secrets) -> PeerConfig:

@@ -19,7 +19,8 @@ from gatewayctl.drift.check import check
 from gatewayctl.drift.formats import RENDERERS
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import enter
-from gatewayctl.host.real import RealHost
+from gatewayctl.host.real import ForkedSnapshot, RealHost
+from gatewayctl.loader.profiles import peek_names
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import spec_to_json
@@ -62,10 +63,14 @@ def labels_from(state: StateDir) -> dict[str, str]:
 
 def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None) -> tuple[Prepared, Secrets]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    names = peek_names(obj.profiles)
+    early = ForkedSnapshot(host, *names) if names else None
     compiled = load_or_exit(obj.profiles, now, obj.verbosity)
     secrets = Secrets()
     try:
-        prep = prepare(compiled.policy, host, make_environment(templates), secrets, now, labels_from(state))
+        live_raw = early.result() if early else None
+        prep = prepare(compiled.policy, host, make_environment(templates), secrets, now, labels_from(state),
+                       cache=state.root / "canonical-cache.json", live_raw=live_raw)
     except HostError as exc:
         fail(str(exc))
     return prep, secrets

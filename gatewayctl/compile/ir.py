@@ -182,6 +182,11 @@ class NftTableIR:
     log_burst: int
     unknown_source_prefix: str | None
 
+    def by_set(self) -> dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...]]:
+        """The elements of each set and map, by name."""
+        return {"grants4": self.grants4, "grants6": self.grants6, "icmp4": self.icmp4, "icmp6": self.icmp6,
+                "deny4": self.deny4, "deny6": self.deny6}
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledPolicy:

@@ -6,11 +6,13 @@ not applied. Counters, handshakes and expiry timers moving are not drift.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from gatewayctl.host.base import LinkState, LiveState
+from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceState, PeerState
 from gatewayctl.plan.diff import Change, diff
 from gatewayctl.plan.spec import GatewaySpec, spec_from_json
@@ -58,7 +60,7 @@ def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None,
         findings += [Finding("host", "foreign-base-chain", "-", str(c), "a base chain of another table on a hook partner "
                              "traffic passes; it can drop, mark or redirect partner traffic") for c in live.foreign_chains
                      if str(c) not in known]
-        pending = diff(desired, as_live(last), now, labels)
+        pending = diff(desired, as_live(last, now), now, labels)
         findings += [_finding("profiles", c, desired) for c in pending.changes]
     else:
         plan = diff(desired, live, now)
@@ -79,10 +81,15 @@ def _finding(source: str, change: Change, spec: GatewaySpec) -> Finding:
     return Finding(source, kind, partner, f"{change.area} {change.subject}", change.detail)
 
 
-def as_live(spec: GatewaySpec) -> LiveState:
-    """The state a host would have right after applying `spec`."""
+def as_live(spec: GatewaySpec, now: dt.datetime) -> LiveState:
+    """The state the host has, at `now`, when it still is what `spec` applied (timers running down)."""
     peers = {k: PeerState(k, p.psk, p.endpoint, p.keepalive, p.allowed_ips) for k, p in spec.peers.items()}
+    left = {k: int((end - now).total_seconds()) for k, end in spec.element_ends.items() if end > now}
+    table = NftTableState(spec.table.name, {
+        name: dataclasses.replace(s, elements=frozenset(e for e in s.elements if e not in spec.element_ends or e in left),
+                                  expires={e: left[e] for e in s.elements if e in left})
+        for name, s in spec.table.sets.items()}, spec.table.chains)
     return LiveState(
         link=LinkState(spec.ifname, True, spec.mtu, "wireguard", spec.addresses, spec.routes),
         wg_backend="userspace", wg=DeviceState(spec.public_key, spec.listen_port, peers), wg_error=None,
-        nft=spec.table, foreign_chains=(), forwarding4=True, forwarding6=True)
+        nft=table, foreign_chains=(), forwarding4=True, forwarding6=True)

@@ -59,6 +59,18 @@ class Host(Protocol):
         """The table as nft text (elements with their remaining timers), to restore it later; None if absent."""
         ...
 
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
+        """Delete, then add, set and map elements in one transaction (element text as in a ruleset)."""
+        ...
+
+    def nft_set_elements(self, table: str, name: str) -> frozenset[str]:
+        """The keys of one set or map, spelled as `snapshot` spells them."""
+        ...
+
+    def wg_read(self, ifname: str, backend: str) -> str:
+        """The device's raw UAPI `get` text (secrets included: parse it, never print it)."""
+        ...
+
     def wg_create(self, ifname: str) -> str:
         """Create a WireGuard interface; return the backend used ("kernel" or "userspace")."""
         ...

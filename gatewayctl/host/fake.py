@@ -34,6 +34,9 @@ class FakeHost:
     foreign_chains: list[dict[str, Any]] = field(default_factory=list)
     forwarding: dict[str, str] = field(default_factory=lambda: {"ipv4": "1", "ipv6": "1"})
     fail_next: dict[str, str] = field(default_factory=dict)
+    # Seconds the fake's clock has moved since the ruleset was loaded: element timers count down by it
+    # and elements whose timer ran out are gone, as in the kernel.
+    elapsed_s: int = 0
     calls: list[str] = field(default_factory=list)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -49,7 +52,7 @@ class FakeHost:
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": "userspace" if device else None,
             "wg_raw": _uapi_text(device) if device else None, "wg_error": None,
-            "nft_table": _listing(self.tables[table], table) if table in self.tables else None,
+            "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables else None,
             "nft_chains": chains, "forwarding": dict(self.forwarding),
         }
 
@@ -67,6 +70,27 @@ class FakeHost:
 
     def nft_list_text(self, table: str) -> str | None:
         return self.tables.get(table)
+
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
+        self._maybe_fail("nft_elements")
+        if table not in self.tables:
+            raise HostError(f"the kernel refused the element update: no table inet {table}")
+        text = self.tables[table]
+        for name in sorted(set(delete) | set(add)):
+            text = _edit_elements(text, name, set(delete.get(name, [])), add.get(name, []))
+        self.tables[table] = text
+
+    def nft_set_elements(self, table: str, name: str) -> frozenset[str]:
+        state = parse_table(_listing(self.tables[table], table), table) if table in self.tables else None
+        if state is None or name not in state.sets:
+            raise HostError(f"set {name} is missing from table inet {table}")
+        return state.sets[name].elements
+
+    def wg_read(self, ifname: str, backend: str) -> str:
+        device = self.devices.get(ifname)
+        if device is None:
+            raise HostError(f"no WireGuard userspace socket for {ifname}")
+        return _uapi_text(device)
 
     def nft_delete(self, table: str) -> None:
         self._maybe_fail("nft_delete")
@@ -119,6 +143,28 @@ class FakeHost:
         return self.links[ifname]
 
 
+def _element_key(line: str) -> str:
+    return re.sub(r'( timeout \S+)?( comment ".*")?,?$', "", line.strip())
+
+
+def _edit_elements(text: str, name: str, delete: set[str], add: list[str]) -> str:
+    """Rewrite one set or map block of a rendered ruleset with elements deleted and added."""
+    lines = text.split("\n")
+    start = next((i for i, ln in enumerate(lines) if re.fullmatch(rf"\t(set|map) {re.escape(name)} \{{", ln)), None)
+    if start is None:
+        raise HostError(f"the kernel refused the element update: no set {name}")
+    end = next(i for i in range(start, len(lines)) if lines[i] == "\t}")
+    block = lines[start:end]
+    head = [ln for ln in block if not ln.startswith("\t\t\t") and ln not in ("\t\telements = {", "\t\t}")]
+    elements = [ln.strip().rstrip(",") for ln in block if ln.startswith("\t\t\t")]
+    missing = delete - {_element_key(e) for e in elements}
+    if missing:
+        raise HostError(f"the kernel refused the element update: no such element {sorted(missing)[0]}")
+    kept = [e for e in elements if _element_key(e) not in delete] + list(add)
+    body = ["\t\telements = {", *[f"\t\t\t{e}{',' if i < len(kept) - 1 else ''}" for i, e in enumerate(kept)], "\t\t}"]
+    return "\n".join(lines[:start] + head + (body if kept else []) + lines[end:])
+
+
 def _toggle(items: list[str], value: str, add: bool) -> None:
     if add and value not in items:
         items.append(value)
@@ -144,7 +190,7 @@ def _uapi_text(device: FakeDevice) -> str:
 _BLOCK = re.compile(r"^\t(set|map|chain) (\S+) \{$")
 
 
-def _listing(text: str, table: str) -> dict[str, Any]:
+def _listing(text: str, table: str, elapsed_s: int = 0) -> dict[str, Any]:
     """A `nft -j list table` listing for a ruleset in gatewayctl's rendered form."""
     body = text.split(f"table inet {table} {{\n", 2)[-1]
     items: list[dict[str, Any]] = [{"table": {"family": "inet", "name": table}}]
@@ -159,7 +205,19 @@ def _listing(text: str, table: str) -> dict[str, Any]:
         if current is None or not line.strip() or line.strip() in ("}", "elements = {"):
             continue
         _line(line.strip().rstrip(","), kind, current, items)
+    for item in items:
+        body = item.get("set") or item.get("map")
+        if body and "elem" in body:
+            body["elem"] = [e for e in (_age(e, elapsed_s) for e in body["elem"]) if e is not None]
     return {"nftables": items}
+
+
+def _age(element: Any, elapsed_s: int) -> Any:
+    attrs = element.get("elem") if isinstance(element, dict) else None
+    if not attrs or "expires" not in attrs:
+        return element
+    left = attrs["expires"] - elapsed_s
+    return None if left <= 0 else {"elem": {**attrs, "expires": left}}
 
 
 def _line(line: str, kind: str | None, current: dict[str, Any], items: list[dict[str, Any]]) -> None:
@@ -188,7 +246,16 @@ def _elem(line: str, kind: str) -> Any:
         return [_value(key), {action: {"target": target}}]
     key = re.sub(r' (timeout \S+ )?comment ".*"$', "", line)
     key = re.sub(r" timeout \S+$", "", key)
-    return {"elem": {"val": _value(key), "counter": {"packets": 0, "bytes": 0}}}
+    attrs: dict[str, Any] = {"val": _value(key), "counter": {"packets": 0, "bytes": 0}}
+    timeout = re.search(r" timeout (\S+)", line)
+    if timeout:  # the fake's clock stands still: time left is the whole timeout
+        attrs["timeout"] = attrs["expires"] = _seconds(timeout.group(1))
+    return {"elem": attrs}
+
+
+def _seconds(duration: str) -> int:
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", duration))
 
 
 def _value(text: str) -> Any:

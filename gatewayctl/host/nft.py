@@ -13,7 +13,7 @@ from typing import Any
 
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import run_in_thread, unshare
-from gatewayctl.host.nftstate import NftTableState, parse_table
+from gatewayctl.host.nftstate import NftTableState, _set, parse_table
 
 
 def _nft() -> Any:
@@ -48,6 +48,23 @@ def list_text(table: str) -> str | None:
             return None
         raise HostError(f"nft list table inet {table}: {err.strip()}")
     return str(out)
+
+
+def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
+    """One transaction: delete elements, then add elements; all or nothing."""
+    lines = [f"delete element inet {table} {name} {{ {', '.join(keys)} }}" for name, keys in sorted(delete.items()) if keys]
+    lines += [f"add element inet {table} {name} {{ {', '.join(texts)} }}" for name, texts in sorted(add.items()) if texts]
+    if lines:
+        load("\n".join(lines) + "\n", "element update")
+
+
+def set_elements(table: str, name: str) -> frozenset[str]:
+    listing = list_json(f"list set inet {table} {name}") or list_json(f"list map inet {table} {name}")
+    for item in (listing or {}).get("nftables", []):
+        for kind in ("set", "map"):
+            if kind in item:
+                return _set(item[kind], kind).elements
+    raise HostError(f"set {name} is missing from table inet {table}")
 
 
 def load(text: str, label: str = "ruleset") -> None:

@@ -148,3 +148,13 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+
+def peek_names(root: Path) -> tuple[str, str] | None:
+    """The WireGuard interface and nft table named by gateway.yaml, read without validating anything else."""
+    try:
+        data = read_document(root / GATEWAY_FILE, GATEWAY_FILE).data
+        return str(data["wireguard"]["interface"]), str(data.get("firewall", {}).get("table", "gatewayctl"))
+    except (ProfileErrors, KeyError, TypeError, AttributeError):
+        return None

@@ -154,34 +154,38 @@ class _Constructor:
         self._seen: set[int] = set()
 
     def build(self, node: Node) -> Any:
-        if id(node) in self._seen:
+        seen = self._seen
+        if id(node) in seen:
             raise YamlError(_line(node), "anchors and aliases (*name) are not supported in profiles; write the value out")
-        self._seen.add(id(node))
-        if isinstance(node, MappingNode):
+        seen.add(id(node))
+        kind = type(node)
+        if kind is ScalarNode:
+            value: str = node.value
+            if node.tag == _PLAIN and value[:1].isalpha() and value[0] not in "nNtTfF":
+                return value  # the common case: plain text that can be nothing else
+            return _scalar(node)
+        if kind is MappingNode:
             return self._mapping(node)
-        if isinstance(node, SequenceNode):
-            self._check_tag(node, "seq")
-            return [self.build(item) for item in node.value]
-        return _scalar(node)
+        _check_tag(node, "seq")
+        return [self.build(item) for item in node.value]
 
-    def _mapping(self, node: MappingNode) -> dict[str, Any]:
-        self._check_tag(node, "map")
+    def _mapping(self, node: Node) -> dict[str, Any]:
+        _check_tag(node, "map")
         result: dict[str, Any] = {}
-        first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = self.build(key_node)
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise YamlError(_line(key_node), f"keys must be text, found {shown(key)}")
             if key in result:
-                raise YamlError(_line(key_node), f"duplicate key {key!r} (first defined on line {first_line[key]})")
-            first_line[key] = _line(key_node)
+                first = next(k for k, _ in node.value if k.value == key)
+                raise YamlError(_line(key_node), f"duplicate key {key!r} (first defined on line {_line(first)})")
             result[key] = self.build(value_node)
         return result
 
-    @staticmethod
-    def _check_tag(node: Node, kind: str) -> None:
-        if node.tag != _TAG + kind:
-            raise YamlError(_line(node), f"YAML tag {node.tag!r} is not supported in profiles")
+
+def _check_tag(node: Node, kind: str) -> None:
+    if node.tag != _TAG + kind:
+        raise YamlError(_line(node), f"YAML tag {node.tag!r} is not supported in profiles")
 
 
 def _line(node: Node) -> int:

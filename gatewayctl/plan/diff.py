@@ -48,7 +48,13 @@ class Plan:
     peers_upsert: tuple[str, ...] = ()
     peers_remove: tuple[str, ...] = ()
     nft_replace: bool = False
-    firewall_changes: tuple[Change, ...] = field(default=())
+    nft_delete: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nft_add: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def link_changes(self) -> bool:
+        return bool(self.create_interface or self.mtu is not None or self.up or self.addresses_add or self.addresses_remove
+                    or self.routes_add or self.routes_remove)
 
     @property
     def empty(self) -> bool:
@@ -65,12 +71,11 @@ def diff(desired: GatewaySpec, live: LiveState, now: dt.datetime, labels: dict[s
     _interface(desired, live, changes, fields)
     _peers(desired, live, labels, changes, unchanged, fields)
     firewall = _firewall(desired, live.nft, now)
-    if firewall:
-        fields["nft_replace"] = True
-        fields["firewall_changes"] = tuple(firewall)
+    if firewall.changes:
+        fields.update(nft_replace=firewall.replace, nft_delete=firewall.delete, nft_add=firewall.add)
     else:
         unchanged.append(f"firewall table inet {desired.table_name}: matches the profiles")
-    return Plan(tuple(changes) + tuple(firewall), tuple(blockers), tuple(unchanged), **fields)  # type: ignore[arg-type]
+    return Plan(tuple(changes) + tuple(firewall.changes), tuple(blockers), tuple(unchanged), **fields)  # type: ignore[arg-type]
 
 
 def _blockers(desired: GatewaySpec, live: LiveState) -> list[str]:
@@ -173,29 +178,49 @@ def peer_differences(spec: PeerSpec, current: PeerState) -> list[tuple[str, str]
     return details
 
 
-def _firewall(desired: GatewaySpec, live: NftTableState | None, now: dt.datetime) -> list[Change]:
+@dataclass
+class FirewallDelta:
+    """How to bring the live table to the desired one: replace it, or change elements in place."""
+
+    changes: list[Change] = field(default_factory=list)
+    replace: bool = False
+    delete: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    add: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _firewall(desired: GatewaySpec, live: NftTableState | None, now: dt.datetime) -> FirewallDelta:
     name = f"table inet {desired.table_name}"
     if live is None:
         count = sum(len(s.elements) for s in desired.table.sets.values())
-        return [Change("+", "firewall", name, f"create ({count} set and map elements)", "table-missing")]
-    changes: list[Change] = []
+        return FirewallDelta([Change("+", "firewall", name, f"create ({count} set and map elements)", "table-missing")],
+                             replace=True)
+    delta = FirewallDelta()
     owners = _owners(desired)
     for set_name, want in sorted(desired.table.sets.items()):
         have = live.sets.get(set_name)
         if have is None or (have.type, have.flags, have.kind) != (want.type, want.flags, want.kind):
-            changes.append(Change("~", "firewall", f"{set_name}", "declaration differs" if have else "missing", "table-changed"))
+            delta.changes.append(Change("~", "firewall", f"{set_name}", "declaration differs" if have else "missing",
+                                        "table-changed"))
+            delta.replace = True
             continue
-        changes += element_changes(want, have, owners, desired.element_ends, now)
+        changes, delete, add = element_changes(want, have, owners, desired.element_ends, now)
+        delta.changes += changes
+        if delete:
+            delta.delete[set_name] = delete
+        if add:
+            delta.add[set_name] = add
     for set_name in sorted(set(live.sets) - set(desired.table.sets)):
-        changes.append(Change("-", "firewall", set_name, "not defined by the profiles", "table-changed"))
+        delta.changes.append(Change("-", "firewall", set_name, "not defined by the profiles", "table-changed"))
+        delta.replace = True
     for chain_name in sorted(set(desired.table.chains) | set(live.chains)):
         want_chain, have_chain = desired.table.chains.get(chain_name), live.chains.get(chain_name)
         if want_chain != have_chain:
             what = ("missing" if have_chain is None else "not defined by the profiles" if want_chain is None
                     else _rule_difference(want_chain.rules, have_chain.rules) if want_chain.rules != have_chain.rules
                     else "hook, priority or policy differs")
-            changes.append(Change("~", "firewall", f"chain {chain_name}", what, "rule-changed"))
-    return changes
+            delta.changes.append(Change("~", "firewall", f"chain {chain_name}", what, "rule-changed"))
+            delta.replace = True
+    return delta
 
 
 def _rule_difference(want: tuple[str, ...], have: tuple[str, ...]) -> str:
@@ -206,18 +231,42 @@ def _rule_difference(want: tuple[str, ...], have: tuple[str, ...]) -> str:
 
 
 def element_changes(want: NftSet, have: NftSet, owners: dict[str, str], ends: dict[str, dt.datetime],
-                    now: dt.datetime) -> list[Change]:
-    changes = []
+                    now: dt.datetime) -> tuple[list[Change], tuple[str, ...], tuple[str, ...]]:
+    """Element differences of one set: (changes, keys to delete, keys to add). An element whose
+    kernel timer disagrees with its grant by more than the slack is replaced (deleted, then added)."""
+    changes, delete, add = [], [], []
     for element in sorted(want.elements - have.elements):
         ending = ends.get(element)
         if ending is not None and ending - now <= EXPIRY_SLACK:
             continue  # leaving the kernel by itself right now
+        add.append(element)
         changes.append(Change("+", "firewall", owners.get(_source(element), "unknown source"), describe(element),
                               "element-missing"))
     for element in sorted(have.elements - want.elements):
+        delete.append(element)
         changes.append(Change("-", "firewall", owners.get(_source(element), "unknown source"), describe(element),
                               "element-unexpected"))
-    return changes
+    for element in sorted(want.elements & have.elements):
+        timer = _timer_difference(ends.get(element), have.expires.get(element), now)
+        if timer:
+            delete.append(element)
+            add.append(element)
+            changes.append(Change("~", "firewall", owners.get(_source(element), "unknown source"),
+                                  f"{describe(element)}: {timer}", "timeout-changed"))
+    return changes, tuple(delete), tuple(add)
+
+
+def _timer_difference(ends: dt.datetime | None, expires: int | None, now: dt.datetime) -> str | None:
+    if ends is None and expires is None:
+        return None
+    if ends is None:
+        return "expires in the kernel, but the grant has no end"
+    if expires is None:
+        return f"never expires in the kernel, but the grant ends {ends:%Y-%m-%d %H:%M}Z"
+    live_end = now + dt.timedelta(seconds=expires)
+    if abs(live_end - ends) <= EXPIRY_SLACK:
+        return None
+    return f"kernel timer ends {live_end:%Y-%m-%d %H:%M}Z, the grant {ends:%Y-%m-%d %H:%M}Z"
 
 
 def _owners(desired: GatewaySpec) -> dict[str, str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from gatewayctl.build import atomic_write
 from gatewayctl.compile.ir import CompiledPolicy, NftTableIR, SetElement
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
@@ -48,14 +52,13 @@ class GatewaySpec:
     peers: dict[str, PeerSpec]
     table_name: str
     table: NftTableState
-    ruleset: str
     element_ends: dict[str, dt.datetime]
     needs_forwarding4: bool
     needs_forwarding6: bool
 
 
 def desired_spec(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets,
-                 loaded_at: dt.datetime) -> GatewaySpec:
+                 loaded_at: dt.datetime, cache: Path | None = None) -> GatewaySpec:
     """Desired state; reads key files (for fingerprints) and resolves peer endpoints."""
     iface = policy.interface
     derived = secrets.public_key_of(iface.private_key_file)
@@ -68,15 +71,50 @@ def desired_spec(policy: CompiledPolicy, host: Host, env: jinja2.Environment, se
             peer.partner, peer.name, peer.public_key, frozenset(str(n) for n in peer.allowed_ips),
             _resolve(peer.endpoint, f"{peer.partner}/{peer.name}"), peer.keepalive or 0,
             secrets.psk_fingerprint(peer.preshared_key_file), peer.preshared_key_file)
-    ruleset = render_ruleset(policy, env, loaded_at)
     families = {a.version for a in iface.addresses}
     return GatewaySpec(
         ifname=iface.name, listen_port=iface.listen_port, public_key=iface.public_key,
         private_key_file=iface.private_key_file, mtu=iface.mtu, addresses=frozenset(str(a) for a in iface.addresses),
         routes=frozenset(str(n) for p in iface.peers for n in p.networks), peers=peers,
-        table_name=policy.table.name, table=host.nft_canonical(ruleset, policy.table.name), ruleset=ruleset,
+        table_name=policy.table.name, table=canonical_table(policy, host, env, cache),
         element_ends=element_ends(policy.table), needs_forwarding4=4 in families, needs_forwarding6=6 in families,
     )
+
+
+def canonical_table(policy: CompiledPolicy, host: Host, env: jinja2.Environment, cache: Path | None) -> NftTableState:
+    """The desired table as the kernel lists it.
+
+    The skeleton (set declarations, chains, rules) comes from the kernel itself: the ruleset without
+    elements is loaded into a throwaway namespace and read back, and the result is remembered by the
+    digest of that text. Elements are spelled from the IR exactly as nft lists them; whether the two
+    agree is checked on every apply (verification reads the host back) and by the contract tests."""
+    table = policy.table
+    bare = dataclasses.replace(table, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=())
+    text = render_ruleset(dataclasses.replace(policy, table=bare), env, policy.at)
+    digest = hashlib.sha256("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).encode()).hexdigest()
+    skeleton = _cached(cache, digest)
+    if skeleton is None:
+        skeleton = host.nft_canonical(text, table.name)
+        _remember(cache, digest, skeleton)
+    elements = table.by_set()
+    sets = {name: dataclasses.replace(s, elements=frozenset(e.key for e in elements.get(name, ())))
+            for name, s in skeleton.sets.items()}
+    return NftTableState(skeleton.name, sets, skeleton.chains)
+
+
+def _cached(cache: Path | None, digest: str) -> NftTableState | None:
+    if cache is None or not cache.exists():
+        return None
+    try:
+        data = json.loads(cache.read_text())
+    except ValueError:
+        return None
+    return table_from_json(data["table"]) if data.get("digest") == digest else None
+
+
+def _remember(cache: Path | None, digest: str, table: NftTableState) -> None:
+    if cache is not None and cache.parent.is_dir():
+        atomic_write(cache, json.dumps({"digest": digest, "table": table_to_json(table)}).encode(), 0o600)
 
 
 def element_ends(table: NftTableIR) -> dict[str, dt.datetime]:
@@ -116,7 +154,7 @@ def spec_to_json(spec: GatewaySpec) -> dict[str, Any]:
     return {
         "ifname": spec.ifname, "listen_port": spec.listen_port, "public_key": spec.public_key,
         "private_key_file": spec.private_key_file, "mtu": spec.mtu, "addresses": sorted(spec.addresses),
-        "routes": sorted(spec.routes), "table_name": spec.table_name, "ruleset": spec.ruleset,
+        "routes": sorted(spec.routes), "table_name": spec.table_name,
         "needs_forwarding4": spec.needs_forwarding4, "needs_forwarding6": spec.needs_forwarding6,
         "peers": {k: {"partner": p.partner, "name": p.name, "allowed_ips": sorted(p.allowed_ips), "endpoint": p.endpoint,
                       "keepalive": p.keepalive, "psk": p.psk, "psk_file": p.psk_file} for k, p in spec.peers.items()},
@@ -132,7 +170,7 @@ def spec_from_json(data: dict[str, Any]) -> GatewaySpec:
         ifname=data["ifname"], listen_port=data["listen_port"], public_key=data["public_key"],
         private_key_file=data["private_key_file"], mtu=data["mtu"], addresses=frozenset(data["addresses"]),
         routes=frozenset(data["routes"]), peers=peers, table_name=data["table_name"], table=table_from_json(data["table"]),
-        ruleset=data["ruleset"], needs_forwarding4=data["needs_forwarding4"], needs_forwarding6=data["needs_forwarding6"],
+        needs_forwarding4=data["needs_forwarding4"], needs_forwarding6=data["needs_forwarding6"],
         element_ends={k: dt.datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
                       for k, v in data["element_ends"].items()},
     )

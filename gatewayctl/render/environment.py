@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.compile.ir import SetElement
+from gatewayctl.compile.ir import DenyEntry, SetElement
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -48,11 +48,14 @@ def nft_addr(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
 
 
 def nft_timeout(seconds: int) -> str:
-    """Seconds in nft's duration syntax, exact: 30d, 5h, 90s."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """Seconds in nft's duration syntax, exact and composite (30d, 5h, 212d5h18m27s): nft refuses a large
+    count of a single small unit such as 113375316s ("value too large")."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "1s"
 
 
 Timeouts = Callable[[dt.datetime | None], int | None]
@@ -90,6 +93,13 @@ def nft_element_tail(element: SetElement, timeouts: Timeouts) -> str:
     if len(comment) > 120:
         comment = f"{element.grants[0]} +{len(element.grants) - 1}"
     return f'{tail} comment "{comment}"'
+
+
+def element_text(element: SetElement | DenyEntry, timeouts: Timeouts) -> str:
+    """An element as written in a ruleset or an `add element` command."""
+    if isinstance(element, DenyEntry):
+        return element.key
+    return element.key + nft_element_tail(element, timeouts)
 
 
 def to_json(value: Any) -> str:
