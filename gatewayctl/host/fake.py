@@ -206,9 +206,9 @@ def _listing(text: str, table: str, elapsed_s: int = 0) -> dict[str, Any]:
             continue
         _line(line.strip().rstrip(","), kind, current, items)
     for item in items:
-        body = item.get("set") or item.get("map")
-        if body and "elem" in body:
-            body["elem"] = [e for e in (_age(e, elapsed_s) for e in body["elem"]) if e is not None]
+        declared: dict[str, Any] | None = item.get("set") or item.get("map")
+        if declared and "elem" in declared:
+            declared["elem"] = [e for e in (_age(e, elapsed_s) for e in declared["elem"]) if e is not None]
     return {"nftables": items}
 
 
