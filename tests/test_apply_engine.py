@@ -14,6 +14,7 @@ import pytest
 
 from gatewayctl.apply.engine import ApplyError, execute, prepare
 from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.host.base import read
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.fake import FakeHost
 from gatewayctl.host.wgtypes import DeviceUpdate, public_of
@@ -157,7 +158,7 @@ def test_peer_removal_closes_the_firewall_first(estate: Path) -> None:
 def test_refusal_midway_restores_table_and_peers(estate: Path) -> None:
     host = RecordingHost()
     apply(policy_of(estate), host)
-    before_table = host.tables["gatewayctl"]
+    before_table = read(host, "wg-partners", "gatewayctl").nft
     before_peers = json.dumps(host.devices["wg-partners"].peers, default=str, sort_keys=True)
     edit(estate, "acme", "keepalive: 25", "keepalive: 10")
     edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")
@@ -167,8 +168,10 @@ def test_refusal_midway_restores_table_and_peers(estate: Path) -> None:
     with pytest.raises(ApplyError) as info:
         execute(prep, host, ENV, secrets)
     assert info.value.rolled_back and "errno=-22" in str(info.value)
-    assert host.tables["gatewayctl"].split("table inet gatewayctl {\n", 2)[-1] == before_table.split(
-        "table inet gatewayctl {\n", 2)[-1]
+    after_table = read(host, "wg-partners", "gatewayctl").nft
+    assert after_table == before_table
+    assert after_table is not None and before_table is not None
+    assert after_table.sets["grants4"].expires == before_table.sets["grants4"].expires  # timers put back too
     assert json.dumps(host.devices["wg-partners"].peers, default=str, sort_keys=True) == before_peers
 
 

@@ -133,7 +133,7 @@ def test_missing_profiles_folder(tmp_path: Path) -> None:
 def test_timeouts_are_spelled_so_that_nft_accepts_them() -> None:
     from gatewayctl.render.environment import nft_timeout
 
-    assert nft_timeout(113375316) == "1312d5h48m36s"  # nft rejects "113375316s" as too large
+    assert nft_timeout(113375316) == "1312d5h8m36s"  # nft rejects "113375316s" as too large
     assert nft_timeout(86400 * 30) == "30d"
     assert nft_timeout(3600 * 4) == "4h"
     assert nft_timeout(59) == "59s"

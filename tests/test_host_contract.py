@@ -167,9 +167,14 @@ def test_element_update_is_one_transaction(subject: Subject) -> None:
         table, {"grants4": ["10.250.1.1 . 10.1.0.5 . tcp . 443"]},
         {"grants4": ['10.250.3.1 . 10.2.0.5 . tcp . 5432 timeout 2d comment "initech/erp-db"'],
          "deny4": ["10.250.9.1 : goto deny_acme"]}))
-    grants = subject.call(lambda: subject.host.nft_set_elements(table, "grants4"))
-    assert "10.250.3.1 . 10.2.0.5 . tcp . 5432" in grants and "10.250.1.1 . 10.1.0.5 . tcp . 443" not in grants
-    assert "10.250.9.1 : goto deny_acme" in subject.call(lambda: subject.host.nft_set_elements(table, "deny4"))
+    asked = ["10.250.3.1 . 10.2.0.5 . tcp . 5432", "10.250.1.1 . 10.1.0.5 . tcp . 443", "10.250.1.1 . 10.1.0.20 . tcp . 22"]
+    grants = subject.call(lambda: subject.host.nft_get_elements(table, "grants4", asked))
+    assert grants == {"10.250.3.1 . 10.2.0.5 . tcp . 5432", "10.250.1.1 . 10.1.0.20 . tcp . 22"}
+    subject.call(lambda: subject.host.nft_elements(table, {}, {"grants4": ['10.250.5.0/24 . 10.1.0.0/24 . tcp . 1-1000 comment "w"']}))
+    covered = "10.250.5.7 . 10.1.0.99 . tcp . 80"  # inside the wider element, but not an element itself
+    assert subject.call(lambda: subject.host.nft_get_elements(table, "grants4", [covered])) == frozenset()
+    deny = ["10.250.9.1 : goto deny_acme", "10.250.9.2 : goto deny_acme"]
+    assert subject.call(lambda: subject.host.nft_get_elements(table, "deny4", deny)) == {"10.250.9.1 : goto deny_acme"}
     live = subject.read().nft
     assert live is not None and 170000 <= live.sets["grants4"].expires["10.250.3.1 . 10.2.0.5 . tcp . 5432"] <= 172800
     before = subject.read().nft

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,13 @@ from gatewayctl.compile.ir import CompiledPolicy
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
 from gatewayctl.host.errors import HostError
+from gatewayctl.host.nftstate import NftSet
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
-from gatewayctl.plan.diff import EXPIRY_SLACK, Plan, describe, diff, peer_differences
+from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
 from gatewayctl.render.artifacts import render_ruleset
-from gatewayctl.render.environment import element_text, exact_timeouts
+from gatewayctl.render.environment import element_text, exact_timeouts, nft_timeout
 
 
 class ApplyError(Exception):
@@ -59,15 +62,20 @@ class Rollback:
     wg_raw: str | None
     wg_backend: str | None
     link: dict[str, Any] | None
+    # For a plan that changes elements in place: the inverse operations instead of the whole table.
+    undo_delete: dict[str, list[str]] | None = None
+    undo_add: dict[str, list[str]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets, now: dt.datetime,
-            labels: dict[str, str], cache: Path | None = None, live_raw: dict[str, Any] | None = None) -> Prepared:
-    """Compute the desired state, read the host once (or take the snapshot read meanwhile), and diff."""
+            labels: dict[str, str], cache: Path | None = None,
+            early: Callable[[], dict[str, Any] | None] | None = None) -> Prepared:
+    """Compute the desired state, read the host once (or collect the snapshot `early` is taking), and diff."""
     desired = desired_spec(policy, host, env, secrets, now, cache)
+    live_raw = early() if early else None
     if live_raw is None or (live_raw["ifname"], live_raw["table"]) != (desired.ifname, desired.table_name):
         live_raw = host.snapshot(desired.ifname, desired.table_name)
     live = parse_snapshot(live_raw)
@@ -82,9 +90,7 @@ def digest(spec: GatewaySpec) -> str:
 
 def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> Rollback:
     """Carry out the plan; on any failure restore the previous state and raise ApplyError."""
-    desired = prep.desired
-    rollback = Rollback(desired.ifname, desired.table_name, host.nft_list_text(desired.table_name),
-                        prep.live_raw.get("wg_raw"), prep.live.wg_backend, prep.live_raw.get("link"))
+    rollback = _rollback_of(prep, host)
     try:
         backend = _steps(prep, host, env, secrets)
         left = _verify(prep, host, backend)
@@ -97,6 +103,28 @@ def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secret
             raise ApplyError(f"{exc}; and the rollback failed too: {second}", rolled_back=False) from exc
         raise ApplyError(str(exc), rolled_back=True) from exc
     return rollback
+
+
+def _rollback_of(prep: Prepared, host: Host) -> Rollback:
+    """What it takes to put the host back: the whole table, or the inverse of the element changes."""
+    desired, plan, live = prep.desired, prep.plan, prep.live
+    base = dict(ifname=desired.ifname, table=desired.table_name, wg_raw=prep.live_raw.get("wg_raw"),
+                wg_backend=live.wg_backend, link=prep.live_raw.get("link"))
+    if plan.nft_replace or live.nft is None:
+        return Rollback(nft_text=host.nft_list_text(desired.table_name), **base)  # type: ignore[arg-type]
+    readd = {name: [_live_element_text(live.nft.sets[name], key) for key in keys] for name, keys in plan.nft_delete.items()}
+    return Rollback(nft_text=None, undo_delete={k: list(v) for k, v in plan.nft_add.items()}, undo_add=readd,
+                    **base)  # type: ignore[arg-type]
+
+
+def _live_element_text(live: NftSet, key: str) -> str:
+    """An element as it is live: the same key, its remaining timer and its comment."""
+    text = key
+    if key in live.expires:
+        text += f" timeout {nft_timeout(max(live.expires[key], 1))}"
+    if key in live.comments:
+        text += f' comment "{live.comments[key]}"'
+    return text
 
 
 def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> str:
@@ -150,7 +178,7 @@ def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:
         return [str(c) for c in diff(desired, read(host, desired.ifname, desired.table_name), prep.now).changes]
     left: list[str] = []
     if plan.peers_upsert or plan.peers_remove:
-        device = uapi.parse_get(host.wg_read(desired.ifname, backend))
+        device = uapi.parse_get(host.wg_read(desired.ifname, backend), only={*plan.peers_upsert, *plan.peers_remove})
         for key in plan.peers_upsert:
             current = device.peers.get(key)
             spec = desired.peers[key]
@@ -158,11 +186,11 @@ def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:
                 left.append(f"peer {spec.label} not as planned")
         left += [f"peer {prep.labels.get(k, 'removed')} still present" for k in plan.peers_remove if k in device.peers]
     for name in sorted(set(plan.nft_delete) | set(plan.nft_add)):
-        got = host.nft_set_elements(desired.table_name, name)
+        asked = sorted(set(plan.nft_delete.get(name, ())) | set(plan.nft_add.get(name, ())))
+        got = host.nft_get_elements(desired.table_name, name, asked)
         want = desired.table.sets[name].elements
-        soon = {k for k in want if k in desired.element_ends and desired.element_ends[k] - prep.now <= EXPIRY_SLACK}
-        left += [f"{name}: {describe(k)} missing" for k in sorted(want - got - soon)]
-        left += [f"{name}: {describe(k)} still present" for k in sorted(got - want)]
+        left += [f"{name}: {describe(k)} missing" for k in asked if k in want and k not in got]
+        left += [f"{name}: {describe(k)} still present" for k in asked if k not in want and k in got]
     return left
 
 
@@ -174,7 +202,9 @@ def _peer_config(desired: GatewaySpec, key: str, secrets: Secrets) -> PeerConfig
 
 def restore(rollback: Rollback, host: Host) -> None:
     """Put back the previous table and peers (and the link's addresses and routes)."""
-    if rollback.nft_text is None:
+    if rollback.undo_delete is not None or rollback.undo_add is not None:
+        _undo_elements(rollback, host)
+    elif rollback.nft_text is None:
         host.nft_delete(rollback.table)
     else:
         prefix = f"table inet {rollback.table} {{}}\ndelete table inet {rollback.table}\n"
@@ -188,6 +218,23 @@ def restore(rollback: Rollback, host: Host) -> None:
         listen_port=previous.listen_port, private_key=previous.private_key,
         upsert=previous.upsert, remove=tuple(k for k in current.wg.peers if k not in keep)))
     _restore_link(rollback, current, host)
+
+
+def _undo_elements(rollback: Rollback, host: Host) -> None:
+    """Remove what was added and put back what was deleted; elements not there (yet) are skipped."""
+    delete = {}
+    for name, keys in (rollback.undo_delete or {}).items():
+        present = host.nft_get_elements(rollback.table, name, keys)
+        delete[name] = [k for k in keys if k in present]
+    add = {}
+    for name, texts in (rollback.undo_add or {}).items():
+        present = host.nft_get_elements(rollback.table, name, [_key_of(t) for t in texts])
+        add[name] = [t for t in texts if _key_of(t) not in present]
+    host.nft_elements(rollback.table, delete, add)
+
+
+def _key_of(text: str) -> str:
+    return re.sub(r'( timeout \S+)?( comment ".*")?$', "", text)
 
 
 def _restore_link(rollback: Rollback, current: LiveState, host: Host) -> None:

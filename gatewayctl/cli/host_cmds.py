@@ -67,10 +67,15 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     early = ForkedSnapshot(host, *names) if names else None
     compiled = load_or_exit(obj.profiles, now, obj.verbosity)
     secrets = Secrets()
+    def collect() -> dict[str, Any] | None:
+        try:
+            return early.result() if early else None
+        except HostError:
+            return None  # read again, where the error is reported in context
+
     try:
-        live_raw = early.result() if early else None
         prep = prepare(compiled.policy, host, make_environment(templates), secrets, now, labels_from(state),
-                       cache=state.root / "canonical-cache.json", live_raw=live_raw)
+                       cache=state.root / "canonical-cache.json", early=collect)
     except HostError as exc:
         fail(str(exc))
     return prep, secrets

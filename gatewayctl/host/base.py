@@ -63,8 +63,8 @@ class Host(Protocol):
         """Delete, then add, set and map elements in one transaction (element text as in a ruleset)."""
         ...
 
-    def nft_set_elements(self, table: str, name: str) -> frozenset[str]:
-        """The keys of one set or map, spelled as `snapshot` spells them."""
+    def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
+        """Which of `keys` are elements of the set or map, exactly (not merely covered by a wider one)."""
         ...
 
     def wg_read(self, ifname: str, backend: str) -> str:

@@ -80,11 +80,11 @@ class FakeHost:
             text = _edit_elements(text, name, set(delete.get(name, [])), add.get(name, []))
         self.tables[table] = text
 
-    def nft_set_elements(self, table: str, name: str) -> frozenset[str]:
-        state = parse_table(_listing(self.tables[table], table), table) if table in self.tables else None
+    def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
+        state = parse_table(_listing(self.tables[table], table, self.elapsed_s), table) if table in self.tables else None
         if state is None or name not in state.sets:
             raise HostError(f"set {name} is missing from table inet {table}")
-        return state.sets[name].elements
+        return frozenset(keys) & state.sets[name].elements
 
     def wg_read(self, ifname: str, backend: str) -> str:
         device = self.devices.get(ifname)

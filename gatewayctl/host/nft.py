@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import run_in_thread, unshare
-from gatewayctl.host.nftstate import NftTableState, _set, parse_table
+from gatewayctl.host.nftstate import NftTableState, parse_table
 
 
 def _nft() -> Any:
@@ -58,13 +59,32 @@ def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, lis
         load("\n".join(lines) + "\n", "element update")
 
 
-def set_elements(table: str, name: str) -> frozenset[str]:
-    listing = list_json(f"list set inet {table} {name}") or list_json(f"list map inet {table} {name}")
-    for item in (listing or {}).get("nftables", []):
-        for kind in ("set", "map"):
-            if kind in item:
-                return _set(item[kind], kind).elements
-    raise HostError(f"set {name} is missing from table inet {table}")
+def get_elements(table: str, name: str, keys: list[str]) -> frozenset[str]:
+    """Which keys are elements, exactly: `get element` may answer with a wider element that covers
+    the key, so the answer is compared with the key as written."""
+    if not keys:
+        return frozenset()
+    found = _get(table, name, keys)
+    if found is None:  # at least one is missing: ask one by one
+        found = set()
+        for key in keys:
+            found |= _get(table, name, [key]) or set()
+    return frozenset(k for k in keys if k in found)
+
+
+def _get(table: str, name: str, keys: list[str]) -> set[str] | None:
+    nft = _nft()
+    nft.set_json_output(False)  # nft 1.0.6 answers `get element` in text only
+    wanted = ", ".join(k.split(" : ")[0] for k in keys)
+    rc, out, err = nft.cmd(f"get element inet {table} {name} {{ {wanted} }}")
+    if rc != 0:
+        if "No such file or directory" in err:
+            return None
+        raise HostError(f"nft get element in {name}: {err.strip()}")
+    match = re.search(r"elements = \{ (.*) \}", out, re.S)
+    items = re.split(r",\s+", match.group(1)) if match else []
+    return {re.sub(r'( counter packets \d+ bytes \d+)?( timeout \S+)?( expires \S+)?( comment ".*")?$', "", i.strip())
+            for i in items}
 
 
 def load(text: str, label: str = "ruleset") -> None:

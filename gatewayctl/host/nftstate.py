@@ -21,6 +21,7 @@ class NftSet:
     elements: frozenset[str]
     counters: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False)
     expires: dict[str, int] = field(default_factory=dict, compare=False)
+    comments: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,12 @@ def _element(item: Any, kind: str) -> tuple[str, dict[str, Any]]:
 
 
 def _set(obj: dict[str, Any], kind: str) -> NftSet:
-    elements, counters, expires = set(), {}, {}
+    elements, counters, expires, comments = set(), {}, {}, {}
     for item in obj.get("elem", []):
         text, attrs = _element(item, kind)
         elements.add(text)
+        if "comment" in attrs:
+            comments[text] = attrs["comment"]
         if "counter" in attrs:
             counters[text] = (attrs["counter"]["packets"], attrs["counter"]["bytes"])
         if "expires" in attrs:
@@ -107,7 +110,8 @@ def _set(obj: dict[str, Any], kind: str) -> NftSet:
     kind_type = obj["type"] if isinstance(obj["type"], list) else [obj["type"]]
     if kind == "map":
         kind_type = [*kind_type, ":", obj["map"]]
-    return NftSet(obj["name"], kind, tuple(kind_type), tuple(obj.get("flags", [])), frozenset(elements), counters, expires)
+    return NftSet(obj["name"], kind, tuple(kind_type), tuple(obj.get("flags", [])), frozenset(elements), counters, expires,
+                  comments)
 
 
 def _rule(exprs: list[Any]) -> tuple[str, tuple[int, int] | None]:

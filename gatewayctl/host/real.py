@@ -63,8 +63,8 @@ class RealHost:
     def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
         nft.update_elements(table, delete, add)
 
-    def nft_set_elements(self, table: str, name: str) -> frozenset[str]:
-        return nft.set_elements(table, name)
+    def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
+        return nft.get_elements(table, name, keys)
 
     def wg_read(self, ifname: str, backend: str) -> str:
         return uapi.get_raw(ifname) if backend == "userspace" else kernel_wg.get_raw(ifname)
@@ -122,11 +122,12 @@ class ForkedSnapshot:
                 payload = {"snapshot": host.snapshot(ifname, table)}
             except Exception as exc:  # reported by the parent
                 payload = {"error": str(exc)}
-            with os.fdopen(write_fd, "w") as out:
-                json.dump(payload, out)
+            data = json.dumps(payload).encode()  # dumps, not dump: the C encoder, ready before the parent asks
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
             os._exit(0)
         os.close(write_fd)
-        self.reader = os.fdopen(read_fd)
+        self.reader = os.fdopen(read_fd, "rb")
         self.key = (ifname, table)
 
     def result(self) -> dict[str, Any]:

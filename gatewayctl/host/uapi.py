@@ -79,10 +79,14 @@ class _RawPeer:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-def _read(text: str) -> tuple[bytes | None, int, list[_RawPeer]]:
+def _read(text: str, only: set[str] | None = None) -> tuple[bytes | None, int, list[_RawPeer]]:
     private: bytes | None = None
     port = 0
     peers: list[_RawPeer] = []
+    if only is not None:  # skip the blocks of other peers without parsing them
+        wanted = {_hex(k) for k in only}
+        blocks = text.split("\npublic_key=")
+        text = "\n".join([blocks[0], *(f"public_key={b}" for b in blocks[1:] if b[:64] in wanted)])
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key == "private_key":
@@ -109,9 +113,10 @@ def _peer_field(peer: _RawPeer, key: str, value: str) -> None:
         peer.counters[key] = int(value)
 
 
-def parse_get(text: str) -> DeviceState:
-    """Parse a `get` reply into typed state; keys are reduced to a public key or a fingerprint."""
-    private, port, peers = _read(text)
+def parse_get(text: str, only: set[str] | None = None) -> DeviceState:
+    """Parse a `get` reply into typed state (all peers, or those in `only`); keys are reduced to a public
+    key or a fingerprint."""
+    private, port, peers = _read(text, only)
     return DeviceState(public_of(private) if private else None, port, {
         p.public_key: PeerState(p.public_key, fingerprint(p.psk) if p.psk else None, p.endpoint, p.keepalive,
                                 frozenset(p.allowed_ips), p.counters.get("last_handshake_time_sec", 0),
