@@ -213,6 +213,23 @@ def test_sigkill_midway_then_rerun_converges(lab: LabHandle) -> None:
         assert lab.reach("globex", "10.2.0.5", 5432)
 
 
+def test_two_applies_cannot_interleave(lab: LabHandle) -> None:
+    def drop(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["grants"] = [g for g in doc["grants"] if g["service"] != "dns"]
+
+    with lab.edited("umbrella", drop):
+        command = [sys.executable, "-m", "gatewayctl", "-q", "--profiles", str(lab.profiles), "apply", "--yes",
+                   "--netns", lab.gw, "--state-dir", str(lab.state)]
+        first = subprocess.Popen(command, env={**os.environ, "GATEWAYCTL_FAILPOINT": "after-narrow:sleep=4"},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        second = lab.ctl("apply", "--yes")
+        assert second.returncode == 2
+        assert f"holds the lock {lab.state / 'lock'} (pid {first.pid})" in second.stderr
+        assert first.wait(timeout=60) == 0
+        assert lab.ctl("plan").returncode == 0
+
+
 def test_confirm_timeout_rolls_back_without_confirm(lab: LabHandle) -> None:
     def drop(doc: dict) -> None:  # type: ignore[type-arg]
         doc["grants"] = [g for g in doc["grants"] if g["service"] != "intranet-web"]
