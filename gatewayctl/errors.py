@@ -13,6 +13,7 @@ class ProfileError:
     path: str
     line: int
     message: str
+    code: str = ""  # the lint rule that reports the same problem, when there is one
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path

@@ -34,7 +34,17 @@ class Claim:
 def validate_estate(partial: PartialEstate) -> tuple[Estate, dict[str, list[x509.Certificate]]]:
     """Run every cross-file check whose inputs passed the schema; raise ProfileErrors with all
     problems, schema ones included. Return the estate and the CA certificates by relative path."""
+    estate, cas, errors = check_estate(partial)
+    if errors or estate is None:
+        raise ProfileErrors(errors)
+    return estate, cas
+
+
+def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[x509.Certificate]], list[ProfileError]]:
+    """Every check; returns the estate (None when gateway.yaml or services.yaml failed the schema),
+    the CA certificates and every problem found."""
     errors = list(partial.errors)
+    estate = None
     gateway, services = partial.gateway, partial.services
     _check_partner_ids(partial.partners, errors)
     _check_keys(gateway, partial.partners, errors)
@@ -49,9 +59,7 @@ def validate_estate(partial: PartialEstate) -> tuple[Estate, dict[str, list[x509
         for partner in partial.partners:
             for index in range(len(partner.model.grants)):
                 errors.extend(_grant_errors(estate, partner, index))
-        if not errors:
-            return estate, cas
-    raise ProfileErrors(errors)
+    return estate, cas, errors
 
 
 def _check_services(estate: Estate, errors: list[ProfileError]) -> None:
@@ -128,7 +136,7 @@ def _check_keys(gateway: Loaded[GatewayFile] | None, partners: tuple[Loaded[Part
             if peer.public_key in seen:
                 errors.append(partner.doc.error(("peers", index, "public_key"),
                               f"peers[{index}].public_key: {peer.public_key} is already used by {seen[peer.public_key]}; "
-                              "every peer needs its own key"))
+                              "every peer needs its own key", "GW503"))
             seen.setdefault(peer.public_key, label)
 
 
@@ -141,7 +149,7 @@ def _check_addresses(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], 
         claims.extend(_claims(partner, wg.pool, gateway_addresses, errors))
     for first, second in _overlaps(claims):
         errors.append(second.doc.error(second.loc, f"{second.label}: {second.network} overlaps {first.network} of "
-                                       f"{first.owner}; WireGuard would route it to only one of them"))
+                                       f"{first.owner}; WireGuard would route it to only one of them", "GW501"))
 
 
 def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
@@ -162,7 +170,7 @@ def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[i
                 if field == "networks" and any(pv == v and lo <= last and first <= hi for pv, lo, hi in pools):
                     errors.append(doc.error(loc, f"{label}: partner network {net} overlaps the tunnel pool"))
                 if any(gv == v and first <= addr <= last for gv, addr in gateway_ints):
-                    errors.append(doc.error(loc, f"{label}: {net} contains the gateway's own tunnel address"))
+                    errors.append(doc.error(loc, f"{label}: {net} contains the gateway's own tunnel address", "GW504"))
                 yield Claim(net, first, last, owner, doc, loc, label)
 
 

@@ -57,5 +57,5 @@ def test_every_error_is_collected_across_files(estate: Path) -> None:
     assert len(errors) == 3, result.stderr
     assert any("acme.yaml" in e and "unknown service 'crm-apx'" in e for e in errors)
     assert any("initech.yaml:5:" in e and "unknown stage 'pilo'" in e for e in errors)
-    assert any("umbrella.yaml:18:" in e and "peers[0].keepalive: Input should be greater than or equal to 1" in e
+    assert any("umbrella.yaml:21:" in e and "peers[0].keepalive: Input should be greater than or equal to 1" in e
                for e in errors)

@@ -84,8 +84,8 @@ class Document:
             node = child
         return int(node.start_mark.line) + 1
 
-    def error(self, loc: tuple[int | str, ...], message: str) -> ProfileError:
-        return ProfileError(self.shown_path, self.line_of(loc), message)
+    def error(self, loc: tuple[int | str, ...], message: str, code: str = "") -> ProfileError:
+        return ProfileError(self.shown_path, self.line_of(loc), message, code)
 
 
 def _child(node: Node, part: int | str) -> Node | None:

@@ -14,6 +14,7 @@ from gatewayctl.model.types import (
     Network,
     Port,
     Strict,
+    Suppression,
     Text,
     WgPublicKey,
 )
@@ -83,6 +84,20 @@ class Firewall(Strict):
     )
 
 
+class LintSettings(Strict):
+    """Thresholds of the policy linter."""
+
+    expiry_warning_days: int = Field(default=30, ge=1, le=365, strict=True,
+                                     description="warn when a grant, agreement or CA ends within this many days")
+    max_prefix_ipv4: int = Field(default=24, ge=0, le=32, strict=True,
+                                 description="a service network wider than this IPv4 prefix is too broad")
+    max_prefix_ipv6: int = Field(default=64, ge=0, le=128, strict=True,
+                                 description="a service network wider than this IPv6 prefix is too broad")
+    max_port_range: int = Field(default=100, ge=1, le=65535, strict=True, description="a port range of more ports is too wide")
+    approvers: list[Text] = Field(default_factory=list,
+                                  description="who may approve grants; empty: any approver is accepted")
+
+
 class GatewayFile(Strict):
     """gateway.yaml."""
 
@@ -96,7 +111,9 @@ class GatewayFile(Strict):
     stages: dict[Identifier, Stage] = Field(min_length=1, description="trust stages by name, e.g. pilot, established, strategic")
     deny_logging: DenyLogging = Field(default_factory=DenyLogging)
     firewall: Firewall = Field(default_factory=Firewall)
+    lint: LintSettings = Field(default_factory=LintSettings)
     owner: Text | None = None
+    suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for the gateway")
 
     @model_validator(mode="after")
     def _classifications_known(self) -> GatewayFile:

@@ -18,6 +18,7 @@ from gatewayctl.model.types import (
     PortSpec,
     RelativePath,
     Strict,
+    Suppression,
     Text,
     WgPublicKey,
 )
@@ -56,6 +57,7 @@ class Peer(Strict):
     preshared_key_file: AbsolutePath | None = Field(
         default=None, description="path of this peer's preshared key file on the gateway host"
     )
+    suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this peer")
 
 
 class Grant(Strict):
@@ -68,6 +70,7 @@ class Grant(Strict):
     justification: Text | None = Field(default=None, description="why the partner needs this access")
     approved_by: Text | None = Field(default=None, description="who approved the grant")
     expires: dt.date | None = Field(default=None, description="last day of access (YYYY-MM-DD, inclusive, UTC)")
+    suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this grant")
 
     @model_validator(mode="after")
     def _narrowing_not_empty(self) -> Grant:
@@ -103,3 +106,4 @@ class PartnerFile(Strict):
     peers: list[Peer] = Field(min_length=1)
     grants: list[Grant] = Field(default_factory=list)
     certificates: CertificateRequirements | None = None
+    suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this partner")

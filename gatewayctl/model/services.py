@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gatewayctl.model.types import Identifier, LongText, Network, PortSpec, Strict, Text
+from gatewayctl.model.types import Identifier, LongText, Network, PortSpec, Strict, Suppression, Text
 
 
 class Service(Strict):
@@ -18,6 +18,7 @@ class Service(Strict):
     addresses: list[Network] = Field(min_length=1, description="addresses or networks the service lives on")
     protocol: Literal["tcp", "udp", "icmp"] = Field(description="tcp, udp or icmp (icmp allows echo requests only)")
     ports: list[PortSpec] = Field(default_factory=list, description="ports or ranges; required for tcp and udp, absent for icmp")
+    suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this service")
 
     @model_validator(mode="after")
     def _ports_fit_protocol(self) -> Service:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import ipaddress
 import re
 from typing import Annotated, Any
@@ -189,3 +190,13 @@ PortSpec = Annotated[
     BeforeValidator(_port_spec),
     Field(description="a port (443) or an inclusive range written first-last ('8000-8080')"),
 ]
+
+
+class Suppression(Strict):
+    """An accepted exception to one lint rule, on the object it exempts: with a reason and an end."""
+
+    rule: Annotated[str, StringConstraints(pattern=r"^(GW[0-9]{3}|[a-z][a-z0-9-]+)$")] = Field(
+        description="the rule's code (GW404) or name (insecure-service)")
+    reason: Text = Field(description="why the exception is acceptable, for the auditor")
+    expires: dt.date = Field(description="last day the exception holds (YYYY-MM-DD)")
+    approved_by: Text | None = None

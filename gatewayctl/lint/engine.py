@@ -1,0 +1,115 @@
+"""Run every rule, then apply suppressions: the whole linter as one function."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatewayctl.errors import ProfileError
+from gatewayctl.lint import registry
+from gatewayctl.lint.finding import Finding
+from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.lint.rules import secrets, suppressions
+from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
+from gatewayctl.loader.yaml12 import Document
+from gatewayctl.model.types import Suppression
+from gatewayctl.validate import check_estate
+
+LINT_FORMAT = "gatewayctl-lint/1"
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """All findings (suppressed ones included, marked) and the input errors that stopped linting."""
+
+    findings: tuple[Finding, ...]
+    errors: tuple[ProfileError, ...]
+
+    def active(self) -> list[Finding]:
+        return [f for f in self.findings if not f.suppressed]
+
+
+@dataclass(frozen=True)
+class Exemption:
+    suppression: Suppression
+    obj: tuple[str, ...]
+    doc: Document
+    loc: tuple[int | str, ...]
+
+
+def run_lint(root: Path, at: dt.datetime) -> LintResult:
+    """Lint the profiles under `root` at instant `at`."""
+    with gc_paused():
+        partial = load_estate(root)
+        estate, cas, errors = check_estate(partial)
+    coded = [e for e in errors if e.code]
+    fatal = tuple(e for e in errors if not e.code)
+    secret_findings = [f for rule in (secrets.PemPrivateKey, secrets.WireguardPrivateKey) for f in rule().scan(root)]
+    if fatal or estate is None:
+        return LintResult(tuple(sorted(secret_findings)), fatal)
+    ctx = LintContext(estate, cas, at)
+    findings = [_from_validation(e) for e in coded] + secret_findings
+    for rule in registry.RULES:
+        if rule.__module__ not in (secrets.__name__, suppressions.__name__):
+            findings.extend(rule().check(ctx))
+    return LintResult(tuple(sorted(_suppress(findings, list(_exemptions(estate)), ctx.today))), ())
+
+
+def _from_validation(error: ProfileError) -> Finding:
+    rule = registry.BY_CODE[error.code]
+    return Finding(error.path, error.line, rule.code, rule.name, rule.severity, error.message, rule.hint)
+
+
+def _exemptions(estate: Estate) -> Iterator[Exemption]:
+    gateway = estate.gateway
+    for i, s in enumerate(gateway.model.suppressions):
+        yield Exemption(s, ("gateway",), gateway.doc, ("suppressions", i))
+    for name, service in estate.services.model.services.items():
+        for i, s in enumerate(service.suppressions):
+            yield Exemption(s, ("service", name), estate.services.doc, ("services", name, "suppressions", i))
+    for partner in estate.partners:
+        model, doc = partner.model, partner.doc
+        for i, s in enumerate(model.suppressions):
+            yield Exemption(s, ("partner", model.id), doc, ("suppressions", i))
+        for p, peer in enumerate(model.peers):
+            for i, s in enumerate(peer.suppressions):
+                yield Exemption(s, ("peer", model.id, str(p)), doc, ("peers", p, "suppressions", i))
+        for g, grant in enumerate(model.grants):
+            for i, s in enumerate(grant.suppressions):
+                yield Exemption(s, ("grant", model.id, str(g)), doc, ("grants", g, "suppressions", i))
+
+
+def _suppress(findings: list[Finding], exemptions: list[Exemption], today: dt.date) -> list[Finding]:
+    by_object: dict[tuple[str, ...], list[Exemption]] = {}
+    meta: list[Finding] = []
+    for ex in exemptions:
+        rule = registry.resolve(ex.suppression.rule)
+        if rule is None:
+            meta.append(_meta(suppressions.SuppressionUnknownRule, ex, f"suppression names unknown rule {ex.suppression.rule!r}"))
+        elif ex.suppression.expires < today:
+            meta.append(_meta(suppressions.SuppressionExpired, ex, f"suppression of {rule.code} ({rule.name}) expired on "
+                              f"{ex.suppression.expires}: {ex.suppression.reason}"))
+        else:
+            by_object.setdefault(ex.obj, []).append(ex)
+    used: set[int] = set()
+    result = []
+    for finding in findings:
+        match = next((ex for ex in by_object.get(finding.obj, []) if registry.resolve(ex.suppression.rule) is
+                      registry.BY_CODE.get(finding.code)), None)
+        if match is not None:
+            used.add(id(match))
+            finding = dataclasses.replace(finding, suppressed=True, suppression_reason=match.suppression.reason)
+        result.append(finding)
+    for group in by_object.values():
+        for ex in group:
+            if id(ex) not in used:
+                meta.append(_meta(suppressions.SuppressionUnused, ex, f"suppression of {ex.suppression.rule} exempts no "
+                                  "finding on this object"))
+    return result + meta
+
+
+def _meta(rule: type[Rule], ex: Exemption, message: str) -> Finding:
+    return Finding(ex.doc.shown_path, ex.doc.line_of(ex.loc), rule.code, rule.name, rule.severity, message, rule.hint, ex.obj)

@@ -1,0 +1,98 @@
+"""Secrets: private key material anywhere under the profiles folder."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from gatewayctl.errors import display_path
+from gatewayctl.lint.finding import Finding
+from gatewayctl.lint.rule import LintContext, Rule
+
+PEM_PRIVATE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
+WG_ASSIGNMENT = re.compile(rb"(?i)(private[_ -]?key|preshared[_ -]?key)\s*[:=]\s*['\"]?([A-Za-z0-9+/]{43}=)")
+WG_BARE = re.compile(rb"^\s*([A-Za-z0-9+/]{43}=)\s*$")
+MAX_SCAN = 8 * 1024 * 1024
+
+
+def scan_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and ".git" not in path.relative_to(root).parts:
+            yield path
+
+
+def _line(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _is_key(text: bytes) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+class PemPrivateKey(Rule):
+    """What it does: scans every file under the profiles folder for PEM private keys.
+
+    Why it matters: the profiles live in git, usually readable by many; a private key there is
+    compromised the moment it is pushed, and stays in history.
+
+    Example: `ca/partner.pem` holding the CA's key next to its certificate.
+
+    Fix: remove the key, purge it from git history, and have the key replaced (it is compromised)."""
+
+    code, name, severity = "GW801", "pem-private-key", "error"
+    summary = "A PEM private key is stored with the profiles."
+    hint = "remove it, purge it from git history, and replace the key: it is compromised"
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return self.scan(ctx.estate.root)
+
+    def scan(self, root: Path) -> Iterator[Finding]:
+        """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
+        for path in scan_files(root):
+            data = path.read_bytes()[:MAX_SCAN]
+            for match in PEM_PRIVATE.finditer(data):
+                kind = match.group(1).decode().strip() or "a"
+                yield Finding(display_path(path), _line(data, match.start()), self.code, self.name, self.severity,
+                              f"{kind.lower() + ' ' if kind != 'a' else ''}private key in {path.name}".strip(), self.hint,
+                              ("file", str(path)))
+
+
+class WireguardPrivateKey(Rule):
+    """What it does: scans every file under the profiles folder for WireGuard private or preshared
+    keys: `PrivateKey = ...`, `private_key: ...`, `PresharedKey = ...`, or a file holding just one
+    key as `wg genkey` writes it.
+
+    Why it matters: as for any private key, git is the wrong place; profiles hold public keys only,
+    and key files live on the gateway (`private_key_file`).
+
+    Example: a partner config with its PrivateKey filled in, committed beside the profiles.
+
+    Fix: remove it, purge it from history, and have the peer generate a new key."""
+
+    code, name, severity = "GW802", "wireguard-private-key", "error"
+    summary = "A WireGuard private or preshared key is stored with the profiles."
+    hint = "remove it, purge it from git history, and generate a new key"
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return self.scan(ctx.estate.root)
+
+    def scan(self, root: Path) -> Iterator[Finding]:
+        """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
+        for path in scan_files(root):
+            data = path.read_bytes()[:MAX_SCAN]
+            hits = [(m.start(), m.group(1).decode()) for m in WG_ASSIGNMENT.finditer(data) if _is_key(m.group(2))]
+            bare = WG_BARE.match(data) if path.suffix != ".pub" else None
+            if bare and _is_key(bare.group(1)) and not hits:
+                hits.append((0, "a bare key"))
+            for offset, what in hits:
+                yield Finding(display_path(path), _line(data, offset), self.code, self.name, self.severity,
+                              f"WireGuard key material ({what}) in {path.name}", self.hint, ("file", str(path)))
+
+
+RULES = [PemPrivateKey, WireguardPrivateKey]
