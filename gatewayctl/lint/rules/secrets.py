@@ -57,10 +57,10 @@ class PemPrivateKey(Rule):
         for path in scan_files(root):
             data = path.read_bytes()[:MAX_SCAN]
             for match in PEM_PRIVATE.finditer(data):
-                kind = match.group(1).decode().strip() or "a"
+                kind = match.group(1).decode().strip()
+                label = f"{kind} private key" if kind else "private key"
                 yield Finding(display_path(path), _line(data, match.start()), self.code, self.name, self.severity,
-                              f"{kind.lower() + ' ' if kind != 'a' else ''}private key in {path.name}".strip(), self.hint,
-                              ("file", str(path)))
+                              f"{label} in {path.name}", self.hint, ("file", str(path)))
 
 
 class WireguardPrivateKey(Rule):
