@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from gatewayctl import __version__
-from gatewayctl.cli import build_cmd, host_cmds, lab_cmd, lint_cmd, schema_cmd
+from gatewayctl.cli import build_cmd, host_cmds, lab_cmd, lint_cmd, policy_cmds, schema_cmd
 from gatewayctl.cli.common import Context
 
 EXIT_OK = 0
@@ -51,6 +51,7 @@ schema_cmd.register(cli)
 host_cmds.register(cli)
 lab_cmd.register(cli)
 lint_cmd.register(cli)
+policy_cmds.register(cli)
 
 
 def main() -> None:

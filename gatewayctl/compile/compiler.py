@@ -73,7 +73,7 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
         families = {d.version for d in service.addresses}
         reason = _exclusion(grant.expires, model.agreement.expires, at)
         if reason:
-            excluded.append(ExcludedGrant(model.id, index, grant.service, reason))
+            excluded.append(ExcludedGrant(model.id, index, grant.service, reason, tuple(service.addresses), service.protocol))
             where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
             warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
             continue

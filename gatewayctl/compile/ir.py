@@ -50,6 +50,8 @@ class ExcludedGrant:
     index: int
     service: str
     reason: str
+    destinations: tuple[IPNetwork, ...] = ()
+    protocol: str = ""
 
 
 @dataclass(frozen=True, slots=True)
