@@ -72,12 +72,35 @@ def elements(policy: CompiledPolicy, version: int, protocol: str) -> tuple[SetEl
     return tuple(e for e in (table.grants4 if version == 4 else table.grants6) if e.protocol == protocol)
 
 
+Index = tuple[dict[str, tuple[PartnerIR, GrantIR]], dict[tuple[str, int, str], list[SetElement]]]
+_LAST: list[tuple[CompiledPolicy, Index]] = []
+
+
+def _index(policy: CompiledPolicy) -> Index:
+    """Grants by id, and each partner's elements by (partner, family, protocol): a question about one
+    partner looks at that partner's elements only. Kept for the last policy asked about (by identity:
+    hashing a whole policy would cost more than the index)."""
+    if _LAST and _LAST[0][0] is policy:
+        return _LAST[0][1]
+    grants = {g.id: (p, g) for p in policy.partners for g in p.grants}
+    by_partner: dict[tuple[str, int, str], list[SetElement]] = {}
+    for version in (4, 6):
+        for protocol in ("tcp", "udp", "icmp"):
+            for element in elements(policy, version, protocol):
+                owner = grants[element.grants[0]][0].id
+                by_partner.setdefault((owner, version, protocol), []).append(element)
+    _LAST[:] = [(policy, (grants, by_partner))]
+    return grants, by_partner
+
+
 def matches(policy: CompiledPolicy, target: Target, source: IPNetwork | None = None,
             partner: str | None = None) -> list[Match]:
     """Every element through which some flow from `source` (or from `partner`, or anyone) reaches `target`."""
-    grants = {g.id: (p, g) for p in policy.partners for g in p.grants}
+    grants, by_partner = _index(policy)
     found = []
-    for element in elements(policy, target.network.version, target.protocol):
+    candidates = (by_partner.get((partner, target.network.version, target.protocol), []) if partner is not None
+                  else elements(policy, target.network.version, target.protocol))
+    for element in candidates:
         if not element.destination.overlaps(target.network):
             continue
         if target.port is not None and element.ports is not None and not element.ports.first <= target.port <= element.ports.last:
