@@ -200,6 +200,7 @@ class CompiledPolicy:
     partners: tuple[PartnerIR, ...]
     table: NftTableIR
     warnings: tuple[str, ...]
+    stages: tuple[str, ...] = ()  # trust stages in the order gateway.yaml defines them (lowest first)
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

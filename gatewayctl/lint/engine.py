@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from gatewayctl.errors import ProfileError
 from gatewayctl.lint import registry
 from gatewayctl.lint.finding import Finding
@@ -45,6 +47,12 @@ def run_lint(root: Path, at: dt.datetime) -> LintResult:
     with gc_paused():
         partial = load_estate(root)
         estate, cas, errors = check_estate(partial)
+    return lint_checked(root, estate, cas, errors, at)
+
+
+def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Certificate]], errors: list[ProfileError],
+                 at: dt.datetime) -> LintResult:
+    """Lint an estate already loaded and checked (check_estate's results)."""
     coded = [e for e in errors if e.code]
     fatal = tuple(e for e in errors if not e.code)
     secret_findings = [f for rule in (secrets.PemPrivateKey, secrets.WireguardPrivateKey) for f in rule().scan(root)]

@@ -1,0 +1,1 @@
+"""GitOps review: what access a change of the profiles adds or removes."""

@@ -1,0 +1,82 @@
+"""Review output: text for a terminal, Markdown for a pull-request comment, JSON (versioned)."""
+
+from __future__ import annotations
+
+import json
+from itertools import groupby
+from typing import Any
+
+from gatewayctl.review.review import Review
+
+DIFF_FORMAT = "gatewayctl-diff/1"
+MARKDOWN_LIMIT = 60000
+
+
+def headline(review: Review) -> str:
+    if not review.changes and not review.lint_introduced:
+        return f"No access change between {review.base} and {review.head}."
+    partners = len({c.partner for c in review.changes})
+    return (f"{len(review.changes)} access change(s) for {partners} partner(s) between {review.base} and {review.head}; "
+            f"{review.risk_count} need a security reviewer.")
+
+
+def text(review: Review) -> str:
+    lines = [headline(review)]
+    for partner, group in groupby(review.changes, key=lambda c: c.partner):
+        lines.append(f"{partner}:")
+        for c in group:
+            flag = f"  [RISK: {c.risk}]" if c.risk else ""
+            lines.append(f"  {c.kind}: {c.subject}{': ' + c.detail if c.detail else ''}{flag}")
+    lines += [f"lint error introduced: {e}  [RISK]" for e in review.lint_introduced]
+    return "\n".join(lines)
+
+
+def as_json(review: Review) -> dict[str, Any]:
+    return {
+        "format": DIFF_FORMAT, "base": review.base, "head": review.head,
+        "summary": {"changes": len(review.changes), "risky": review.risk_count,
+                    "partners": sorted({c.partner for c in review.changes})},
+        "changes": [c.__dict__ for c in review.changes],
+        "lint_errors_introduced": list(review.lint_introduced),
+    }
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(review: Review, limit: int = MARKDOWN_LIMIT) -> str:
+    """A summary line, then the details grouped by partner in a collapsible block; never over `limit`."""
+    head = [f"**gatewayctl**: {headline(review)}", ""]
+    if not review.changes and not review.lint_introduced:
+        return "\n".join(head)
+    body = ["<details><summary>Access changes by partner</summary>", ""]
+    if review.lint_introduced:
+        body += ["#### Lint errors introduced", ""] + [f"- :warning: `{_md(e)}`" for e in review.lint_introduced] + [""]
+    for partner, group in groupby(review.changes, key=lambda c: c.partner):
+        body += [f"#### {_md(partner)}", "", "| | change | what | detail |", "|---|---|---|---|"]
+        body += [f"| {':warning:' if c.risk else ''} | `{c.kind}` | {_md(c.subject)} | {_md(c.detail)}"
+                 f"{' **(' + _md(c.risk) + ')**' if c.risk else ''} |" for c in group]
+        body.append("")
+    closing = ["</details>", ""]
+    out = "\n".join(head + body + closing)
+    if len(out) <= limit:
+        return out
+    notice = (f"\n\n**Truncated**: the full list is {len(out)} characters, over the {limit}-character comment limit. "
+              "Run `gatewayctl diff --format text` for all of it.\n\n</details>\n")
+    kept: list[str] = []
+    size = len("\n".join(head)) + len(notice) + 1
+    for line in body:
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(head + kept) + notice
+
+
+def render(review: Review, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(as_json(review), indent=2)
+    if fmt == "markdown":
+        return markdown(review)
+    return text(review)

@@ -1,0 +1,64 @@
+"""diff: compile the profiles at two revisions (or a revision and the working tree) and compare."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatewayctl.compile.compiler import compile_estate
+from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.errors import ProfileError, ProfileErrors
+from gatewayctl.lint.engine import lint_checked
+from gatewayctl.loader.profiles import gc_paused, load_estate
+from gatewayctl.review.compare import Change, access_diff
+from gatewayctl.review.gitsource import export
+from gatewayctl.validate import check_estate
+
+
+@dataclass(frozen=True)
+class Review:
+    base: str
+    head: str
+    changes: tuple[Change, ...]
+    lint_introduced: tuple[str, ...]
+
+    @property
+    def risky(self) -> list[Change]:
+        return [c for c in self.changes if c.risk]
+
+    @property
+    def risk_count(self) -> int:
+        return len(self.risky) + len(self.lint_introduced)
+
+
+def review(profiles: Path, base: str, head: str | None, at: dt.datetime) -> Review:
+    """Raises ProfileErrors (naming the revision) when either side does not validate."""
+    with tempfile.TemporaryDirectory(prefix="gatewayctl-diff-") as tmp:
+        old_root = export(profiles, base, Path(tmp) / "base")
+        new_root = export(profiles, head, Path(tmp) / "head") if head else profiles
+        old, lint_before = _side(old_root, base, Path(tmp) / "base", at)
+        new, lint_after = _side(new_root, head or "working tree", Path(tmp) / "head" if head else None, at)
+    introduced = tuple(sorted(lint_after - lint_before))
+    changes = access_diff(old, new)
+    return Review(base, head or "working tree", tuple(changes), introduced)
+
+
+def _side(root: Path, label: str, checkout: Path | None, at: dt.datetime) -> tuple[CompiledPolicy, set[str]]:
+    """Load once; compile and lint from the same load. Errors name the revision and the path inside
+    the repository (REV:profiles/...)."""
+    with gc_paused():
+        partial = load_estate(root)
+        estate, cas, errors = check_estate(partial)
+    if errors or estate is None:
+        raise ProfileErrors([ProfileError(f"{label}:{_relative(e.path, checkout)}" if checkout else f"{label}: {e.path}",
+                                          e.line, e.message) for e in errors])
+    policy = compile_estate(estate, cas, at)
+    lint = lint_checked(root, estate, cas, errors, at)
+    return policy, {f"{f.code} {f.message}" for f in lint.active() if f.severity == "error"}
+
+
+def _relative(path: str, root: Path) -> str:
+    resolved = str(root.resolve())
+    return path.split(resolved + "/", 1)[-1] if resolved in path else path.split(str(root) + "/", 1)[-1]
