@@ -26,15 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import (  # noqa: E402
+    ENV,
+    GATEWAYCTL,
+    WORK,
+    precompile,
+)
 from gatewayctl.synth import write_estate  # noqa: E402
 
-GATEWAYCTL = str(Path(sys.executable).parent / "gatewayctl")
-WORK = REPO / "bench" / "work"
-# Measure gatewayctl as installed (pip compiles bytecode): a sandbox setting PYTHONDONTWRITEBYTECODE=1
-# would add the compilation of every module to every start.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gatewayctl")], check=True, env=ENV,
-               stdout=subprocess.DEVNULL)
+precompile()
 
 
 def timed(args: list[str]) -> tuple[float, int]:

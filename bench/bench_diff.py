@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,13 +21,11 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
+from bench.common import ENV, WORK, precompile  # noqa: E402
 from gatewayctl.synth import write_estate  # noqa: E402
 
-WORK = REPO / "bench" / "work"
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gatewayctl")], check=True, env=ENV,
-               stdout=subprocess.DEVNULL)
-GATEWAYCTL = str(Path(sys.executable).parent / "gatewayctl")
+precompile()
+from bench.common import GATEWAYCTL  # noqa: E402
 
 
 def git(root: Path, *args: str) -> None:

@@ -28,15 +28,11 @@ sys.path.insert(0, str(REPO))
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat  # noqa: E402
 
+from bench.common import ENV, WORK, precompile  # noqa: E402
 from gatewayctl.host.wgtypes import public_of  # noqa: E402
 from gatewayctl.synth import write_estate  # noqa: E402
 
-WORK = REPO / "bench" / "work"
-# Measure gatewayctl as installed (pip compiles bytecode): a sandbox setting PYTHONDONTWRITEBYTECODE=1
-# would add the compilation of every module to every start.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gatewayctl")], check=True, env=ENV,
-               stdout=subprocess.DEVNULL)
+precompile()
 
 
 def timed(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:

@@ -21,13 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import ENV, WORK, precompile  # noqa: E402
 from gatewayctl.synth import write_estate  # noqa: E402
 
-WORK = REPO / "bench" / "work"
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gatewayctl")], check=True, env=ENV,
-               stdout=subprocess.DEVNULL)
-GATEWAYCTL = str(Path(sys.executable).parent / "gatewayctl")
+precompile()
+from bench.common import GATEWAYCTL  # noqa: E402
 
 
 def timed(args: list[str]) -> tuple[float, int, int]:

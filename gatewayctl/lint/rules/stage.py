@@ -6,6 +6,14 @@ from collections.abc import Iterator
 
 from gatewayctl.lint.finding import Finding
 from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.model import PartnerFile
+
+
+def levels_requiring(ctx: LintContext, partner: PartnerFile, field: str) -> list[str]:
+    """The classifications the partner is granted for which its stage requires `field` (a stage list)."""
+    needs = set(getattr(ctx.estate.gateway.model.stages[partner.stage], field))
+    services = ctx.estate.services.model.services
+    return sorted({services[g.service].classification for g in partner.grants} & needs)
 
 
 class TooManyServices(Rule):
@@ -113,11 +121,8 @@ class PresharedKeyMissing(Rule):
     hint = "agree a preshared key with the partner and set preshared_key_file on the peer"
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        stages = ctx.estate.gateway.model.stages
-        services = ctx.estate.services.model.services
         for partner in ctx.partners():
-            needs = set(stages[partner.model.stage].preshared_key_for)
-            levels = sorted({services[g.service].classification for g in partner.model.grants} & needs)
+            levels = levels_requiring(ctx, partner.model, "preshared_key_for")
             if not levels:
                 continue
             for index, peer in enumerate(partner.model.peers):
@@ -145,11 +150,8 @@ class SmartcardMissing(Rule):
     hint = "add a certificates section with smartcard_required: true"
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        stages = ctx.estate.gateway.model.stages
-        services = ctx.estate.services.model.services
         for partner in ctx.partners():
-            needs = set(stages[partner.model.stage].smartcard_for)
-            levels = sorted({services[g.service].classification for g in partner.model.grants} & needs)
+            levels = levels_requiring(ctx, partner.model, "smartcard_for")
             reqs = partner.model.certificates
             if levels and (reqs is None or not reqs.smartcard_required):
                 yield self.at(partner.doc, ("certificates",) if reqs else ("id",),
