@@ -27,3 +27,69 @@ def ca_certificate(at: dt.datetime, not_after_days: int = 900, ca: bool = True, 
 def pem_private_key() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+UPN = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+PIV_AUTH = "2.16.840.1.101.3.2.1.3.13"
+
+
+def _upn(value: str) -> bytes:
+    raw = value.encode()
+    return bytes([0x0C, len(raw)]) + raw
+
+
+class Pki:
+    """A root CA, a partner issuing CA under it, and a way to issue user certificates and CRLs."""
+
+    def __init__(self, at: dt.datetime, name: str = "Globex") -> None:
+        self.at = at
+        self.root_key = ec.generate_private_key(ec.SECP384R1())
+        self.root = self._ca(f"{name} Root CA", self.root_key, self.root_key, None)
+        self.issuing_key = ec.generate_private_key(ec.SECP256R1())
+        self.issuing = self._ca(f"{name} Smart Card Issuing CA", self.issuing_key, self.root_key, self.root)
+
+    def _ca(self, cn: str, key: Any, signer: Any, issuer: x509.Certificate | None) -> x509.Certificate:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (x509.CertificateBuilder().subject_name(subject)
+                   .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(self.at - dt.timedelta(days=365))
+                   .not_valid_after(self.at + dt.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+        if issuer is not None:
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                                            critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    def user(self, upn: str = "alice@globex.example", days: tuple[int, int] = (-10, 365), policies: tuple[str, ...] = (PIV_AUTH,),
+             ekus: tuple[str, ...] = ("1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.20.2.2"), rsa_bits: int | None = None,
+             signer: tuple[Any, x509.Certificate] | None = None) -> x509.Certificate:
+        key: Any = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(ec.SECP256R1())
+        signer_key, issuer = signer or (self.issuing_key, self.issuing)
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, upn.split("@")[0])]))
+                   .issuer_name(issuer.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(self.at + dt.timedelta(days=days[0])).not_valid_after(self.at + dt.timedelta(days=days[1]))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+                   .add_extension(x509.SubjectAlternativeName([x509.OtherName(UPN, _upn(upn)), x509.RFC822Name(upn)]),
+                                  critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), critical=False))
+        if policies:
+            builder = builder.add_extension(x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(p), None) for p in policies]), critical=False)
+        if ekus:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(e) for e in ekus]), critical=False)
+        return builder.sign(signer_key, hashes.SHA256())
+
+    def crl(self, revoked: list[x509.Certificate]) -> x509.CertificateRevocationList:
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.issuing.subject)
+                   .last_update(self.at - dt.timedelta(days=1)).next_update(self.at + dt.timedelta(days=7)))
+        for cert in revoked:
+            builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+                                                      .revocation_date(self.at - dt.timedelta(hours=2)).build())
+        return builder.sign(self.issuing_key, hashes.SHA256())
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -79,9 +79,25 @@ class Grant(Strict):
         return self
 
 
-class CertificateRequirements(Strict):
-    """What the partner's users must present: smart-card or other certificates."""
+class Identity(Strict):
+    """How a certificate names its holder, and who may hold one."""
 
+    source: Literal["san-uuid", "upn", "email", "subject-cn"] = Field(
+        description="where the identity is read: SAN URI urn:uuid, SAN UPN (otherName), SAN e-mail, or subject CN")
+    allowed: list[Text] = Field(min_length=1, description="the partner's users allowed to authenticate")
+
+
+class CertificateRequirements(Strict):
+    """What the partner's users must present: smart-card or other certificates.
+
+    A `preset` supplies recognised defaults (see docs/certificates.md); fields written here
+    override it."""
+
+    preset: Literal["piv-auth", "piv-i-hardware", "derived-piv", "company-smartcard"] | None = Field(
+        default=None, description="named requirement set: piv-auth, piv-i-hardware, derived-piv, company-smartcard")
+    revocation: Literal["required", "optional", "off"] = Field(
+        default="optional", description="CRL checking: required (no CRL, no access), optional, or off")
+    identity: Identity | None = None
     smartcard_required: bool = Field(default=True, strict=True, description="a smart card (hardware key) is required")
     issuing_cas: list[RelativePath] = Field(min_length=1, description="PEM files of the partner's issuing CAs, beside the profiles")
     policy_oids: list[Oid] = Field(default_factory=list, description="certificate policy OIDs, all of which must be present")

@@ -1,0 +1,1 @@
+"""Certificate requirements: presets, and verification of a user certificate against them."""
