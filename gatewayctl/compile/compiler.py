@@ -56,7 +56,8 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
         peers=tuple(peer for partner in partners for peer in partner.peers),
     )
     table = build_table(gw, partners, at)
-    return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages))
+    return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
+                          tuple(gw.classifications))
 
 
 def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x509.Certificate]],

@@ -201,6 +201,7 @@ class CompiledPolicy:
     table: NftTableIR
     warnings: tuple[str, ...]
     stages: tuple[str, ...] = ()  # trust stages in the order gateway.yaml defines them (lowest first)
+    classifications: tuple[str, ...] = ()  # data classifications, least sensitive first
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

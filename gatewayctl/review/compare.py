@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from gatewayctl.compile.ir import CompiledPolicy, GrantIR, PartnerIR
 from gatewayctl.ports import merge
 
-SENSITIVE = ("confidential", "restricted")
-
 
 @dataclass(frozen=True, order=True)
 class Change:
@@ -29,8 +27,16 @@ class Change:
 FlowKey = tuple[str, str, str]  # partner, destination, protocol
 
 
+def sensitive(policy: CompiledPolicy) -> set[str]:
+    """The upper half of the gateway's ordered classifications (confidential and restricted by default):
+    new access to those needs a security reviewer."""
+    order = policy.classifications
+    return set(order[len(order) // 2:])
+
+
 def _flows(policy: CompiledPolicy) -> dict[FlowKey, tuple[list[tuple[int, int]], set[str], str]]:
     """(partner, destination, protocol) -> (merged port ranges, grant ids, highest classification)."""
+    rank = {level: i for i, level in enumerate(policy.classifications)}
     levels: dict[FlowKey, str] = {}
     flows: dict[FlowKey, tuple[list[tuple[int, int]], set[str], str]] = {}
     for partner in policy.partners:
@@ -39,13 +45,9 @@ def _flows(policy: CompiledPolicy) -> dict[FlowKey, tuple[list[tuple[int, int]],
                 key = (partner.id, str(dst), grant.protocol)
                 ports, grants, _level = flows.get(key, ([], set(), ""))
                 ports = merge(ports + [(p.first, p.last) for p in grant.ports])
-                levels[key] = max(levels.get(key, ""), grant.classification, key=_rank)
+                levels[key] = max(levels.get(key, grant.classification), grant.classification, key=lambda c: rank.get(c, -1))
                 flows[key] = (ports, grants | {grant.id}, levels[key])
     return flows
-
-
-def _rank(level: str) -> int:
-    return {"": -1, "public": 0, "internal": 1, "confidential": 2, "restricted": 3}.get(level, 1)
 
 
 def _ports(ranges: list[tuple[int, int]]) -> str:
@@ -65,6 +67,7 @@ def access_diff(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
 
 def _flow_changes(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
     before, after = _flows(old), _flows(new)
+    watched = sensitive(new)
     changes = []
     for key in sorted(set(before) | set(after)):
         partner, dst, proto = key
@@ -76,7 +79,7 @@ def _flow_changes(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
             wider = _enlarged(key, before)
             kind, detail = ("flow-widened", f"{wider} enlarged to {dst} {proto}/{_ports(ports)}") if wider else \
                 ("flow-added", f"{dst} {proto}/{_ports(ports)} via {', '.join(sorted(grants))}")
-            risk = f"new access to {level} data" if level in SENSITIVE else ("access widened" if wider else "")
+            risk = f"new access to {level} data" if level in watched else ("access widened" if wider else "")
             changes.append(Change(partner, kind, f"{dst} {proto}", f"{detail} [{level}]", risk))
         else:
             ports, grants, level = before[key]

@@ -10,9 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from gatewayctl.lint.finding import Finding
 from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.loader.profiles import Loaded
+from gatewayctl.model import PartnerFile
 
 
-def _each_ca(ctx: LintContext) -> Iterator[tuple[object, int, str, x509.Certificate]]:
+def _each_ca(ctx: LintContext) -> Iterator[tuple[Loaded[PartnerFile], int, str, x509.Certificate]]:
     for partner in ctx.partners():
         reqs = partner.model.certificates
         for index, rel in enumerate(reqs.issuing_cas if reqs else []):
@@ -41,9 +43,9 @@ class CaExpired(Rule):
     def check(self, ctx: LintContext) -> Iterator[Finding]:
         for partner, index, rel, cert in _each_ca(ctx):
             if cert.not_valid_after_utc < ctx.at:
-                yield self.at(partner.doc, ("certificates", "issuing_cas", index),  # type: ignore[attr-defined]
+                yield self.at(partner.doc, ("certificates", "issuing_cas", index),
                               f"CA {_subject(cert)} in {rel} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
-                              ("partner", partner.model.id))  # type: ignore[attr-defined]
+                              ("partner", partner.model.id))
 
 
 class CaExpiringSoon(Rule):
@@ -63,9 +65,9 @@ class CaExpiringSoon(Rule):
         window = dt.timedelta(days=ctx.settings.expiry_warning_days)
         for partner, index, rel, cert in _each_ca(ctx):
             if ctx.at <= cert.not_valid_after_utc < ctx.at + window:
-                yield self.at(partner.doc, ("certificates", "issuing_cas", index),  # type: ignore[attr-defined]
+                yield self.at(partner.doc, ("certificates", "issuing_cas", index),
                               f"CA {_subject(cert)} in {rel} ends on {cert.not_valid_after_utc:%Y-%m-%d}",
-                              ("partner", partner.model.id))  # type: ignore[attr-defined]
+                              ("partner", partner.model.id))
 
 
 class CaNotACa(Rule):
@@ -87,8 +89,8 @@ class CaNotACa(Rule):
         for partner, index, rel, cert in _each_ca(ctx):
             problem = _not_ca(cert)
             if problem:
-                yield self.at(partner.doc, ("certificates", "issuing_cas", index),  # type: ignore[attr-defined]
-                              f"{_subject(cert)} in {rel} is not a CA: {problem}", ("partner", partner.model.id))  # type: ignore[attr-defined]
+                yield self.at(partner.doc, ("certificates", "issuing_cas", index),
+                              f"{_subject(cert)} in {rel} is not a CA: {problem}", ("partner", partner.model.id))
 
 
 def _not_ca(cert: x509.Certificate) -> str | None:
@@ -125,9 +127,9 @@ class CaWeakKey(Rule):
                 isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < 256)
             if weak:
                 size = key.key_size if isinstance(key, rsa.RSAPublicKey) else key.curve.name  # type: ignore[union-attr]
-                yield self.at(partner.doc, ("certificates", "issuing_cas", index),  # type: ignore[attr-defined]
+                yield self.at(partner.doc, ("certificates", "issuing_cas", index),
                               f"CA {_subject(cert)} in {rel} has a weak key ({type(key).__name__.replace('PublicKey', '')} "
-                              f"{size})", ("partner", partner.model.id))  # type: ignore[attr-defined]
+                              f"{size})", ("partner", partner.model.id))
 
 
 class CaUnsupportedAlgorithm(Rule):
@@ -147,8 +149,8 @@ class CaUnsupportedAlgorithm(Rule):
         for partner, index, rel, cert in _each_ca(ctx):
             algorithm = _algorithm_problem(cert)
             if algorithm:
-                yield self.at(partner.doc, ("certificates", "issuing_cas", index),  # type: ignore[attr-defined]
-                              f"CA {_subject(cert)} in {rel} uses {algorithm}", ("partner", partner.model.id))  # type: ignore[attr-defined]
+                yield self.at(partner.doc, ("certificates", "issuing_cas", index),
+                              f"CA {_subject(cert)} in {rel} uses {algorithm}", ("partner", partner.model.id))
 
 
 def _algorithm_problem(cert: x509.Certificate) -> str | None:
