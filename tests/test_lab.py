@@ -319,3 +319,23 @@ def test_stopped_wireguard_go_gives_a_clear_error(lab: LabHandle) -> None:
     assert "+ interface" in repaired.stdout
     assert lab.ctl("drift").returncode == 0
     assert lab.eventually_reach("acme", "10.1.0.5", 443)
+
+
+def test_journal_records_who_applied_which_revision(lab: LabHandle) -> None:
+    subprocess.run(["git", "-C", str(lab.profiles), "init", "-q"], check=True)
+    subprocess.run(["git", "-C", str(lab.profiles), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(lab.profiles), "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm",
+                    "lab profiles"], check=True)
+    head = subprocess.run(["git", "-C", str(lab.profiles), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+    def keepalive(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["peers"][0]["keepalive"] = 21
+
+    with lab.edited("acme", keepalive):
+        assert lab.ctl("apply", "--yes").returncode == 0
+        entry = json.loads((lab.state / "journal.jsonl").read_text().splitlines()[-1])
+        assert entry["event"] == "applied" and entry["revision"] == head and entry["dirty"] is True
+        assert entry["user"] and len(entry["digest"]) == 64 and entry["time"].endswith("Z")
+    lines = (lab.state / "journal.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["time"] for line in lines)  # append-only: earlier entries are all still there
