@@ -9,6 +9,7 @@ from pathlib import Path
 from gatewayctl.drift.check import HOST_CHANGED, IN_SYNC, NOT_APPLIED, check
 from gatewayctl.drift.formats import RENDERERS
 from gatewayctl.host.base import read
+from gatewayctl.pipeline import compile_profiles
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import desired_spec, spec_to_json
 from tests.conftest import AT_DT
@@ -16,7 +17,7 @@ from tests.test_apply_engine import ENV, RecordingHost, apply, edit, estate, pol
 
 
 def drift_at(root: Path, host: RecordingHost, applied: dict, when: dt.datetime):  # type: ignore[no-untyped-def,type-arg]
-    policy = __import__("gatewayctl.pipeline", fromlist=["compile_profiles"]).compile_profiles(root, when).policy
+    policy = compile_profiles(root, when).policy
     desired = desired_spec(policy, host, ENV, Secrets(), when)
     return check(desired, read(host, desired.ifname, desired.table_name), applied, when)
 

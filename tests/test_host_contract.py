@@ -10,10 +10,11 @@ import base64
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -155,9 +156,13 @@ def test_operations_on_a_missing_interface_fail_clearly(subject: Subject) -> Non
         subject.call(lambda: subject.host.link_configure(subject.ifname, 1400, None))
 
 
-def test_forwarding_is_read(subject: Subject) -> None:
-    live: Any = subject.read()
-    assert isinstance(live.forwarding4, bool) and isinstance(live.forwarding6, bool)
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_forwarding_is_read(subject: Subject, value: str) -> None:
+    if isinstance(subject.host, FakeHost):
+        subject.host.forwarding["ipv4"] = value
+    else:
+        subprocess.run(["ip", "netns", "exec", str(subject.ns), "sysctl", "-qw", f"net.ipv4.ip_forward={value}"], check=True)
+    assert subject.read().forwarding4 is (value == "1")
 
 
 def test_element_update_is_one_transaction(subject: Subject) -> None:

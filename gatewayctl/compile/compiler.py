@@ -11,14 +11,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gatewayctl.compile.ir import (
     CertRequirementsIR,
     CompiledPolicy,
-    DenyChain,
-    DenyEntry,
     ExcludedGrant,
     GrantIR,
     PartnerIR,
     PeerIR,
     PortRange,
-    SetElement,
     WgInterfaceIR,
 )
 from gatewayctl.compile.nft import build_table
@@ -31,7 +28,6 @@ from gatewayctl.ports import merge
 
 UTC = dt.UTC
 
-__all__ = ["DenyChain", "DenyEntry", "SetElement", "compile_estate", "day_end"]
 
 
 def day_end(day: dt.date) -> dt.datetime:
@@ -55,7 +51,7 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
         endpoint=wg.endpoint,
         peers=tuple(peer for partner in partners for peer in partner.peers),
     )
-    table = build_table(gw, partners, at)
+    table = build_table(gw, partners)
     return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
                           tuple(gw.classifications))
 

@@ -8,15 +8,13 @@ prefix can name the partner.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from gatewayctl.compile.ir import DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
 from gatewayctl.model.gateway import GatewayFile
 
 SHARED_DENY_CHAIN = "deny_partner"
 
 
-def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...], at: dt.datetime) -> NftTableIR:
+def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
     """Return the table IR; elements are deduplicated and sorted for byte-identical output."""
     merged: dict[tuple[object, ...], SetElement] = {}
     for partner in partners:

@@ -51,7 +51,7 @@ def covered_grants(boxes: list[Box]) -> dict[int, int]:
         found = {o.grant for o in open_boxes if o.grant != box.grant and o.last >= box.last
                  and o.port_first <= box.port_first and box.port_last <= o.port_last}
         if found:
-            covering[box.grant] = covering.get(box.grant, found) & found if box.grant in covering else found
+            covering[box.grant] = covering[box.grant] & found if box.grant in covering else found
         else:
             uncovered.add(box.grant)
         open_boxes.append(box)
@@ -101,13 +101,12 @@ class ShadowedGrant(Rule):
     def check(self, ctx: LintContext) -> Iterator[Finding]:
         for partner in ctx.partners():
             grants = list(enumerate(partner.model.grants))
-            duplicates = {(g.service, repr(g.ports)) for _, g in grants}
             if len(grants) < 2:
                 continue
             for boxes in _boxes(ctx, grants).values():
                 for covered, by in sorted(covered_grants(boxes).items()):
                     a, b = partner.model.grants[covered], partner.model.grants[by]
-                    if (a.service, repr(a.ports)) == (b.service, repr(b.ports)) and len(duplicates) < len(grants):
+                    if (a.service, repr(a.ports)) == (b.service, repr(b.ports)):
                         continue  # an exact duplicate: duplicate-grant says so
                     yield self.at(partner.doc, ("grants", covered, "service"),
                                   f"grant of {a.service!r} to partner {partner.model.id!r} is covered by grants[{by}] "
