@@ -9,6 +9,7 @@ import getpass
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,25 @@ class StateDir:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive lock so two applies (or an apply and a rollback) cannot interleave."""
+    def lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """Exclusive lock so two applies (or an apply and a rollback, or an apply and a session being
+        opened) cannot interleave. Waits up to `wait_s` seconds for it."""
         self.ensure()
         path = self.root / "lock"
         handle = open(path, "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise HostError(f"another gatewayctl apply holds the lock {path} (pid {holder}); wait for it to finish") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise HostError(f"another gatewayctl apply holds the lock {path} (pid {holder}); wait for it to finish") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -53,6 +53,7 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
         _check_addresses(gateway.model, partial.partners, errors)
         for partner in partial.partners:
             _check_stage(gateway.model, partner, errors)
+            _check_session(gateway.model, partner, errors)
     if gateway is not None and services is not None:
         estate = Estate(partial.root, gateway, services, partial.partners)
         _check_services(estate, errors)
@@ -187,17 +188,34 @@ def _overlaps(claims: list[Claim]) -> Iterator[tuple[Claim, Claim]]:
             widest = claim
 
 
+def _check_session(gateway: GatewayFile, partner: Loaded[PartnerFile], errors: list[ProfileError]) -> None:
+    reqs = partner.model.certificates
+    session = reqs.session if reqs else None
+    if session is None:
+        return
+    loc = ("certificates", "session")
+    if gateway.auth is None:
+        errors.append(partner.doc.error(loc, "certificates.session: the partner's grants wait for a smart-card session, "
+                                        "but gateway.yaml has no auth section (the front that opens sessions)"))
+    elif session.duration is not None and session.duration > gateway.auth.session:
+        errors.append(partner.doc.error(
+            (*loc, "duration"), f"certificates.session.duration: must not exceed gateway.yaml's auth.session "
+            f"({gateway.auth.session} s), found {session.duration} s"))
+
+
 def _load_cas(root: Path, partners: tuple[Loaded[PartnerFile], ...],
               errors: list[ProfileError]) -> dict[str, list[x509.Certificate]]:
     cas: dict[str, list[x509.Certificate]] = {}
     for partner in partners:
         reqs = partner.model.certificates
-        for index, rel in enumerate(reqs.issuing_cas if reqs else []):
-            loc = ("certificates", "issuing_cas", index)
-            try:
-                cas[rel] = _read_pem(root / rel)
-            except ValueError as exc:
-                errors.append(partner.doc.error(loc, f"certificates.issuing_cas[{index}]: {rel}: {exc}"))
+        if reqs is None:
+            continue
+        for field in ("issuing_cas", "ca_chain"):
+            for index, rel in enumerate(getattr(reqs, field)):
+                try:
+                    cas[rel] = _read_pem(root / rel)
+                except ValueError as exc:
+                    errors.append(partner.doc.error(("certificates", field, index), f"certificates.{field}[{index}]: {rel}: {exc}"))
     return cas
 
 

@@ -38,6 +38,9 @@ def _upn(value: str) -> bytes:
     return bytes([0x0C, len(raw)]) + raw
 
 
+_USER_KEYS: dict[int, Any] = {}  # user certificate serial -> private key, across test PKIs
+
+
 class Pki:
     """A root CA, a partner issuing CA under it, and a way to issue user certificates and CRLs."""
 
@@ -47,6 +50,7 @@ class Pki:
         self.root = self._ca(f"{name} Root CA", self.root_key, self.root_key, None)
         self.issuing_key = ec.generate_private_key(ec.SECP256R1())
         self.issuing = self._ca(f"{name} Smart Card Issuing CA", self.issuing_key, self.root_key, self.root)
+        self.keys = _USER_KEYS
 
     def _ca(self, cn: str, key: Any, signer: Any, issuer: x509.Certificate | None) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -80,7 +84,33 @@ class Pki:
                 [x509.PolicyInformation(x509.ObjectIdentifier(p), None) for p in policies]), critical=False)
         if ekus:
             builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(e) for e in ekus]), critical=False)
-        return builder.sign(signer_key, hashes.SHA256())
+        cert = builder.sign(signer_key, hashes.SHA256())
+        self.keys[cert.serial_number] = key
+        return cert
+
+    def key_pem(self, cert: x509.Certificate) -> bytes:
+        return self.keys[cert.serial_number].private_bytes(  # type: ignore[no-any-return]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def root_crl(self) -> x509.CertificateRevocationList:
+        """The root's (empty) CRL: OpenSSL, as nginx uses it, wants a CRL for every CA of the path."""
+        return (x509.CertificateRevocationListBuilder().issuer_name(self.root.subject)
+                .last_update(self.at - dt.timedelta(days=1)).next_update(self.at + dt.timedelta(days=7))
+                .sign(self.root_key, hashes.SHA256()))
+
+    def server(self, address: str) -> tuple[bytes, bytes]:
+        """A TLS server certificate (PEM) and key (PEM) for `address`, issued by the root."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        import ipaddress
+
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+                .issuer_name(self.root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(self.at - dt.timedelta(days=1)).not_valid_after(self.at + dt.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(self.root_key, hashes.SHA256()))
+        return pem(cert), key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
 
     def crl(self, revoked: list[x509.Certificate]) -> x509.CertificateRevocationList:
         builder = (x509.CertificateRevocationListBuilder().issuer_name(self.issuing.subject)

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from gatewayctl.apply.failpoints import checkpoint
-from gatewayctl.compile.ir import CompiledPolicy
+from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
 from gatewayctl.host.errors import HostError
@@ -134,9 +134,10 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.create_interface:
         backend = host.wg_create(desired.ifname)
     assert backend is not None
+    sessions = _live_sessions(live, desired)
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
-        host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements))
+        host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions)
     elif plan.nft_delete:  # narrow in place: other elements keep their counters
         host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
     checkpoint("after-narrow")
@@ -159,13 +160,27 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     for dst in plan.routes_remove:
         host.route(desired.ifname, dst, False)
     if plan.nft_replace:
-        host.nft_load(render_ruleset(prep.policy, env, prep.now))
+        host.nft_load(render_ruleset(prep.policy, env, prep.now) + sessions)
     elif plan.nft_add:
         by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
         timeouts = exact_timeouts(prep.now)
         add = {name: [element_text(by_key[name][key], timeouts) for key in keys] for name, keys in plan.nft_add.items()}
         host.nft_elements(desired.table_name, {}, add)
     return backend
+
+
+def _live_sessions(live: LiveState, desired: GatewaySpec) -> str:
+    """Open smart-card sessions, as commands to add them back (remaining time kept) in the same
+    transaction that replaces the table, so replacing the table does not end them."""
+    if live.nft is None:
+        return ""
+    lines = []
+    for name in SESSION_SETS:
+        current = live.nft.sets.get(name)
+        if current is not None and current.elements and name in desired.table.sets:
+            items = ", ".join(f"{k} timeout {nft_timeout(max(current.expires.get(k, 1), 1))}" for k in sorted(current.elements))
+            lines.append(f"add element inet {live.nft.name} {name} {{ {items} }}\n")
+    return "".join(lines)
 
 
 def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:

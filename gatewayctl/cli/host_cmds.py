@@ -229,7 +229,11 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
     """
     host, state = open_host(netns, state_dir)
     prep, _ = prepare_or_exit(obj, host, state, None)
-    report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now)
+    from gatewayctl.auth import log
+    from gatewayctl.auth.sessions import live_sessions, problems
+
+    sessions = problems(live_sessions(prep.live.nft, prep.policy, log.read(state.root), prep.now), prep.policy)
+    report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now, sessions)
     rendered = RENDERERS[fmt](report)
     if output:
         atomic_write(output, (rendered.rstrip("\n") + "\n").encode(), 0o644)

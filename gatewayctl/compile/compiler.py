@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gatewayctl.certs.names import openssl_rfc2253
 from gatewayctl.compile.ir import (
+    AuthIR,
     CertRequirementsIR,
     CompiledPolicy,
     ExcludedGrant,
@@ -21,6 +23,7 @@ from gatewayctl.compile.ir import (
 from gatewayctl.compile.nft import build_table
 from gatewayctl.loader.profiles import Estate, Loaded
 from gatewayctl.model import PartnerFile
+from gatewayctl.model.gateway import AuthSettings
 from gatewayctl.model.partner import Peer
 from gatewayctl.model.services import Service
 from gatewayctl.model.types import IPNetwork, parse_port_spec
@@ -52,8 +55,14 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
         peers=tuple(peer for partner in partners for peer in partner.peers),
     )
     table = build_table(gw, partners)
+    auth = None
+    if gw.auth is not None:
+        a = gw.auth
+        auth = AuthIR(a.port, a.session, a.server_certificate, a.server_key, a.crl_file, a.front_dir, a.socket,
+                      a.front_user, a.profiles_dir, tuple(str(addr.ip) for addr in wg.addresses),
+                      tuple(p.id for p in partners if p.certificates and p.certificates.session_seconds is not None))
     return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
-                          tuple(gw.classifications))
+                          tuple(gw.classifications), auth)
 
 
 def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x509.Certificate]],
@@ -85,7 +94,7 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
     if model.grants and not grants:
         warnings.append(f"{loaded.doc.shown_path}:1: partner {model.id!r} has no grant in force; its tunnel reaches nothing")
     return PartnerIR(model.id, model.name, model.stage, model.agreement.reference, model.agreement.expires,
-                     peers, tuple(grants), tuple(excluded), _certificates(model, cas))
+                     peers, tuple(grants), tuple(excluded), _certificates(model, cas, estate.gateway.model.auth))
 
 
 def _exclusion(expires: dt.date | None, agreement_expires: dt.date, at: dt.datetime) -> str | None:
@@ -116,14 +125,20 @@ def _peer(partner: str, peer: Peer) -> PeerIR:
                   peer.endpoint, peer.keepalive, peer.preshared_key_file)
 
 
-def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]]) -> CertRequirementsIR | None:
+def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]],
+                  auth: AuthSettings | None) -> CertRequirementsIR | None:
     reqs = model.certificates
     if reqs is None:
         return None
     bundle = "".join(cert.public_bytes(Encoding.PEM).decode() for rel in reqs.issuing_cas for cert in cas[rel])
+    chain = "".join(cert.public_bytes(Encoding.PEM).decode() for rel in reqs.ca_chain for cert in cas[rel])
+    subjects = tuple(openssl_rfc2253(cert.subject) for rel in reqs.issuing_cas for cert in cas[rel])
+    session = None
+    if reqs.session is not None and auth is not None:
+        session = reqs.session.duration or auth.session
     return CertRequirementsIR(model.id, reqs.smartcard_required, tuple(reqs.issuing_cas), bundle,
                               tuple(reqs.policy_oids), tuple(reqs.ekus), reqs.min_rsa_bits, tuple(reqs.ec_curves),
-                              reqs.max_lifetime_days)
+                              reqs.max_lifetime_days, chain, subjects, session)
 
 
 def collapse(networks: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:

@@ -6,6 +6,7 @@ at one instant (`CompiledPolicy.at`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -85,6 +86,9 @@ class CertRequirementsIR:
     min_rsa_bits: int
     ec_curves: tuple[str, ...]
     max_lifetime_days: int | None
+    chain_pem: str = ""  # the CAs above the issuing CAs (for the mTLS front)
+    issuer_subjects: tuple[str, ...] = ()  # subjects of the issuing CAs as OpenSSL prints them (RFC 2253)
+    session_seconds: int | None = None  # grants wait for a smart-card session of this length
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ class SetElement:
     ports: PortRange | None
     ends_at: dt.datetime | None
     grants: tuple[str, ...]
+    gated: bool = False  # open only while the partner's source holds a smart-card session
 
     @property
     def key(self) -> str:
@@ -160,6 +165,19 @@ class DenyEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthClient:
+    """A source that may reach the session front: an address of a partner whose grants wait for a session."""
+
+    family: int
+    source: IPNetwork
+    partner: str
+
+    @property
+    def key(self) -> str:
+        return _nft_addr(self.source)
+
+
+@dataclass(frozen=True, slots=True)
 class DenyChain:
     """The chain that counts, logs and drops one partner's denied packets (or everyone's)."""
 
@@ -183,11 +201,50 @@ class NftTableIR:
     log_rate_per_minute: int
     log_burst: int
     unknown_source_prefix: str | None
+    auth_port: int | None = None  # the session front's port, when the gateway has one
+    auth_clients: tuple[AuthClient, ...] = ()
 
-    def by_set(self) -> dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...]]:
-        """The elements of each set and map, by name."""
-        return {"grants4": self.grants4, "grants6": self.grants6, "icmp4": self.icmp4, "icmp6": self.icmp6,
-                "deny4": self.deny4, "deny6": self.deny6}
+    def by_set(self) -> dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]]:
+        """The elements of each set and map, by name. Session sets (SESSION_SETS) hold no compiled
+        elements: the authorizer fills them at run time."""
+        sets: dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]] = {
+            "grants4": tuple(e for e in self.grants4 if not e.gated),
+            "grants6": tuple(e for e in self.grants6 if not e.gated),
+            "icmp4": tuple(e for e in self.icmp4 if not e.gated),
+            "icmp6": tuple(e for e in self.icmp6 if not e.gated),
+            "deny4": self.deny4, "deny6": self.deny6}
+        if self.auth_port is not None:
+            sets.update({
+                "gated4": tuple(e for e in self.grants4 if e.gated), "gated6": tuple(e for e in self.grants6 if e.gated),
+                "gated_icmp4": tuple(e for e in self.icmp4 if e.gated), "gated_icmp6": tuple(e for e in self.icmp6 if e.gated),
+                "auth_clients4": tuple(c for c in self.auth_clients if c.family == 4),
+                "auth_clients6": tuple(c for c in self.auth_clients if c.family == 6),
+            })
+        return sets
+
+    def without_elements(self) -> NftTableIR:
+        """The same declarations and rules, every set empty."""
+        return dataclasses.replace(self, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=(), auth_clients=())
+
+
+SESSION_SETS = ("sessions4", "sessions6")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthIR:
+    """The smart-card session front and authorizer of the gateway (gateway.yaml's auth section)."""
+
+    port: int
+    session_seconds: int
+    server_certificate: str
+    server_key: str
+    crl_file: str | None
+    front_dir: str
+    socket: str
+    front_user: str
+    profiles_dir: str
+    listen: tuple[str, ...]  # the gateway's tunnel addresses
+    partners: tuple[str, ...]  # partners whose grants wait for a session
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +259,7 @@ class CompiledPolicy:
     warnings: tuple[str, ...]
     stages: tuple[str, ...] = ()  # trust stages in the order gateway.yaml defines them (lowest first)
     classifications: tuple[str, ...] = ()  # data classifications, least sensitive first
+    auth: AuthIR | None = None
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

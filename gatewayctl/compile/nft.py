@@ -8,7 +8,7 @@ prefix can name the partner.
 
 from __future__ import annotations
 
-from gatewayctl.compile.ir import DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
+from gatewayctl.compile.ir import AuthClient, DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
 from gatewayctl.model.gateway import GatewayFile
 
 SHARED_DENY_CHAIN = "deny_partner"
@@ -18,8 +18,9 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
     """Return the table IR; elements are deduplicated and sorted for byte-identical output."""
     merged: dict[tuple[object, ...], SetElement] = {}
     for partner in partners:
+        gated = partner.certificates is not None and partner.certificates.session_seconds is not None
         for grant in partner.grants:
-            for element in _elements(grant):
+            for element in _elements(grant, gated):
                 key = (element.family, element.source, element.destination, element.protocol, element.ports)
                 merged[key] = _merge(merged.get(key), element)
     elements = sorted(merged.values(), key=_sort_key)
@@ -38,10 +39,14 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
         log_rate_per_minute=logging.rate_per_minute,
         log_burst=logging.burst,
         unknown_source_prefix=f"{logging.prefix} unknown-source: " if logging.enabled else None,
+        auth_port=gw.auth.port if gw.auth else None,
+        auth_clients=tuple(sorted((AuthClient(src.version, src, p.id) for p in partners if p.certificates
+                                   and p.certificates.session_seconds is not None for src in p.sources),
+                                  key=lambda c: (c.family, int(c.source.network_address), c.source.prefixlen))),
     )
 
 
-def _elements(grant: GrantIR) -> list[SetElement]:
+def _elements(grant: GrantIR, gated: bool) -> list[SetElement]:
     timeout = grant.ends_at
     result = []
     for src in grant.sources:
@@ -49,10 +54,10 @@ def _elements(grant: GrantIR) -> list[SetElement]:
             if src.version != dst.version:
                 continue
             if grant.protocol == "icmp":
-                result.append(SetElement(src.version, src, dst, "icmp", None, timeout, (grant.id,)))
+                result.append(SetElement(src.version, src, dst, "icmp", None, timeout, (grant.id,), gated))
                 continue
             for ports in grant.ports:
-                result.append(SetElement(src.version, src, dst, grant.protocol, ports, timeout, (grant.id,)))
+                result.append(SetElement(src.version, src, dst, grant.protocol, ports, timeout, (grant.id,), gated))
     return result
 
 
@@ -61,7 +66,7 @@ def _merge(old: SetElement | None, new: SetElement) -> SetElement:
         return new
     timeout = None if old.ends_at is None or new.ends_at is None else max(old.ends_at, new.ends_at)
     grants = tuple(sorted(set(old.grants) | set(new.grants)))
-    return SetElement(old.family, old.source, old.destination, old.protocol, old.ports, timeout, grants)
+    return SetElement(old.family, old.source, old.destination, old.protocol, old.ports, timeout, grants, old.gated)
 
 
 def _sort_key(e: SetElement) -> tuple[object, ...]:

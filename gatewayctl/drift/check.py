@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gatewayctl.auth.sessions import SessionProblem
 from gatewayctl.host.base import LinkState, LiveState
 from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceState, PeerState
@@ -47,9 +49,11 @@ class DriftReport:
         return tuple(f for f in self.findings if f.source == "host")
 
 
-def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None, now: dt.datetime) -> DriftReport:
-    """Pure: the drift report from desired state, live state and the record of the last apply."""
-    findings: list[Finding] = []
+def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None, now: dt.datetime,
+          sessions: Sequence[SessionProblem] = ()) -> DriftReport:
+    """Pure: the drift report from desired state, live state and the record of the last apply
+    (and the smart-card sessions that should not exist)."""
+    findings: list[Finding] = [Finding("host", p.kind, p.partner, f"session {p.source}", p.detail) for p in sessions]
     if applied is not None:
         last = spec_from_json(applied)
         labels = {k: p.label for k, p in last.peers.items()}

@@ -62,11 +62,14 @@ def plan_probes(policy: CompiledPolicy, lab_peers: list[dict[str, Any]], gateway
 
 
 def _granted(partner: PartnerIR, label: str, ns: str, src: str, version: int) -> list[Probe]:
+    """Granted flows work; a partner whose grants wait for a smart-card session has none open yet."""
     found = []
+    gated = partner.certificates is not None and partner.certificates.session_seconds is not None
     for grant in partner.grants:
         flow = _flow(grant, version)
         if flow:
-            found.append(Probe(label, ns, src, flow[0], grant.protocol, flow[1], True, f"granted by {grant.id}"))
+            found.append(Probe(label, ns, src, flow[0], grant.protocol, flow[1], not gated,
+                               f"granted by {grant.id}" + (", closed until a smart-card session opens" if gated else "")))
     return found
 
 

@@ -6,6 +6,7 @@ from pydantic import Field, StrictBool, model_validator
 
 from gatewayctl.model.types import (
     AbsolutePath,
+    Duration,
     Endpoint,
     Identifier,
     InterfaceAddress,
@@ -84,6 +85,28 @@ class Firewall(Strict):
     )
 
 
+class AuthSettings(Strict):
+    """The smart-card session front: an mTLS web front (nginx) and the authorizer behind it.
+
+    Partners whose certificate requirements ask for a session reach their grants only while one of
+    their users holds a session opened with a certificate that meets those requirements."""
+
+    port: Port = Field(default=8443, description="TCP port of the front on the gateway's tunnel addresses")
+    session: Duration = Field(default="8h", validate_default=True, description="how long a session stays open (default 8h); a partner may ask for less")
+    server_certificate: AbsolutePath = Field(description="the front's TLS server certificate (PEM) on the gateway host")
+    server_key: AbsolutePath = Field(description="the front's TLS server key (PEM, 0600) on the gateway host")
+    crl_file: AbsolutePath | None = Field(
+        default=None, description="PEM file with the current CRLs of every CA in the session partners' chains; "
+        "when set, the front and the authorizer refuse revoked certificates")
+    front_dir: AbsolutePath = Field(
+        default="/etc/gatewayctl/front", description="where the built front/ folder is installed on the gateway host")
+    socket: AbsolutePath = Field(default="/run/gatewayctl/auth.sock", description="the authorizer's Unix socket")
+    profiles_dir: AbsolutePath = Field(default="/etc/gatewayctl/profiles",
+                                       description="where the profiles are on the gateway host (for the authorizer's unit)")
+    front_user: str = Field(default="www-data", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+                            description="the user nginx's workers run as; only it may use the authorizer's socket")
+
+
 class LintSettings(Strict):
     """Thresholds of the policy linter."""
 
@@ -112,6 +135,7 @@ class GatewayFile(Strict):
     deny_logging: DenyLogging = Field(default_factory=DenyLogging)
     firewall: Firewall = Field(default_factory=Firewall)
     lint: LintSettings = Field(default_factory=LintSettings)
+    auth: AuthSettings | None = Field(default=None, description="the smart-card session front, if any partner needs one")
     owner: Text | None = None
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for the gateway")
 

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from gatewayctl.model.types import (
     AbsolutePath,
+    Duration,
     Email,
     Endpoint,
     Identifier,
@@ -87,6 +88,13 @@ class Identity(Strict):
     allowed: list[Text] = Field(min_length=1, description="the partner's users allowed to authenticate")
 
 
+class SessionPolicy(Strict):
+    """Keep the partner's grants closed until one of its users authenticates at the gateway's front."""
+
+    duration: Duration | None = Field(
+        default=None, description="how long a session stays open; at most, and by default, gateway.yaml's auth.session")
+
+
 class CertificateRequirements(Strict):
     """What the partner's users must present: smart-card or other certificates.
 
@@ -100,6 +108,11 @@ class CertificateRequirements(Strict):
     identity: Identity | None = None
     smartcard_required: bool = Field(default=True, strict=True, description="a smart card (hardware key) is required")
     issuing_cas: list[RelativePath] = Field(min_length=1, description="PEM files of the partner's issuing CAs, beside the profiles")
+    ca_chain: list[RelativePath] = Field(
+        default_factory=list, description="PEM files of the CAs above the issuing CAs, up to a root; the mTLS front "
+        "needs the whole path (certificates are still accepted only when issued by an issuing CA)")
+    session: SessionPolicy | None = Field(
+        default=None, description="grants open only during a smart-card session (needs gateway.yaml's auth section)")
     policy_oids: list[Oid] = Field(default_factory=list, description="certificate policy OIDs, all of which must be present")
     ekus: list[Oid | Literal["clientAuth", "smartcardLogon", "pkinitClientAuth"]] = Field(
         default_factory=list, description="extended key usages, all of which must be present"

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -90,6 +90,25 @@ RelativePath = Annotated[
 ]
 Oid = Annotated[str, StringConstraints(pattern=OID_PATTERN)]
 
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(value: Any) -> int:
+    if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{0,5}[smh]", value):
+        raise ValueError("must be a duration such as 90s, 15m or 8h (seconds, minutes or hours)")
+    seconds = int(value[:-1]) * DURATION_UNITS[value[-1]]
+    if not 10 <= seconds <= 86400:
+        raise ValueError(f"must be between 10s and 24h, found {value} ({seconds} s)")
+    return seconds
+
+
+Duration = Annotated[
+    int,
+    BeforeValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": "^[1-9][0-9]{0,5}[smh]$"}),
+    Field(description="a duration: a number followed by s, m or h (10s to 24h)"),
+]
 
 # strict: true/false and "443" are not ports
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]

@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 
+from gatewayctl.compile.ir import SESSION_SETS
 from gatewayctl.host.base import LiveState
 from gatewayctl.host.nftstate import NftSet, NftTableState
 from gatewayctl.host.wgtypes import PeerState
@@ -203,6 +204,8 @@ def _firewall(desired: GatewaySpec, live: NftTableState | None, now: dt.datetime
                                         "table-changed"))
             delta.replace = True
             continue
+        if set_name in SESSION_SETS:
+            continue  # filled by the authorizer at run time; drift checks them against the decision log
         changes, delete, add = element_changes(want, have, owners, desired.element_ends, now)
         delta.changes += changes
         if delete:

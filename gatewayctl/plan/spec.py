@@ -89,7 +89,7 @@ def canonical_table(policy: CompiledPolicy, host: Host, env: jinja2.Environment,
     digest of that text. Elements are spelled from the IR exactly as nft lists them; whether the two
     agree is checked on every apply (verification reads the host back) and by the contract tests."""
     table = policy.table
-    bare = dataclasses.replace(table, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=())
+    bare = table.without_elements()
     text = render_ruleset(dataclasses.replace(policy, table=bare), env, policy.at)
     digest = hashlib.sha256("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).encode()).hexdigest()
     skeleton = _cached(cache, digest)
@@ -131,7 +131,8 @@ def narrowed_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at:
         return tuple(e for e in elements if e.key in live_elements)
 
     narrowed = dataclasses.replace(table, grants4=keep(table.grants4), grants6=keep(table.grants6),
-                                   icmp4=keep(table.icmp4), icmp6=keep(table.icmp6))
+                                   icmp4=keep(table.icmp4), icmp6=keep(table.icmp6),
+                                   auth_clients=tuple(c for c in table.auth_clients if c.key in live_elements))
     return render_ruleset(dataclasses.replace(policy, table=narrowed), env, loaded_at)
 
 

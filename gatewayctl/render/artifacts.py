@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
 import jinja2
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
-from gatewayctl.compile.ir import CompiledPolicy, PartnerIR, PeerIR
+from gatewayctl.compile.ir import AuthIR, CompiledPolicy, PartnerIR, PeerIR
 from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
 
 PRIVATE_KEY_PLACEHOLDER = "<REPLACE WITH THE PRIVATE KEY OF THIS PEER>"
@@ -39,7 +40,32 @@ def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact
     ]
     for partner in policy.partners:
         artifacts.extend(_partner_artifacts(policy, partner, env, common))
+    if policy.auth is not None:
+        artifacts.extend(_front_artifacts(policy, env, common))
     return artifacts
+
+
+def _front_artifacts(policy: CompiledPolicy, env: jinja2.Environment, common: dict[str, str]) -> list[Artifact]:
+    """The mTLS front (nginx), the CAs it trusts, and the systemd units of the front and the authorizer."""
+    auth = policy.auth
+    assert auth is not None
+    gated = [p for p in policy.partners if p.id in auth.partners and p.certificates is not None]
+    issuers = [(p.id, subject) for p in gated for subject in p.certificates.issuer_subjects]  # type: ignore[union-attr]
+    depth = 1 + max((len(x509.load_pem_x509_certificates(p.certificates.chain_pem.encode()))  # type: ignore[union-attr]
+                     for p in gated if p.certificates.chain_pem), default=0)  # type: ignore[union-attr]
+    runtime_dir = auth.socket.rsplit("/", 1)[0] or "/"
+    context = dict(auth=auth, **common)
+    return [
+        Artifact("front/nginx.conf", env.get_template("front/nginx.conf.j2").render(
+            clients=policy.table.auth_clients, issuers=issuers, depth=depth, runtime_dir=runtime_dir, **context),
+            False, "mTLS front (nginx)"),
+        Artifact("front/client-cas.pem", env.get_template("front/client-cas.pem.j2").render(partners=gated, **context),
+                 False, "CAs the front trusts"),
+        Artifact("systemd/gatewayctl-auth.service", env.get_template("systemd/gatewayctl-auth.service.j2").render(**context),
+                 False, "systemd unit (authorizer)"),
+        Artifact("systemd/gatewayctl-front.service", env.get_template("systemd/gatewayctl-front.service.j2").render(**context),
+                 False, "systemd unit (front)"),
+    ]
 
 
 def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at: dt.datetime | None = None) -> str:
@@ -59,10 +85,13 @@ def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at: d
         table=policy.table, gateway=policy.gateway, version=__version__, at=at, timeouts=timeouts, timeout_note=note)
 
 
-def partner_allowed_ips(partner: PartnerIR, peer: PeerIR) -> tuple[str, ...]:
-    """What the partner side routes into the tunnel: only the granted destinations of its families."""
+def partner_allowed_ips(partner: PartnerIR, peer: PeerIR, front: AuthIR | None = None) -> tuple[str, ...]:
+    """What the partner side routes into the tunnel: only the granted destinations of its families
+    (and the gateway's session front, for a partner whose grants wait for a session)."""
     families = {net.version for net in peer.allowed_ips}
     granted = [d for g in partner.grants for d in g.destinations if d.version in families]
+    if front is not None and partner.id in front.partners:  # the session front, on the gateway's tunnel addresses
+        granted += [ipaddress.ip_network(a) for a in front.listen if ipaddress.ip_address(a).version in families]
     return tuple(str(n) for n in collapse(granted))
 
 
@@ -72,7 +101,7 @@ def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.E
     template = env.get_template("wireguard/partner.conf.j2")
     for peer in partner.peers:
         text = template.render(partner=partner, peer=peer, interface=policy.interface,
-                               allowed_ips=partner_allowed_ips(partner, peer),
+                               allowed_ips=partner_allowed_ips(partner, peer, policy.auth),
                                private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
                                preshared_key_placeholder=PRESHARED_KEY_PLACEHOLDER, **common)
         result.append(Artifact(f"partners/{partner.id}/{peer.name}.conf", text, True, "partner WireGuard config"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.compile.ir import DenyEntry, SetElement
+from gatewayctl.compile.ir import AuthClient, DenyEntry, SetElement
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -36,7 +36,8 @@ def make_environment(override: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(nft_addr=nft_addr, nft_timeout=nft_timeout, nft_element_tail=nft_element_tail, to_json=to_json)
+    env.filters.update(nft_addr=nft_addr, nft_timeout=nft_timeout, nft_element_tail=nft_element_tail, to_json=to_json,
+                       nginx_string=nginx_string)
     return env
 
 
@@ -95,11 +96,16 @@ def nft_element_tail(element: SetElement, timeouts: Timeouts) -> str:
     return f'{tail} comment "{comment}"'
 
 
-def element_text(element: SetElement | DenyEntry, timeouts: Timeouts) -> str:
+def element_text(element: SetElement | DenyEntry | AuthClient, timeouts: Timeouts) -> str:
     """An element as written in a ruleset or an `add element` command."""
-    if isinstance(element, DenyEntry):
+    if isinstance(element, (DenyEntry, AuthClient)):
         return element.key
     return element.key + nft_element_tail(element, timeouts)
+
+
+def nginx_string(value: str) -> str:
+    """A value for inside double quotes in an nginx configuration."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def to_json(value: Any) -> str:

@@ -1,0 +1,128 @@
+"""`auth serve`: the authorizer, an HTTP server on a Unix socket that only the front may use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import grp
+import http.server
+import os
+import signal
+import socketserver
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.auth import log
+from gatewayctl.auth.decide import Authorizer, Decision
+from gatewayctl.auth.sessions import open_session
+from gatewayctl.host.base import Host
+from gatewayctl.host.errors import HostError
+from gatewayctl.state import StateDir
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class Service:
+    """Decide, open the session, log; one request at a time touches the firewall."""
+
+    def __init__(self, authorizer: Authorizer, host: Host, state: StateDir, out: Callable[[str], None]) -> None:
+        self.authorizer, self.host, self.state, self.out = authorizer, host, state, out
+        self.lock = threading.Lock()
+
+    def handle(self, headers: dict[str, str]) -> tuple[int, str]:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        decision = self.authorizer.decide(headers, now)
+        with self.lock:
+            if decision.outcome == "accepted":
+                assert decision.session_seconds is not None
+                try:
+                    with self.state.lock(wait_s=10):  # an apply replacing the table carries open sessions over
+                        open_session(self.host, self.authorizer.table, decision.source, decision.session_seconds)
+                except HostError as exc:
+                    decision = Decision("error", decision.source, decision.partner, decision.identity, decision.serial,
+                                        decision.subject, decision.issuer, (f"the firewall refused the session: {exc}",),
+                                        None, now)
+            log.append(self.state.root, decision)
+            self.out(decision.line())
+        if decision.outcome == "accepted":
+            until = decision.time + dt.timedelta(seconds=decision.session_seconds or 0)
+            return 200, (f"session open: partner {decision.partner}, {decision.identity or decision.subject}, "
+                         f"from {decision.source} until {until:%Y-%m-%d %H:%M:%S}Z\n")
+        if decision.outcome == "error":
+            return 503, "refused: the session could not be opened; the gateway team has been told\n"
+        return 403, "refused:\n" + "".join(f"  {r}\n" for r in decision.reasons)
+
+
+def make_handler(service: Service) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "gatewayctl-auth"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            if self.path != "/session":
+                self._reply(404, "not found\n")
+                return
+            headers = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-gatewayctl-")}
+            try:
+                status, body = service.handle(headers)
+            except Exception as exc:  # a bug must not open anything, and must be seen
+                service.out(f"auth error: {type(exc).__name__}: {exc}")
+                status, body = 500, "refused: internal error\n"
+            self._reply(status, body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def _reply(self, status: int, body: str) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # every decision is logged by the service, once
+
+        def address_string(self) -> str:
+            return "front"
+
+    return Handler
+
+
+def serve(service: Service, socket_path: Path, group: str | None, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT. The socket is 0660, owned by root and the front's group."""
+    gid = None
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise HostError(f"the front's group {group!r} does not exist (auth.front_user in gateway.yaml)") from None
+    socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if socket_path.is_socket():
+        socket_path.unlink()
+    old = os.umask(0o117)
+    try:
+        server = _Server(str(socket_path), make_handler(service))
+    finally:
+        os.umask(old)
+    if gid is not None:
+        os.chown(socket_path, -1, gid)
+    os.chmod(socket_path, 0o660)
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if ready:
+        ready()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        socket_path.unlink(missing_ok=True)
+        sys.stdout.flush()

@@ -1,0 +1,193 @@
+"""Smart-card sessions without a gateway: the profile checks, the compiled front, the authorizer's
+decisions, the session checks that drift uses, and plan/apply leaving sessions alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gatewayctl.apply.engine import prepare
+from gatewayctl.auth import log
+from gatewayctl.auth.decide import Authorizer
+from gatewayctl.auth.serve import Service
+from gatewayctl.auth.sessions import live_sessions, problems
+from gatewayctl.host.base import read
+from gatewayctl.pipeline import compile_profiles
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.render.environment import make_environment
+from gatewayctl.state import StateDir
+from tests.conftest import AT, AT_DT, run_cli
+from tests.pki import Pki, pem
+from tests.test_apply_engine import RecordingHost, apply
+from tests.test_apply_engine import estate as keyed_estate  # noqa: F401 (a fixture)
+
+AUTH = """
+auth:
+  port: 8443
+  session: 1h
+  server_certificate: /etc/gatewayctl/front.crt
+  server_key: /etc/gatewayctl/front.key
+  crl_file: {crl}
+"""
+GLOBEX_SOURCE = "10.250.2.1"
+
+
+def gate(root: Path, pki: Pki, crl: Path | None = None, duration: str = "15m") -> None:
+    """Give the estate a session front and make globex's grants wait for a session."""
+    (root / "ca" / "globex-issuing-ca.pem").write_bytes(pem(pki.issuing))
+    (root / "ca" / "globex-root-ca.pem").write_bytes(pem(pki.root))
+    gateway = root / "gateway.yaml"
+    gateway.write_text(gateway.read_text() + AUTH.format(crl=crl or "/var/lib/gatewayctl/crls.pem"))
+    path = root / "partners" / "globex.yaml"
+    path.write_text(path.read_text() + f"  ca_chain: [ca/globex-root-ca.pem]\n  session: {{duration: {duration}}}\n"
+                    "  identity: {source: upn, allowed: [alice@globex.example]}\n")
+
+
+@pytest.fixture
+def pki() -> Pki:
+    return Pki(AT_DT)
+
+
+def headers(cert: Any, source: str = GLOBEX_SOURCE, partner: str = "globex", verify: str = "SUCCESS") -> dict[str, str]:
+    return {"x-gatewayctl-address": source, "x-gatewayctl-partner": partner, "x-gatewayctl-verify": verify,
+            "x-gatewayctl-certificate": urllib.parse.quote(pem(cert).decode()) if cert is not None else ""}
+
+
+def test_session_needs_the_gateway_front(estate: Path) -> None:
+    path = estate / "partners" / "globex.yaml"
+    path.write_text(path.read_text() + "  session: {duration: 15m}\n")
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert result.exit_code == 2
+    assert "partners/globex.yaml:46" in result.stderr or "globex.yaml:4" in result.stderr, result.stderr
+    assert "gateway.yaml has no auth section" in result.stderr
+
+
+@pytest.mark.parametrize(("duration", "message"), [("2h", "must not exceed gateway.yaml's auth.session (3600 s), found 7200 s"),
+                                                   ("5s", "must be between 10s and 24h, found 5s"),
+                                                   ("15 minutes", "must be a duration such as 90s, 15m or 8h")])
+def test_bad_session_durations(estate: Path, pki: Pki, duration: str, message: str) -> None:
+    gate(estate, pki, duration=duration)
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "partners/globex.yaml:" in result.stderr
+
+
+def test_build_compiles_the_front_and_gates_the_grants(estate: Path, pki: Pki, tmp_path: Path) -> None:
+    gate(estate, pki)
+    result = run_cli("--profiles", str(estate), "build", "-o", str(tmp_path / "out"), "--at", AT)
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "out"
+    conf = (out / "front" / "nginx.conf").read_text()
+    assert "listen 10.250.0.1:8443 ssl;" in conf and "listen [fd00:250::1]:8443 ssl;" in conf
+    assert "ssl_verify_depth 2;" in conf and "ssl_crl /var/lib/gatewayctl/crls.pem;" in conf
+    assert "100.64.20.0/24 globex;" in conf and "10.250.2.1 globex;" in conf
+    assert "acme" not in conf  # only session partners reach the front
+    assert conf.count('"globex|CN=Globex Smart Card Issuing CA" 1;') == 1
+    bundle = (out / "front" / "client-cas.pem").read_text()
+    assert pem(pki.issuing).decode() in bundle and pem(pki.root).decode() in bundle
+    ruleset = (out / "nftables" / "gatewayctl.nft").read_text()
+    gated = ruleset.split("set gated4 {")[1].split("set gated6")[0]
+    assert "10.250.2.1 . 10.2.0.5 . tcp . 5432" in gated
+    assert "10.250.2.1 . 10.2.0.5" not in ruleset.split("set grants4 {")[1].split("set grants6")[0]
+    assert "ip saddr @sessions4 ip saddr . ip daddr . meta l4proto . th dport @gated4 accept" in ruleset
+    assert 'iifname "wg-partners" ip saddr @auth_clients4 tcp dport 8443 accept' in ruleset
+    partner = (out / "partners" / "globex" / "globex-dc1.conf").read_text()
+    assert "10.250.0.1/32" in partner  # the partner routes the front into its tunnel
+    assert "10.250.0.1/32" not in (out / "partners" / "acme" / "acme-hq.conf").read_text()
+    unit = (out / "systemd" / "gatewayctl-auth.service").read_text()
+    assert "auth serve" in unit and "CapabilityBoundingSet=CAP_NET_ADMIN" in unit
+
+
+def test_the_authorizer_decides_on_every_requirement(estate: Path, pki: Pki, tmp_path: Path) -> None:
+    crl = tmp_path / "crls.pem"
+    bob = pki.user(upn="alice@globex.example")
+    crl.write_bytes(pki.crl([bob]).public_bytes(Encoding.PEM) + pki.root_crl().public_bytes(Encoding.PEM))
+    gate(estate, pki, crl)
+    authorizer = Authorizer(compile_profiles(estate, AT_DT), crl)
+    good = authorizer.decide(headers(pki.user()), AT_DT)
+    assert (good.outcome, good.partner, good.identity, good.session_seconds) == ("accepted", "globex",
+                                                                                  "alice@globex.example", 900)
+    lan = authorizer.decide(headers(pki.user(), source="100.64.20.7"), AT_DT)
+    assert lan.outcome == "accepted" and lan.source == "100.64.20.7"
+    cases = {
+        "not a session partner": (headers(pki.user(), source="10.250.1.1", partner=""), "10.250.1.1: not an address of a partner"),
+        "unknown source": (headers(pki.user(), source="192.0.2.9", partner=""), "not an address of a partner"),
+        "front disagrees": (headers(pki.user(), partner="acme"), "front and authorizer disagree"),
+        "front failed": (headers(pki.user(), verify="FAILED:certificate has expired"), "front: client certificate FAILED"),
+        "no certificate": (headers(None), "certificate: not a PEM certificate"),
+        "policy": (headers(pki.user(policies=())), "certificate policy 2.16.840.1.101.3.2.1.3.13"),
+        "eku": (headers(pki.user(ekus=("1.3.6.1.5.5.7.3.2",))), "extended key usage 1.3.6.1.4.1.311.20.2.2"),
+        "key": (headers(pki.user(rsa_bits=1024)), "key strength: RSA >= 2048: RSA 1024"),
+        "identity": (headers(pki.user(upn="mallory@globex.example")), "mallory@globex.example"),
+        "revoked": (headers(bob), f"revocation: not revoked: serial {bob.serial_number:x} revoked"),
+        "other CA": (headers(Pki(AT_DT, name="Initrode").user()), "path to one of the partner's issuing CAs"),
+        "expired": (headers(pki.user(days=(-400, -5))), "validity: expired"),
+    }
+    for name, (request, reason) in cases.items():
+        decision = authorizer.decide(request, AT_DT)
+        assert decision.outcome == "rejected", name
+        assert any(reason in r for r in decision.reasons), (name, decision.reasons)
+        assert decision.session_seconds is None
+
+
+def test_service_opens_sessions_logs_and_refuses(keyed_estate: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+    gate(keyed_estate, pki)
+    compiled = compile_profiles(keyed_estate, AT_DT)
+    host = RecordingHost()
+    apply(compiled.policy, host)
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    lines: list[str] = []
+    service = Service(Authorizer(compiled, None), host, state, lines.append)
+    status, body = service.handle(headers(pki.user(policies=())))
+    assert status == 403 and "certificate policy" in body
+    assert host.element_ops == []  # a refusal touches nothing
+    status, body = service.handle(headers(pki.user()))
+    assert status == 200 and "session open: partner globex, alice@globex.example" in body, body
+    assert host.element_ops[-1] == ({}, {"sessions4": ["10.250.2.1 timeout 15m"]})
+    status, _ = service.handle(headers(pki.user()))  # renewing replaces the timer
+    assert status == 200 and host.element_ops[-1] == ({"sessions4": ["10.250.2.1"]}, {"sessions4": ["10.250.2.1 timeout 15m"]})
+    records = log.read(state.root)
+    assert [r["outcome"] for r in records] == ["rejected", "accepted", "accepted"]
+    assert records[1]["identity"] == "alice@globex.example" and records[1]["serial"] and records[1]["partner"] == "globex"
+    assert oct((state.root / log.LOG_NAME).stat().st_mode & 0o777) == "0o600"
+    assert "BEGIN CERTIFICATE" not in (state.root / log.LOG_NAME).read_text()
+    assert lines[0].startswith("auth rejected partner=globex source=10.250.2.1") and "auth accepted" in lines[1]
+
+    # the session is not a plan difference, and the logged session is not a problem
+    live = read(host, "wg-partners", "gatewayctl")
+    assert "10.250.2.1" in live.nft.sets["sessions4"].elements  # type: ignore[union-attr]
+    again = prepare(compiled.policy, host, make_environment(), Secrets(), AT_DT, {})
+    assert again.plan.empty, [str(c) for c in again.plan.changes]
+    now = dt.datetime.strptime(records[-1]["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    sessions = live_sessions(live.nft, compiled.policy, records, now)
+    assert [(s.partner, s.source, s.decision and s.decision["identity"]) for s in sessions] == [
+        ("globex", "10.250.2.1", "alice@globex.example")]
+    assert problems(sessions, compiled.policy) == []
+
+
+def test_sessions_that_should_not_exist(keyed_estate: Path, pki: Pki) -> None:  # noqa: F811
+    gate(keyed_estate, pki)
+    policy = compile_profiles(keyed_estate, AT_DT).policy
+    host = RecordingHost()
+    apply(policy, host)
+    host.nft_elements("gatewayctl", {}, {"sessions4": ["10.250.1.1 timeout 1h", "10.250.2.1 timeout 20h",
+                                                       "100.64.20.9"]})
+    live = read(host, "wg-partners", "gatewayctl")
+    found = {(p.kind, p.source) for p in problems(live_sessions(live.nft, policy, [], AT_DT), policy)}
+    assert found == {("session-unexpected", "10.250.1.1"), ("session-too-long", "10.250.2.1"),
+                     ("session-unlogged", "10.250.2.1"), ("session-without-timeout", "100.64.20.9")}
+
+
+def test_estates_without_a_front_are_unchanged(estate: Path) -> None:
+    policy = compile_profiles(estate, AT_DT).policy
+    assert policy.auth is None and "gated4" not in policy.table.by_set()
+    assert dataclasses.replace(policy.table, auth_clients=()) == policy.table
+    assert json.dumps(sorted(policy.table.by_set())) == json.dumps(["deny4", "deny6", "grants4", "grants6", "icmp4", "icmp6"])
