@@ -92,7 +92,8 @@ class AuthSettings(Strict):
     their users holds a session opened with a certificate that meets those requirements."""
 
     port: Port = Field(default=8443, description="TCP port of the front on the gateway's tunnel addresses")
-    session: Duration = Field(default="8h", validate_default=True, description="how long a session stays open (default 8h); a partner may ask for less")
+    session: Duration = Field(default="8h", validate_default=True,
+                              description="how long a session stays open (default 8h); a partner may ask for less")
     server_certificate: AbsolutePath = Field(description="the front's TLS server certificate (PEM) on the gateway host")
     server_key: AbsolutePath = Field(description="the front's TLS server key (PEM, 0600) on the gateway host")
     crl_file: AbsolutePath | None = Field(

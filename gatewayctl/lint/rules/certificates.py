@@ -164,4 +164,29 @@ def _algorithm_problem(cert: x509.Certificate) -> str | None:
     return None
 
 
-RULES = [CaExpired, CaExpiringSoon, CaNotACa, CaWeakKey, CaUnsupportedAlgorithm]
+class SessionOpenToAnyHolder(Rule):
+    """What it does: reports partners whose grants wait for a smart-card session but whose
+    certificate requirements list no allowed users (`certificates.identity.allowed`).
+
+    Why it matters: without the list, any certificate the partner's CA issues opens the partner's
+    grants, including those of people who left or never needed access; the gateway cannot say who
+    may open a session.
+
+    Example: `session: {duration: 1h}` with no `identity` section.
+
+    Fix: add `identity: {source: upn, allowed: [...]}` naming the users who need access."""
+
+    code, name, severity = "GW706", "session-open-to-any-holder", "warning"
+    summary = "Any holder of a partner certificate can open a session."
+    hint = "list the users who may open a session in certificates.identity.allowed"
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        for partner in ctx.partners():
+            reqs = partner.model.certificates
+            if reqs is not None and reqs.session is not None and reqs.identity is None:
+                yield self.at(partner.doc, ("certificates", "session"),
+                              f"partner {partner.model.id!r} opens sessions for any certificate its CA issues: no "
+                              "certificates.identity.allowed list", ("partner", partner.model.id))
+
+
+RULES = [CaExpired, CaExpiringSoon, CaNotACa, CaWeakKey, CaUnsupportedAlgorithm, SessionOpenToAnyHolder]
