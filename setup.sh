@@ -9,10 +9,11 @@ apt-get update -q
 # nftables + python3-nftables: the kernel firewall and the official libnftables binding (JSON, dry run);
 # wireguard-go + wireguard-tools: the userspace WireGuard used where the kernel has no module;
 # iproute2/iputils-ping/procps: namespaces, links and reachability checks for the lab and the tests;
-# nginx + curl: the smart-card session front (mTLS) and a partner user's client in its end-to-end test.
+# nginx + curl: the smart-card session front (mTLS) and a partner user's client in its end-to-end test;
+# chromium: the compliance report is checked in a real headless browser (driven by Playwright from PyPI).
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
-    wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl
+    wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).

@@ -88,6 +88,16 @@ class Pki:
         self.keys[cert.serial_number] = key
         return cert
 
+    def sibling(self, cn: str) -> tuple[Any, x509.Certificate, x509.CertificateRevocationList]:
+        """Another issuing CA under the same root (key, certificate, its empty CRL): a path the root
+        vouches for, but not one of the partner's issuing CAs."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._ca(cn, key, self.root_key, self.root)
+        crl = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
+               .last_update(self.at - dt.timedelta(days=1)).next_update(self.at + dt.timedelta(days=7))
+               .sign(key, hashes.SHA256()))
+        return key, cert, crl
+
     def key_pem(self, cert: x509.Certificate) -> bytes:
         return self.keys[cert.serial_number].private_bytes(  # type: ignore[no-any-return]
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

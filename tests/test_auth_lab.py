@@ -59,7 +59,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     os.chmod(secrets / "front.key", 0o600)
     crl_file = secrets / "crls.pem"
     alice, revoked = pki.user(), pki.user(upn="bob@globex.example")
-    crl_file.write_bytes(pki.crl([revoked]).public_bytes(Encoding.PEM) + pki.root_crl().public_bytes(Encoding.PEM))
+    sibling_key, sibling, sibling_crl = pki.sibling("Globex Contractors CA")
+    crl_file.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in (pki.crl([revoked]), pki.root_crl(), sibling_crl)))
     # nginx's workers (www-data) must reach the socket: pytest's temporary folders are private to root
     run_dir = Path(tempfile.mkdtemp(prefix="gatewayctl-test-", dir="/run"))
     run_dir.chmod(0o755)
@@ -99,7 +100,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         _wait(lambda: _listening(lab.gw, 8443), "nginx on port 8443", logs / "front.log")
         users = base / "users"
         users.mkdir()
-        yield {"lab": lab, "pki": pki, "users": users, "alice": alice, "revoked": revoked, "server_ca": profiles / "ca" /
+        yield {"lab": lab, "pki": pki, "users": users, "alice": alice, "revoked": revoked,
+               "sibling": pki.user(signer=(sibling_key, sibling)), "server_ca": profiles / "ca" /
                "globex-root-ca.pem", "logs": logs, "out": out}
     finally:
         for proc in reversed(procs):
@@ -177,6 +179,8 @@ def test_sessions_open_grants_for_a_bounded_time(setup: dict[str, Any]) -> None:
     rejected = {
         "no certificate": (None, 400, ""),
         "another CA": (other.user(), 400, ""),  # the front refuses the TLS client certificate
+        # the root vouches for this issuer, but it is not one of globex's issuing CAs
+        "sibling CA": (setup["sibling"], 403, "not issued by an issuing CA of the partner"),
         "revoked": (setup["revoked"], 400, ""),  # the front checks the CRL
         "missing policy": (pki.user(policies=()), 403, "certificate policy 2.16.840.1.101.3.2.1.3.13"),
         "missing EKU": (pki.user(ekus=("1.3.6.1.5.5.7.3.2",)), 403, "extended key usage 1.3.6.1.4.1.311.20.2.2"),

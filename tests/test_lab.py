@@ -339,3 +339,30 @@ def test_journal_records_who_applied_which_revision(lab: LabHandle) -> None:
         assert entry["user"] and len(entry["digest"]) == 64 and entry["time"].endswith("Z")
     lines = (lab.state / "journal.jsonl").read_text().splitlines()
     assert all(json.loads(line)["time"] for line in lines)  # append-only: earlier entries are all still there
+
+
+def test_report_on_the_lab_after_traffic(lab: LabHandle, tmp_path: Path) -> None:
+    assert lab.reach("acme", "10.1.0.5", 443)                 # accepted traffic
+    assert not lab.reach("acme", "10.1.0.5", 2222)            # denied traffic
+    args = ("report", "--netns", lab.gw, "--state-dir", str(lab.state))
+    result = lab.ctl(*args, "--format", "json")
+    assert result.returncode in (0, 1), result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["live"]["available"] and doc["drift"]["status"] == "in-sync"
+    acme = next(p for p in doc["partners"] if p["id"] == "acme")
+    crm = next(g for g in acme["grants"] if g["id"] == "acme/crm-api")
+    assert crm["counters"]["packets"] > 0 and crm["counters"]["bytes"] > 0
+    assert acme["accepted"]["packets"] >= crm["counters"]["packets"]
+    assert acme["denied"]["packets"] > 0
+    live = acme["peers"][0]["live"]
+    assert live["last_handshake"] > 0 and live["rx_bytes"] > 0 and live["tx_bytes"] > 0
+    checks = {c["id"]: c for c in doc["checks"]}
+    for passing in ("default-deny", "live-matches-approved", "access-monitored"):
+        assert checks[passing]["status"] == "pass", checks[passing]
+    # the lab's profiles are not in git: the journal records applies without a revision, and the report says so
+    assert checks["changes-recorded"]["status"] == "fail" and "revision" in checks["changes-recorded"]["detail"]
+    page = tmp_path / "lab.html"
+    result = lab.ctl(*args, "-o", str(page))
+    assert result.returncode in (0, 1), result.stderr
+    text = page.read_text()
+    assert "acme: " in text and " accepted (" in text  # a traffic bar for acme

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from gatewayctl import __version__
-from gatewayctl.cli import auth_cmd, build_cmd, cert_cmd, diff_cmd, host_cmds, lab_cmd, lint_cmd, policy_cmds, schema_cmd
+from gatewayctl.cli import auth_cmd, build_cmd, cert_cmd, diff_cmd, host_cmds, lab_cmd, lint_cmd, policy_cmds, report_cmd, schema_cmd
 from gatewayctl.cli.common import Context
 
 EXIT_OK = 0
@@ -55,6 +55,7 @@ policy_cmds.register(cli)
 diff_cmd.register(cli)
 cert_cmd.register(cli)
 auth_cmd.register(cli)
+report_cmd.register(cli)
 
 
 def main() -> None:

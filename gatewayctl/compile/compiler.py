@@ -59,10 +59,10 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
     if gw.auth is not None:
         a = gw.auth
         auth = AuthIR(a.port, a.session, a.server_certificate, a.server_key, a.crl_file, a.front_dir, a.socket,
-                      a.front_user, a.profiles_dir, tuple(str(addr.ip) for addr in wg.addresses),
+                      a.front_user, tuple(str(addr.ip) for addr in wg.addresses),
                       tuple(p.id for p in partners if p.certificates and p.certificates.session_seconds is not None))
     return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
-                          tuple(gw.classifications), auth)
+                          tuple(gw.classifications), auth, gw.host.model_dump())
 
 
 def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x509.Certificate]],

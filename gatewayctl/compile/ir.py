@@ -242,7 +242,6 @@ class AuthIR:
     front_dir: str
     socket: str
     front_user: str
-    profiles_dir: str
     listen: tuple[str, ...]  # the gateway's tunnel addresses
     partners: tuple[str, ...]  # partners whose grants wait for a session
 
@@ -260,6 +259,7 @@ class CompiledPolicy:
     stages: tuple[str, ...] = ()  # trust stages in the order gateway.yaml defines them (lowest first)
     classifications: tuple[str, ...] = ()  # data classifications, least sensitive first
     auth: AuthIR | None = None
+    paths: dict[str, str] = dataclasses.field(default_factory=dict)  # gateway.yaml's host paths
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

@@ -102,10 +102,17 @@ class AuthSettings(Strict):
     front_dir: AbsolutePath = Field(
         default="/etc/gatewayctl/front", description="where the built front/ folder is installed on the gateway host")
     socket: AbsolutePath = Field(default="/run/gatewayctl/auth.sock", description="the authorizer's Unix socket")
-    profiles_dir: AbsolutePath = Field(default="/etc/gatewayctl/profiles",
-                                       description="where the profiles are on the gateway host (for the authorizer's unit)")
     front_user: str = Field(default="www-data", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
                             description="the user nginx's workers run as; only it may use the authorizer's socket")
+
+
+class HostPaths(Strict):
+    """Where things live on the gateway host, for the systemd units `build` writes."""
+
+    profiles_dir: AbsolutePath = Field(default="/etc/gatewayctl/profiles", description="the profiles (a git checkout)")
+    reports_dir: AbsolutePath = Field(default="/var/lib/gatewayctl/reports", description="where the nightly reports go")
+    textfile_dir: AbsolutePath = Field(default="/var/lib/prometheus/node-exporter",
+                                       description="node_exporter's textfile collector folder (Prometheus metrics)")
 
 
 class LintSettings(Strict):
@@ -137,6 +144,7 @@ class GatewayFile(Strict):
     firewall: Firewall = Field(default_factory=Firewall)
     lint: LintSettings = Field(default_factory=LintSettings)
     auth: AuthSettings | None = Field(default=None, description="the smart-card session front, if any partner needs one")
+    host: HostPaths = Field(default_factory=HostPaths, description="paths on the gateway host used by the systemd units")
     owner: Text | None = None
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for the gateway")
 

@@ -42,6 +42,10 @@ def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact
         artifacts.extend(_partner_artifacts(policy, partner, env, common))
     if policy.auth is not None:
         artifacts.extend(_front_artifacts(policy, env, common))
+    for name, kind in (("gatewayctl-report.service", "systemd unit (nightly report)"),
+                       ("gatewayctl-report.timer", "systemd timer (nightly report)")):
+        artifacts.append(Artifact(f"systemd/{name}", env.get_template(f"systemd/{name}.j2").render(paths=policy.paths, **common),
+                                  False, kind))
     return artifacts
 
 
@@ -54,7 +58,7 @@ def _front_artifacts(policy: CompiledPolicy, env: jinja2.Environment, common: di
     depth = 1 + max((len(x509.load_pem_x509_certificates(p.certificates.chain_pem.encode()))  # type: ignore[union-attr]
                      for p in gated if p.certificates.chain_pem), default=0)  # type: ignore[union-attr]
     runtime_dir = auth.socket.rsplit("/", 1)[0] or "/"
-    context = dict(auth=auth, **common)
+    context = dict(auth=auth, paths=policy.paths, **common)
     return [
         Artifact("front/nginx.conf", env.get_template("front/nginx.conf.j2").render(
             clients=policy.table.auth_clients, issuers=issuers, depth=depth, runtime_dir=runtime_dir, **context),

@@ -1,0 +1,98 @@
+"""`report`: the compliance evidence pack for auditors, or for one partner."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from gatewayctl.build import atomic_write
+from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.errors import ProfileErrors
+from gatewayctl.state import DEFAULT_STATE_DIR, profile_revision
+
+FORMATS = ["html", "markdown", "json", "junit", "prometheus"]
+
+
+@click.command()
+@click.option("--partner", help="A report for this partner only: its own grants, peers, counters and requirements.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format; default: from the -o suffix, else html.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
+@click.option("--controls", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A control mapping to use instead of the packaged one (see docs/report.md).")
+@click.option("--netns", metavar="NAME", help="Read the live gateway in the network namespace NAME.")
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+              help=f"State folder (journal, last apply, session log); default {DEFAULT_STATE_DIR}.")
+@click.option("--offline", is_flag=True, help="Do not read the live gateway (controls that need it are not evidenced).")
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Folder of templates that replace the default ones of the same name.")
+@click.pass_obj
+def report(obj: Context, partner: str | None, fmt: str | None, output: Path | None, controls: Path | None,
+           netns: str | None, state_dir: Path | None, offline: bool, templates: Path | None) -> None:
+    """Write the compliance report: controls with pass, fail or not evidenced, and the evidence.
+
+    Brings together lint findings and exceptions, policy tests, drift, the apply journal, every
+    grant with its justification, approver and expiry, live WireGuard state and firewall counters,
+    and certificate requirements. Exit 0: every evidenced control passes; 1: some control fails;
+    2: error.
+
+    \b
+    Examples:
+      gatewayctl report -o report.html
+      gatewayctl report --partner acme -o acme.html
+      gatewayctl report --format junit -o controls.xml --offline
+    """
+    from gatewayctl.cli.host_cmds import fail
+    from gatewayctl.host.errors import HostError
+    from gatewayctl.host.netns import enter
+    from gatewayctl.lint.engine import run_lint
+    from gatewayctl.policy.assertions import evaluate as run_test
+    from gatewayctl.policy.assertions import load_tests
+    from gatewayctl.render.environment import make_environment
+    from gatewayctl.report.checks import evaluate, load_controls
+    from gatewayctl.report.collect import collect
+    from gatewayctl.report.live import read_live
+    from gatewayctl.report.render import render
+
+    fmt = fmt or _format_of(output)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        mapping = load_controls(controls)
+        tests = load_tests(obj.profiles)
+    except ProfileErrors as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+    compiled = load_or_exit(obj.profiles, now, -1)
+    if partner is not None and compiled.policy.partner(partner) is None:
+        fail(f"no partner {partner!r} in the profiles")
+    if netns and not offline:
+        try:
+            enter(netns)
+        except HostError as exc:
+            fail(str(exc))
+    root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
+    live = read_live(compiled, root, now, offline)
+    services = compiled.estate.services.model.services
+    outcomes = [run_test(t, compiled.policy, services) for t in tests]
+    doc = collect(compiled, run_lint(obj.profiles, now), outcomes, live, now, profile_revision(obj.profiles), partner)
+    evaluate(doc, mapping)
+    text = render(doc, fmt, make_environment(templates))
+    if output:
+        atomic_write(output, text.encode(), 0o644)
+        counts = doc["summary"]["controls"]
+        click.echo(f"wrote {output}: {counts['pass']} controls pass, {counts['fail']} fail, "
+                   f"{counts['not-evidenced']} not evidenced", err=True)
+    else:
+        click.echo(text, nl=False)
+    raise SystemExit(1 if doc["summary"]["controls"]["fail"] else 0)
+
+
+def _format_of(output: Path | None) -> str:
+    suffix = output.suffix.lower() if output else ""
+    return {".md": "markdown", ".json": "json", ".xml": "junit", ".prom": "prometheus"}.get(suffix, "html")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(report)

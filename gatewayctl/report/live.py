@@ -1,0 +1,40 @@
+"""Read the live gateway for the report, never failing the report: what cannot be read is said."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gatewayctl.apply.engine import prepare
+from gatewayctl.auth import log as auth_log
+from gatewayctl.drift.check import check
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.real import RealHost
+from gatewayctl.pipeline import Compiled
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.render.environment import make_environment
+from gatewayctl.report.collect import Live
+from gatewayctl.state import StateDir
+
+
+def read_live(compiled: Compiled, state_root: Path, now: dt.datetime, offline: bool) -> Live:
+    state = StateDir(state_root)
+    try:
+        journal = state.read_journal()
+        applied = state.read_json("applied.json")
+        decisions = auth_log.read(state_root)
+    except (OSError, ValueError) as exc:
+        journal, applied, decisions = [], None, []
+        reason = f"the state folder {state_root} could not be read: {exc}"
+        return Live(None, None, reason, journal, applied, decisions)
+    if offline:
+        return Live(None, None, "not read (--offline)", journal, applied, decisions)
+    try:
+        host = RealHost(log_dir=None)
+        prep = prepare(compiled.policy, host, make_environment(), Secrets(), now, {}, cache=None)
+    except (HostError, OSError) as exc:
+        return Live(None, None, str(exc), journal, applied, decisions)
+    from gatewayctl.auth.sessions import live_sessions, problems
+
+    sessions = problems(live_sessions(prep.live.nft, compiled.policy, decisions, now), compiled.policy)
+    return Live(prep.live, check(prep.desired, prep.live, applied, now, sessions), None, journal, applied, decisions)
