@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import ENV, WORK, precompile  # noqa: E402
+from bench.common import WORK, precompile, timed_process  # noqa: E402
 from gatewayctl.synth import write_estate  # noqa: E402
 
 precompile()
 from bench.common import GATEWAYCTL  # noqa: E402
-
-
-def timed(args: list[str]) -> tuple[float, int, int]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - start, os.waitstatus_to_exitcode(status), usage.ru_maxrss
 
 
 def main() -> None:
@@ -52,7 +42,7 @@ def main() -> None:
     results = {}
     for name, args in (("lint", [GATEWAYCTL, "-q", "-p", str(root), "lint", "--at", "2026-12-01"]),
                        ("test", [GATEWAYCTL, "-q", "-p", str(root), "test", "--at", "2026-12-01"])):
-        runs = [timed(args) for _ in range(options.runs)]
+        runs = [timed_process(args) for _ in range(options.runs)]
         results[name] = {"median_s": round(statistics.median(t for t, _, _ in runs), 3),
                          "exit": runs[0][1], "peak_mib": round(max(m for _, _, m in runs) / 1024, 1)}
     print(json.dumps({"partners": options.partners, **results}, indent=1))

@@ -19,3 +19,13 @@ GATEWAYCTL = str(Path(sys.executable).parent / "gatewayctl")
 def precompile() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gatewayctl")], check=True, env=ENV,
                    stdout=subprocess.DEVNULL)
+
+
+def timed_process(args: list[str]) -> tuple[float, int, int]:
+    """Run a whole process: (wall seconds, exit status, peak resident memory in KiB)."""
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, os.waitstatus_to_exitcode(status), usage.ru_maxrss
