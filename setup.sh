@@ -10,10 +10,11 @@ apt-get update -q
 # wireguard-go + wireguard-tools: the userspace WireGuard used where the kernel has no module;
 # iproute2/iputils-ping/procps: namespaces, links and reachability checks for the lab and the tests;
 # nginx + curl: the smart-card session front (mTLS) and a partner user's client in its end-to-end test;
-# chromium: the compliance report is checked in a real headless browser (driven by Playwright from PyPI).
+# chromium: the compliance report is checked in a real headless browser (driven by Playwright from PyPI);
+# systemd: `systemd-analyze verify` checks the units `build` writes.
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
-    wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium
+    wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).

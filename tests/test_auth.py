@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import subprocess
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,11 @@ def test_build_compiles_the_front_and_gates_the_grants(estate: Path, pki: Pki, t
     assert "10.250.0.1/32" not in (out / "partners" / "acme" / "acme-hq.conf").read_text()
     unit = (out / "systemd" / "gatewayctl-auth.service").read_text()
     assert "auth serve" in unit and "CapabilityBoundingSet=CAP_NET_ADMIN" in unit
+    units = sorted(str(p) for p in (out / "systemd").iterdir())
+    assert [Path(u).name for u in units] == ["gatewayctl-auth.service", "gatewayctl-front.service",
+                                             "gatewayctl-report.service", "gatewayctl-report.timer"]
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr  # systemd's own check of the units
 
 
 def test_the_authorizer_decides_on_every_requirement(estate: Path, pki: Pki, tmp_path: Path) -> None:
