@@ -1,0 +1,231 @@
+"""Every benchmark, side by side with Aerleon: control plane, output, data plane, apply.
+
+    make bench                              # as root; writes bench/results.md and bench/results.json
+    .venv/bin/python bench/compare.py [--runs 5] [--sizes 100,1000,5000] [--dataplane 10,5000]
+
+Aerleon (PyPI `aerleon`) is installed into its own throwaway virtual environment under
+bench/work/; it is never a dependency of gatewayctl and none of its code enters the project.
+
+One seed makes both policies (bench/policy_pair.py): N partners, each a /32 source allowed 5 tcp
+services out of a catalogue of 50 host:port pairs, everything else denied. Both compiled outputs
+are parsed and their flow sets compared before anything is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import ENV, WORK, precompile, timed_process  # noqa: E402
+from bench.policy_pair import aerleon_flows, gatewayctl_flows, write_pair  # noqa: E402
+
+precompile()
+from bench.common import GATEWAYCTL  # noqa: E402
+
+AERLEON_VERSION = "1.18.0"
+AERLEON_VENV = WORK / "aerleon-venv"
+AT = "2026-12-01"
+
+
+def aerleon() -> Path:
+    """aclgen from a throwaway virtual environment (created on first use)."""
+    aclgen = AERLEON_VENV / "bin" / "aclgen"
+    if not aclgen.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(AERLEON_VENV)], check=True)
+        subprocess.run([str(AERLEON_VENV / "bin" / "pip"), "install", "-q", f"aerleon=={AERLEON_VERSION}"], check=True)
+    return aclgen
+
+
+def median_run(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    results = [timed_process(args) for _ in range(runs)]
+    codes = {code for _, code, _ in results}
+    assert codes <= set(ok), f"{args[:6]}... exited {codes}"
+    return {"median_s": round(statistics.median(t for t, _, _ in results), 3),
+            "peak_mib": round(max(m for _, _, m in results) / 1024, 1)}
+
+
+def ns(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", name, *args], capture_output=True, text=True, check=check)
+
+
+def kernel(ruleset: Path, runs: int) -> dict[str, Any]:
+    """Load a ruleset into fresh namespaces: median load time, and the rules the kernel holds."""
+    times, rules = [], 0
+    for _ in range(runs):
+        name = f"gwc{secrets.token_hex(3)}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            start = time.perf_counter()
+            ns(name, "nft", "-f", str(ruleset))
+            times.append(time.perf_counter() - start)
+            listing = json.loads(ns(name, "nft", "-j", "list", "ruleset").stdout)
+            rules = sum(1 for item in listing["nftables"] if "rule" in item)
+        finally:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+    return {"load_median_s": round(statistics.median(times), 3), "kernel_rules": rules,
+            "size_kib": round(ruleset.stat().st_size / 1024, 1)}
+
+
+def control_plane(n: int, runs: int) -> dict[str, Any]:
+    root = WORK / f"compare-{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    pair = write_pair(root, n, seed=1)
+    profiles = pair["profiles"]
+    out = root / "out"
+    base = [GATEWAYCTL, "-q", "-p", str(profiles)]
+    # the compiled outputs first: both must allow exactly the same flows
+    subprocess.run([*base, "build", "-o", str(out), "--at", AT], check=True, env=ENV, capture_output=True)
+    aclgen = aerleon()
+    aerleon_args = [str(aclgen), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
+                    str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
+                    str(pair["aerleon"] / "pol" / "partners.yaml"), "--logtostderr=false"]
+    subprocess.run(aerleon_args, check=True, capture_output=True)
+    ours_file, theirs_file = out / "nftables" / "gatewayctl.nft", root / "aerleon-out" / "partners.nft"
+    ours, theirs = gatewayctl_flows(ours_file.read_text()), aerleon_flows(theirs_file.read_text())
+    assert ours == theirs == pair["flows"], (len(ours), len(theirs), len(pair["flows"]))
+    row: dict[str, Any] = {"partners": n, "flows": len(ours), "flow_sets_equal": True}
+    row["validate"] = median_run([*base, "validate", "--at", AT], runs)
+    row["build"] = median_run([*base, "build", "-o", str(root / "out2"), "--at", AT], runs)
+    row["lint"] = median_run([*base, "lint", "--at", AT], runs, ok=(0, 1))
+    row["test"] = median_run([*base, "test", "--at", AT], runs)
+    row["aerleon_compile"] = median_run(aerleon_args, runs)
+    for name, script in (("gateway", "bench_gateway.py"), ("diff", "bench_diff.py")):
+        result = subprocess.run([sys.executable, str(REPO / "bench" / script), "--partners", str(n), "--runs", str(runs)],
+                                capture_output=True, text=True, env=ENV, check=True)
+        row[name] = json.loads(result.stdout)
+    row["ratio_build_vs_aerleon"] = round(row["aerleon_compile"]["median_s"] / row["build"]["median_s"], 1)
+    row["memory_build_vs_aerleon"] = round(row["build"]["peak_mib"] / row["aerleon_compile"]["peak_mib"], 2)
+    row["output"] = {"gatewayctl": kernel(ours_file, runs), "aerleon": kernel(theirs_file, runs)}
+    return row
+
+
+def data_plane(n: int, rounds: int, connections: int) -> dict[str, Any]:
+    """A router namespace loaded with each ruleset, a client for the partner that is last in the
+    policy, a server: the time to open `connections` new TCP connections through the router."""
+    root = WORK / f"dataplane-{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    pair = write_pair(root, n, seed=1)
+    subprocess.run([GATEWAYCTL, "-q", "-p", str(pair["profiles"]), "build", "-o", str(root / "out"), "--at", AT],
+                   check=True, env=ENV, capture_output=True)
+    subprocess.run([str(aerleon()), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
+                    str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
+                    str(pair["aerleon"] / "pol" / "partners.yaml")], check=True, capture_output=True)
+    src, dst, _, port = pair["last_flow"]
+    token = secrets.token_hex(2)
+    router, client, server = f"gwd{token}-r", f"gwd{token}-c", f"gwd{token}-s"
+    names = [router, client, server]
+    sinks: list[subprocess.Popen[str]] = []
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            ns(name, "ip", "link", "set", "lo", "up")
+        # the client faces the router on the interface name the gatewayctl ruleset matches
+        subprocess.run(["ip", "link", "add", "vc", "netns", client, "type", "veth", "peer", "name", pair["interface"],
+                        "netns", router], check=True)
+        subprocess.run(["ip", "link", "add", "vs", "netns", server, "type", "veth", "peer", "name", "vrs", "netns", router],
+                       check=True)
+        ns(client, "ip", "addr", "add", f"{src}/32", "dev", "vc")
+        ns(client, "ip", "link", "set", "vc", "up")
+        ns(client, "ip", "route", "add", "100.64.0.1/32", "dev", "vc")
+        ns(client, "ip", "route", "add", "default", "via", "100.64.0.1")
+        ns(router, "ip", "addr", "add", "100.64.0.1/32", "dev", pair["interface"])
+        ns(router, "ip", "link", "set", pair["interface"], "up")
+        ns(router, "ip", "route", "add", f"{src}/32", "dev", pair["interface"])
+        ns(router, "ip", "addr", "add", "10.255.0.1/30", "dev", "vrs")
+        ns(router, "ip", "link", "set", "vrs", "up")
+        ns(router, "ip", "route", "add", "10.1.0.0/24", "via", "10.255.0.2")
+        ns(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        ns(server, "ip", "addr", "add", "10.255.0.2/30", "dev", "vs")
+        ns(server, "ip", "link", "set", "vs", "up")
+        ns(server, "ip", "addr", "add", f"{dst}/32", "dev", "lo")
+        ns(server, "ip", "route", "add", "default", "via", "10.255.0.1")
+        listener = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, str(REPO / "bench" / "tcp_sink.py"),
+                                     dst, str(port)], stdout=subprocess.PIPE, text=True)
+        sinks.append(listener)
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        results: dict[str, Any] = {"partners": n, "connections": connections, "rounds": rounds, "flow": f"{src} -> {dst}:{port}"}
+        for mode, ruleset in (("none", None), ("gatewayctl", root / "out" / "nftables" / "gatewayctl.nft"),
+                              ("aerleon", root / "aerleon-out" / "partners.nft")):
+            ns(router, "nft", "flush", "ruleset")  # the router namespace is ours alone
+            if ruleset is not None:
+                ns(router, "nft", "-f", str(ruleset))
+            times = []
+            for _ in range(rounds):
+                out = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port), str(connections)).stdout
+                times.append(float(out))
+            # a flow that is not granted must be refused by both rulesets (and pass without one)
+            denied = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port + 1), "1", "--probe",
+                        check=False).stdout.strip()
+            results[mode] = {"median_s": round(statistics.median(times), 4), "per_connection_us":
+                             round(1e6 * statistics.median(times) / connections, 1), "ungranted_port": denied}
+        floor = results["none"]["median_s"]
+        for mode in ("gatewayctl", "aerleon"):
+            results[mode]["vs_floor"] = round(results[mode]["median_s"] / floor, 3)
+        return results
+    finally:
+        for sink in sinks:  # stopped by its PID
+            sink.terminate()
+            sink.wait(timeout=10)
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def versions() -> dict[str, str]:
+    def out(*args: str) -> str:
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "unknown"
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{cpu}, {os.cpu_count()} cores",
+            "kernel": platform.release(), "os": out("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+            "python": platform.python_version(), "gatewayctl": out(GATEWAYCTL, "--version"),
+            "aerleon": out(str(AERLEON_VENV / "bin" / "pip"), "show", "aerleon").replace("Name: ", "") + " " +
+            next((ln for ln in subprocess.run([str(AERLEON_VENV / "bin" / "pip"), "show", "aerleon"], capture_output=True,
+                                              text=True).stdout.splitlines() if ln.startswith("Version")), ""),
+            "nft": out("nft", "--version")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--dataplane", default="10,5000")
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--output", type=Path, default=REPO / "bench")
+    options = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("compare.py needs root (network namespaces, nftables, wireguard-go)")
+    aerleon()
+    results: dict[str, Any] = {"versions": versions(), "control_plane": [], "data_plane": []}
+    for n in (int(s) for s in options.sizes.split(",") if s):
+        print(f"control plane, {n} partners ...", file=sys.stderr)
+        results["control_plane"].append(control_plane(n, options.runs))
+    for n in (int(s) for s in options.dataplane.split(",") if s):
+        print(f"data plane, {n} partners ...", file=sys.stderr)
+        results["data_plane"].append(data_plane(n, options.runs, options.connections))
+    from bench.results_md import render
+
+    (options.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (options.output / "results.md").write_text(render(results))
+    print(f"wrote {options.output / 'results.md'} and results.json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""bench/results.md from the results of compare.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = """Targets (issue 8): compile at least 10x faster than Aerleon at 1,000 and 5,000 partners with at most
+half its memory; kernel rules constant in N; new-connection cost at 5,000 partners within 10% of the
+cost at 10 partners and within 20% of the no-ruleset floor."""
+
+
+def _s(value: float) -> str:
+    return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+
+
+def render(results: dict[str, Any]) -> str:
+    v = results["versions"]
+    lines = ["# Benchmark results", "",
+             "Written by `make bench` (bench/compare.py); do not edit by hand.", "",
+             f"- date: {v['date']}", f"- machine: {v['machine']}; kernel {v['kernel']}; {v['os']}",
+             f"- versions: {v['gatewayctl']}; Aerleon {v['aerleon'].split('Version: ')[-1]}; Python {v['python']}; {v['nft']}",
+             "", TARGETS, "",
+             "## Control plane", "",
+             "Whole processes, median of 5 runs; peak memory is the largest max-RSS. gatewayctl's estate and",
+             "Aerleon's policy come from the same seed, and both compiled rulesets were parsed and found to allow",
+             "exactly the same flows before anything was timed. plan, drift and the applies ran on a gateway",
+             "namespace with wireguard-go (bench_gateway.py); diff between two git revisions (bench_diff.py).", "",
+             "| partners | flows | validate | build | lint | test | plan | drift | diff | Aerleon compile | Aerleon / build "
+             "| build memory | Aerleon memory | memory ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["control_plane"]:
+        g, d = r["gateway"], r["diff"]
+        lines.append(f"| {r['partners']} | {r['flows']} | {_s(r['validate']['median_s'])} | {_s(r['build']['median_s'])} | "
+                     f"{_s(r['lint']['median_s'])} | {_s(r['test']['median_s'])} | {_s(g['plan_median_s'])} | "
+                     f"{_s(g['drift_median_s'])} | {_s(d['median_s'])} | {_s(r['aerleon_compile']['median_s'])} | "
+                     f"**{r['ratio_build_vs_aerleon']}x** | {r['build']['peak_mib']} MiB | "
+                     f"{r['aerleon_compile']['peak_mib']} MiB | {r['memory_build_vs_aerleon']} |")
+    lines += ["", "## Output", "",
+              "Each tool's ruleset loaded with `nft -f` into a fresh network namespace (median of 5 loads), then",
+              "counted by the kernel (`nft -j list ruleset`).", "",
+              "| partners | gatewayctl size | gatewayctl rules | gatewayctl load | Aerleon size | Aerleon rules | Aerleon load |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["control_plane"]:
+        o, a = r["output"]["gatewayctl"], r["output"]["aerleon"]
+        lines.append(f"| {r['partners']} | {o['size_kib']} KiB | {o['kernel_rules']} | {_s(o['load_median_s'])} | "
+                     f"{a['size_kib']} KiB | {a['kernel_rules']} | {_s(a['load_median_s'])} |")
+    lines += ["", "## Data plane", "",
+              "A router namespace loaded with each ruleset, a client namespace with the source address of the",
+              "partner that is last in the policy, a server namespace. Time to open new TCP connections one after",
+              "another through the router (each new flow is where rule evaluation happens; connections are closed",
+              "with a reset so no TIME_WAIT piles up), median of 5 rounds; the floor is the same with no ruleset.", ""
+              "A port the partner was not granted is probed too: `timeout` means the router dropped it.", "",
+              "| partners | connections | no ruleset (floor) | gatewayctl | vs floor | Aerleon | vs floor "
+              "| ungranted port: gatewayctl / Aerleon / none |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results["data_plane"]:
+        lines.append(f"| {r['partners']} | {r['connections']} | {_s(r['none']['median_s'])} ({r['none']['per_connection_us']} µs each) | "
+                     f"{_s(r['gatewayctl']['median_s'])} ({r['gatewayctl']['per_connection_us']} µs) | {r['gatewayctl']['vs_floor']} | "
+                     f"{_s(r['aerleon']['median_s'])} ({r['aerleon']['per_connection_us']} µs) | {r['aerleon']['vs_floor']} | "
+                     f"{r['gatewayctl']['ungranted_port']} / {r['aerleon']['ungranted_port']} / {r['none']['ungranted_port']} |")
+    dp = {r["partners"]: r for r in results["data_plane"]}
+    if len(dp) >= 2:
+        small, large = dp[min(dp)], dp[max(dp)]
+        growth = large["gatewayctl"]["median_s"] / small["gatewayctl"]["median_s"]
+        lines += ["", f"gatewayctl at {max(dp)} partners vs {min(dp)}: {growth:.3f}x; Aerleon: "
+                  f"{large['aerleon']['median_s'] / small['aerleon']['median_s']:.3f}x."]
+    lines += ["", "## Apply", "", "On the gateway namespace (bench_gateway.py), whole processes:", "",
+              "| partners | first apply | one-partner change (median) | touched |", "|---:|---:|---:|---|"]
+    for r in results["control_plane"]:
+        g = r["gateway"]
+        lines.append(f"| {r['partners']} | {_s(g['first_apply_s'])} | {_s(g['one_partner_apply_median_s'])} | "
+                     f"{len(g['one_partner_apply_touched'])} partners, one per run |")
+    return "\n".join(lines) + "\n"
