@@ -39,6 +39,16 @@ from bench.common import GATEWAYCTL  # noqa: E402
 AERLEON_VERSION = "1.18.0"
 AERLEON_VENV = WORK / "aerleon-venv"
 AT = "2026-12-01"
+# The cost of statefulness alone: connection tracking switched on, every new flow accepted. Both tools'
+# rulesets are stateful (replies pass as established), so this is their floor too.
+CONNTRACK_ONLY = """table inet ctfloor {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state established,related accept
+        ct state new accept
+    }
+}
+"""
 
 
 def aerleon() -> Path:
@@ -113,18 +123,30 @@ def control_plane(n: int, runs: int) -> dict[str, Any]:
     return row
 
 
-def data_plane(n: int, rounds: int, connections: int) -> dict[str, Any]:
-    """A router namespace loaded with each ruleset, a client for the partner that is last in the
-    policy, a server: the time to open `connections` new TCP connections through the router."""
-    root = WORK / f"dataplane-{n}"
-    shutil.rmtree(root, ignore_errors=True)
-    pair = write_pair(root, n, seed=1)
-    subprocess.run([GATEWAYCTL, "-q", "-p", str(pair["profiles"]), "build", "-o", str(root / "out"), "--at", AT],
-                   check=True, env=ENV, capture_output=True)
-    subprocess.run([str(aerleon()), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
-                    str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
-                    str(pair["aerleon"] / "pol" / "partners.yaml")], check=True, capture_output=True)
-    src, dst, _, port = pair["last_flow"]
+def data_plane(sizes: list[int], rounds: int, connections: int) -> list[dict[str, Any]]:
+    """One router namespace, loaded in turn with each ruleset (and with none), a client namespace
+    holding the source address of the partner that is last in each policy, a server namespace: the
+    time to open `connections` new TCP connections through the router. Rounds interleave every
+    ruleset and size, so a change in the machine's speed affects them all alike."""
+    flows: dict[int, tuple[str, str, int]] = {}
+    rulesets: dict[tuple[int, str], Path | None] = {}
+    interface = ""
+    for n in sizes:
+        root = WORK / f"dataplane-{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        pair = write_pair(root, n, seed=1)
+        subprocess.run([GATEWAYCTL, "-q", "-p", str(pair["profiles"]), "build", "-o", str(root / "out"), "--at", AT],
+                       check=True, env=ENV, capture_output=True)
+        subprocess.run([str(aerleon()), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
+                        str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
+                        str(pair["aerleon"] / "pol" / "partners.yaml")], check=True, capture_output=True)
+        src, dst, _, port = pair["last_flow"]
+        flows[n] = (src, dst, port)
+        interface = pair["interface"]
+        (root / "conntrack-only.nft").write_text(CONNTRACK_ONLY)
+        rulesets.update({(n, "none"): None, (n, "conntrack"): root / "conntrack-only.nft",
+                         (n, "gatewayctl"): root / "out" / "nftables" / "gatewayctl.nft",
+                         (n, "aerleon"): root / "aerleon-out" / "partners.nft"})
     token = secrets.token_hex(2)
     router, client, server = f"gwd{token}-r", f"gwd{token}-c", f"gwd{token}-s"
     names = [router, client, server]
@@ -134,48 +156,57 @@ def data_plane(n: int, rounds: int, connections: int) -> dict[str, Any]:
             subprocess.run(["ip", "netns", "add", name], check=True)
             ns(name, "ip", "link", "set", "lo", "up")
         # the client faces the router on the interface name the gatewayctl ruleset matches
-        subprocess.run(["ip", "link", "add", "vc", "netns", client, "type", "veth", "peer", "name", pair["interface"],
+        subprocess.run(["ip", "link", "add", "vc", "netns", client, "type", "veth", "peer", "name", interface,
                         "netns", router], check=True)
         subprocess.run(["ip", "link", "add", "vs", "netns", server, "type", "veth", "peer", "name", "vrs", "netns", router],
                        check=True)
-        ns(client, "ip", "addr", "add", f"{src}/32", "dev", "vc")
         ns(client, "ip", "link", "set", "vc", "up")
         ns(client, "ip", "route", "add", "100.64.0.1/32", "dev", "vc")
         ns(client, "ip", "route", "add", "default", "via", "100.64.0.1")
-        ns(router, "ip", "addr", "add", "100.64.0.1/32", "dev", pair["interface"])
-        ns(router, "ip", "link", "set", pair["interface"], "up")
-        ns(router, "ip", "route", "add", f"{src}/32", "dev", pair["interface"])
+        ns(router, "ip", "addr", "add", "100.64.0.1/32", "dev", interface)
+        ns(router, "ip", "link", "set", interface, "up")
         ns(router, "ip", "addr", "add", "10.255.0.1/30", "dev", "vrs")
         ns(router, "ip", "link", "set", "vrs", "up")
         ns(router, "ip", "route", "add", "10.1.0.0/24", "via", "10.255.0.2")
         ns(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         ns(server, "ip", "addr", "add", "10.255.0.2/30", "dev", "vs")
         ns(server, "ip", "link", "set", "vs", "up")
-        ns(server, "ip", "addr", "add", f"{dst}/32", "dev", "lo")
         ns(server, "ip", "route", "add", "default", "via", "10.255.0.1")
-        listener = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, str(REPO / "bench" / "tcp_sink.py"),
-                                     dst, str(port)], stdout=subprocess.PIPE, text=True)
-        sinks.append(listener)
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
-        results: dict[str, Any] = {"partners": n, "connections": connections, "rounds": rounds, "flow": f"{src} -> {dst}:{port}"}
-        for mode, ruleset in (("none", None), ("gatewayctl", root / "out" / "nftables" / "gatewayctl.nft"),
-                              ("aerleon", root / "aerleon-out" / "partners.nft")):
-            ns(router, "nft", "flush", "ruleset")  # the router namespace is ours alone
-            if ruleset is not None:
-                ns(router, "nft", "-f", str(ruleset))
-            times = []
-            for _ in range(rounds):
-                out = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port), str(connections)).stdout
-                times.append(float(out))
-            # a flow that is not granted must be refused by both rulesets (and pass without one)
-            denied = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port + 1), "1", "--probe",
-                        check=False).stdout.strip()
-            results[mode] = {"median_s": round(statistics.median(times), 4), "per_connection_us":
-                             round(1e6 * statistics.median(times) / connections, 1), "ungranted_port": denied}
-        floor = results["none"]["median_s"]
-        for mode in ("gatewayctl", "aerleon"):
-            results[mode]["vs_floor"] = round(results[mode]["median_s"] / floor, 3)
-        return results
+        for src, dst, port in set(flows.values()):
+            ns(client, "ip", "addr", "add", f"{src}/32", "dev", "vc")
+            ns(router, "ip", "route", "add", f"{src}/32", "dev", interface)
+            if dst not in ns(server, "ip", "-4", "addr", "show", "dev", "lo").stdout:
+                ns(server, "ip", "addr", "add", f"{dst}/32", "dev", "lo")
+            sink = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, str(REPO / "bench" / "tcp_sink.py"),
+                                    dst, str(port)], stdout=subprocess.PIPE, text=True)
+            sinks.append(sink)
+            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        times: dict[tuple[int, str], list[float]] = {key: [] for key in rulesets}
+        probes: dict[tuple[int, str], str] = {}
+        for _ in range(rounds):
+            for (n, mode), ruleset in rulesets.items():
+                ns(router, "nft", "flush", "ruleset")  # the router namespace is ours alone
+                if ruleset is not None:
+                    ns(router, "nft", "-f", str(ruleset))
+                src, dst, port = flows[n]
+                out = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port), str(connections), src)
+                times[(n, mode)].append(float(out.stdout))
+                if (n, mode) not in probes:  # a port the partner was not granted
+                    probes[(n, mode)] = ns(client, sys.executable, str(REPO / "bench" / "tcp_open.py"), dst, str(port + 1),
+                                           "1", src, "--probe").stdout.strip()
+        rows = []
+        for n in sizes:
+            src, dst, port = flows[n]
+            row: dict[str, Any] = {"partners": n, "connections": connections, "rounds": rounds, "flow": f"{src} -> {dst}:{port}"}
+            for mode in ("none", "conntrack", "gatewayctl", "aerleon"):
+                median = statistics.median(times[(n, mode)])
+                row[mode] = {"median_s": round(median, 4), "per_connection_us": round(1e6 * median / connections, 1),
+                             "ungranted_port": probes[(n, mode)], "rounds_s": [round(t, 4) for t in times[(n, mode)]]}
+            for mode in ("conntrack", "gatewayctl", "aerleon"):
+                row[mode]["vs_floor"] = round(row[mode]["median_s"] / row["none"]["median_s"], 3)
+                row[mode]["vs_conntrack"] = round(row[mode]["median_s"] / row["conntrack"]["median_s"], 3)
+            rows.append(row)
+        return rows
     finally:
         for sink in sinks:  # stopped by its PID
             sink.terminate()
@@ -217,9 +248,9 @@ def main() -> None:
     for n in (int(s) for s in options.sizes.split(",") if s):
         print(f"control plane, {n} partners ...", file=sys.stderr)
         results["control_plane"].append(control_plane(n, options.runs))
-    for n in (int(s) for s in options.dataplane.split(",") if s):
-        print(f"data plane, {n} partners ...", file=sys.stderr)
-        results["data_plane"].append(data_plane(n, options.runs, options.connections))
+    sizes = [int(s) for s in options.dataplane.split(",") if s]
+    print(f"data plane, {sizes} partners ...", file=sys.stderr)
+    results["data_plane"] = data_plane(sizes, options.runs, options.connections)
     from bench.results_md import render
 
     (options.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")

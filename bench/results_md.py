@@ -45,25 +45,30 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {r['partners']} | {o['size_kib']} KiB | {o['kernel_rules']} | {_s(o['load_median_s'])} | "
                      f"{a['size_kib']} KiB | {a['kernel_rules']} | {_s(a['load_median_s'])} |")
     lines += ["", "## Data plane", "",
-              "A router namespace loaded with each ruleset, a client namespace with the source address of the",
-              "partner that is last in the policy, a server namespace. Time to open new TCP connections one after",
-              "another through the router (each new flow is where rule evaluation happens; connections are closed",
-              "with a reset so no TIME_WAIT piles up), median of 5 rounds; the floor is the same with no ruleset.", ""
+              "One router namespace loaded in turn with each ruleset, a client namespace with the source address",
+              "of the partner that is last in each policy, a server namespace. Time to open new TCP connections",
+              "one after another through the router (each new flow is where rule evaluation happens; connections",
+              "are closed with a reset so no TIME_WAIT piles up), median of the rounds; the floor is the same flow",
+              "with no ruleset. The rounds interleave every ruleset and size, so the machine's speed changing",
+              "during the run affects them alike.", ""
+              "\"conntrack only\" is a ruleset that switches connection tracking on and accepts every new flow:",
+              "the cost of being stateful, which both tools' rulesets pay (replies pass as established).",
               "A port the partner was not granted is probed too: `timeout` means the router dropped it.", "",
-              "| partners | connections | no ruleset (floor) | gatewayctl | vs floor | Aerleon | vs floor "
-              "| ungranted port: gatewayctl / Aerleon / none |",
-              "|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| partners | connections | no ruleset (floor) | conntrack only | gatewayctl | vs floor | vs conntrack "
+              "| Aerleon | vs floor | vs conntrack | ungranted port: gatewayctl / Aerleon / none |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["data_plane"]:
-        lines.append(f"| {r['partners']} | {r['connections']} | {_s(r['none']['median_s'])} ({r['none']['per_connection_us']} µs each) | "
-                     f"{_s(r['gatewayctl']['median_s'])} ({r['gatewayctl']['per_connection_us']} µs) | {r['gatewayctl']['vs_floor']} | "
-                     f"{_s(r['aerleon']['median_s'])} ({r['aerleon']['per_connection_us']} µs) | {r['aerleon']['vs_floor']} | "
-                     f"{r['gatewayctl']['ungranted_port']} / {r['aerleon']['ungranted_port']} / {r['none']['ungranted_port']} |")
+        g, a, c, f = r["gatewayctl"], r["aerleon"], r["conntrack"], r["none"]
+        lines.append(f"| {r['partners']} | {r['connections']} | {_s(f['median_s'])} ({f['per_connection_us']} µs each) | "
+                     f"{_s(c['median_s'])} ({c['per_connection_us']} µs) | {_s(g['median_s'])} ({g['per_connection_us']} µs) | "
+                     f"{g['vs_floor']} | {g['vs_conntrack']} | {_s(a['median_s'])} ({a['per_connection_us']} µs) | "
+                     f"{a['vs_floor']} | {a['vs_conntrack']} | {g['ungranted_port']} / {a['ungranted_port']} / {f['ungranted_port']} |")
     dp = {r["partners"]: r for r in results["data_plane"]}
     if len(dp) >= 2:
         small, large = dp[min(dp)], dp[max(dp)]
-        growth = large["gatewayctl"]["median_s"] / small["gatewayctl"]["median_s"]
-        lines += ["", f"gatewayctl at {max(dp)} partners vs {min(dp)}: {growth:.3f}x; Aerleon: "
-                  f"{large['aerleon']['median_s'] / small['aerleon']['median_s']:.3f}x."]
+        lines += ["", f"New-connection cost at {max(dp)} partners against {min(dp)}: gatewayctl "
+                  f"{large['gatewayctl']['median_s'] / small['gatewayctl']['median_s']:.3f}x, Aerleon "
+                  f"{large['aerleon']['median_s'] / small['aerleon']['median_s']:.3f}x (same router, same rounds)."]
     lines += ["", "## Apply", "", "On the gateway namespace (bench_gateway.py), whole processes:", "",
               "| partners | first apply | one-partner change (median) | touched |", "|---:|---:|---:|---|"]
     for r in results["control_plane"]:

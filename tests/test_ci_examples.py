@@ -6,6 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
+import click
 import yaml
 
 from gatewayctl.cli.main import cli
@@ -27,7 +28,7 @@ def test_every_example_command_and_option_exists() -> None:
     calls = [c for f in files for c in gatewayctl_calls(f.read_text())]
     assert len(calls) >= 9
     for call in calls:
-        command = cli.commands.get(call[0])
+        command = cli.get_command(click.Context(cli), call[0])
         assert command is not None, call
         options = {o for p in command.params for o in p.opts}
         for word in call[1:]:

@@ -45,7 +45,10 @@ def test_every_command_has_help_with_examples() -> None:
     from gatewayctl.cli.main import cli
 
     paths = []
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
         if command.hidden:
             continue
         paths.append([name])

@@ -108,7 +108,3 @@ def sessions(obj: Context, netns: str | None, state_dir: Path | None, fmt: str) 
         for p in wrong:
             click.echo(f"problem: {p.kind}: {p.source} ({p.partner}): {p.detail}")
     raise SystemExit(1 if wrong else 0)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(auth)

@@ -67,8 +67,3 @@ def build(obj: Context, out: Path, templates: Path | None, at_text: str | None) 
                        f"mode {result.mode:04o})")
     if obj.verbosity >= 0:
         click.echo(f"built {len(artifacts)} artifacts in {out}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(validate)
-    group.add_command(build)

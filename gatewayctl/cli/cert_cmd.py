@@ -104,7 +104,3 @@ def verify_cmd(obj: Context, partner: str, certificate: Path, chain: Path | None
     for unmet in result.unmet:
         click.echo(f"  {unmet}")
     raise SystemExit(1)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(cert)

@@ -38,7 +38,3 @@ def diff(obj: Context, base: str, head: str | None, fmt: str, at_text: str | Non
         raise SystemExit(2) from None
     click.echo(render(result, fmt))
     raise SystemExit(1 if result.changes or result.lint_introduced else 0)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(diff)

@@ -240,8 +240,3 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
     else:
         click.echo(rendered.rstrip("\n"))
     raise SystemExit(report.status)
-
-
-def register(group: click.Group) -> None:
-    for command in (plan, apply, confirm, drift, confirm_watch):
-        group.add_command(command)

@@ -132,7 +132,3 @@ def status(root: Path) -> None:
         click.echo(f"namespace {ns}: {'present' if ns in existing else 'MISSING'}")
     for pid in made.data["pids"]:
         click.echo(f"process {pid}: {'running' if Path(f'/proc/{pid}').exists() else 'gone'}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(lab)

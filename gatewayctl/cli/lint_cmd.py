@@ -52,7 +52,3 @@ def lint(obj: Context, fmt: str, fail_on: str, output: Path | None, print_rules:
         raise SystemExit(2)
     threshold = rank(fail_on)
     raise SystemExit(1 if any(rank(f.severity) >= threshold for f in result.active()) else 0)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(lint)

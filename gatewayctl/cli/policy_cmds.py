@@ -105,8 +105,3 @@ def _text(answer: object) -> str:
                      f"(approved by {g['approved_by']})")
     lines += [f"  not in force: {e['service']}: {e['reason']}" for e in answer["not_in_force"]]
     return "\n".join(lines)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(test_cmd)
-    group.add_command(query)

@@ -92,7 +92,3 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
 def _format_of(output: Path | None) -> str:
     suffix = output.suffix.lower() if output else ""
     return {".md": "markdown", ".json": "json", ".xml": "junit", ".prom": "prometheus"}.get(suffix, "html")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(report)

@@ -28,7 +28,3 @@ def schema(kind: str, fmt: str) -> None:
         click.echo(profile_reference(), nl=False)
         return
     click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(schema)
