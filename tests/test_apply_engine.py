@@ -111,7 +111,7 @@ def test_firewall_narrows_before_peers_change_and_widens_after(estate: Path) -> 
     assert host.calls == ["nft_elements", "wg_update", "nft_elements"]
     (removed, none), (nothing, added) = host.element_ops[-2:]
     assert removed == {"grants4": ["10.250.1.1 . 10.1.0.20 . tcp . 22"]} and none == {} and nothing == {}
-    assert added["grants4"][0].startswith('10.250.1.1 . 10.1.0.21 . tcp . 8000-8010 timeout ')
+    assert added["ranges4"][0].startswith('10.250.1.1 . 10.1.0.21 . tcp . 8000-8010 timeout ')  # a port range
     assert prepare(policy_of(estate), host, ENV, Secrets(), AT_DT, {}).plan.empty
 
 

@@ -175,9 +175,9 @@ def test_element_update_is_one_transaction(subject: Subject) -> None:
     asked = ["10.250.3.1 . 10.2.0.5 . tcp . 5432", "10.250.1.1 . 10.1.0.5 . tcp . 443", "10.250.1.1 . 10.1.0.20 . tcp . 22"]
     grants = subject.call(lambda: subject.host.nft_get_elements(table, "grants4", asked))
     assert grants == {"10.250.3.1 . 10.2.0.5 . tcp . 5432", "10.250.1.1 . 10.1.0.20 . tcp . 22"}
-    subject.call(lambda: subject.host.nft_elements(table, {}, {"grants4": ['10.250.5.0/24 . 10.1.0.0/24 . tcp . 1-1000 comment "w"']}))
+    subject.call(lambda: subject.host.nft_elements(table, {}, {"ranges4": ['10.250.5.0/24 . 10.1.0.0/24 . tcp . 1-1000 comment "w"']}))
     covered = "10.250.5.7 . 10.1.0.99 . tcp . 80"  # inside the wider element, but not an element itself
-    assert subject.call(lambda: subject.host.nft_get_elements(table, "grants4", [covered])) == frozenset()
+    assert subject.call(lambda: subject.host.nft_get_elements(table, "ranges4", [covered])) == frozenset()
     deny = ["10.250.9.1 : goto deny_acme", "10.250.9.2 : goto deny_acme"]
     assert subject.call(lambda: subject.host.nft_get_elements(table, "deny4", deny)) == {"10.250.9.1 : goto deny_acme"}
     live = subject.read().nft

@@ -138,6 +138,12 @@ class SetElement:
     gated: bool = False  # open only while the partner's source holds a smart-card session
 
     @property
+    def exact(self) -> bool:
+        """One source host, one destination host, one port: a hash-set element (constant-time lookup)."""
+        return (self.source.prefixlen == self.source.max_prefixlen and self.destination.prefixlen == self.destination.max_prefixlen
+                and self.ports is not None and self.ports.first == self.ports.last)
+
+    @property
     def key(self) -> str:
         """nft's own spelling of the element key (as `nft list` prints it)."""
         parts = [_nft_addr(self.source), _nft_addr(self.destination)]
@@ -208,8 +214,12 @@ class NftTableIR:
         """The elements of each set and map, by name. Session sets (SESSION_SETS) hold no compiled
         elements: the authorizer fills them at run time."""
         sets: dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]] = {
-            "grants4": tuple(e for e in self.grants4 if not e.gated),
-            "grants6": tuple(e for e in self.grants6 if not e.gated),
+            # host . host . proto . port in a hash set (lookup cost independent of its size); networks and
+            # port ranges in an interval set
+            "grants4": tuple(e for e in self.grants4 if not e.gated and e.exact),
+            "grants6": tuple(e for e in self.grants6 if not e.gated and e.exact),
+            "ranges4": tuple(e for e in self.grants4 if not e.gated and not e.exact),
+            "ranges6": tuple(e for e in self.grants6 if not e.gated and not e.exact),
             "icmp4": tuple(e for e in self.icmp4 if not e.gated),
             "icmp6": tuple(e for e in self.icmp6 if not e.gated),
             "deny4": self.deny4, "deny6": self.deny6}
