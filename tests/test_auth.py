@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gatewayctl.apply.engine import prepare
+from gatewayctl.apply.engine import carried_sessions, prepare
 from gatewayctl.auth import log
 from gatewayctl.auth.decide import Authorizer
 from gatewayctl.auth.serve import Service
@@ -189,6 +189,19 @@ def test_sessions_that_should_not_exist(keyed_estate: Path, pki: Pki) -> None:  
     found = {(p.kind, p.source) for p in problems(live_sessions(live.nft, policy, [], AT_DT), policy)}
     assert found == {("session-unexpected", "10.250.1.1"), ("session-too-long", "10.250.2.1"),
                      ("session-unlogged", "10.250.2.1"), ("session-without-timeout", "100.64.20.9")}
+
+
+def test_a_table_replace_carries_only_sessions_that_could_have_been_opened(keyed_estate: Path, pki: Pki) -> None:  # noqa: F811
+    gate(keyed_estate, pki)
+    policy = compile_profiles(keyed_estate, AT_DT).policy
+    host = RecordingHost()
+    prep = apply(policy, host)
+    host.nft_elements("gatewayctl", {}, {"sessions4": ["10.250.2.1 timeout 10m", "100.64.20.9 timeout 20h",
+                                                       "10.250.1.1 timeout 5m"]})
+    live = read(host, "wg-partners", "gatewayctl")
+    text = carried_sessions(live, prep.desired, policy, AT_DT)
+    assert text.startswith("add element inet gatewayctl sessions4 { 10.250.2.1 timeout ")
+    assert "100.64.20.9" not in text and "10.250.1.1" not in text  # too long; not a session partner's address
 
 
 def test_estates_without_a_front_are_unchanged(estate: Path) -> None:

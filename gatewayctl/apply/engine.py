@@ -134,7 +134,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.create_interface:
         backend = host.wg_create(desired.ifname)
     assert backend is not None
-    sessions = _live_sessions(live, desired)
+    sessions = carried_sessions(live, desired, prep.policy, prep.now)
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
         host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions)
@@ -169,16 +169,22 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     return backend
 
 
-def _live_sessions(live: LiveState, desired: GatewaySpec) -> str:
+def carried_sessions(live: LiveState, desired: GatewaySpec, policy: CompiledPolicy, now: dt.datetime) -> str:
     """Open smart-card sessions, as commands to add them back (remaining time kept) in the same
-    transaction that replaces the table, so replacing the table does not end them."""
+    transaction that replaces the table, so replacing the table does not end them. A session that
+    could not have been opened (no session partner's address, longer than its session, no timer)
+    is not carried over: the apply closes it."""
     if live.nft is None:
         return ""
+    from gatewayctl.auth.sessions import session_problems
+
+    wrong = {p.source for p in session_problems(live.nft, policy, [], now) if p.kind != "session-unlogged"}
     lines = []
     for name in SESSION_SETS:
         current = live.nft.sets.get(name)
-        if current is not None and current.elements and name in desired.table.sets:
-            items = ", ".join(f"{k} timeout {nft_timeout(max(current.expires.get(k, 1), 1))}" for k in sorted(current.elements))
+        keep = sorted(k for k in current.elements if k not in wrong) if current is not None else []
+        if keep and name in desired.table.sets:
+            items = ", ".join(f"{k} timeout {nft_timeout(max(current.expires.get(k, 1), 1))}" for k in keep)  # type: ignore[union-attr]
             lines.append(f"add element inet {live.nft.name} {name} {{ {items} }}\n")
     return "".join(lines)
 

@@ -101,3 +101,9 @@ def problems(sessions: list[Session], policy: CompiledPolicy) -> list[SessionPro
             found.append(SessionProblem("session-unlogged", s.partner, s.source,
                                         "no accepted authentication in the decision log opened it"))
     return found
+
+
+def session_problems(table: NftTableState | None, policy: CompiledPolicy, decisions: list[dict[str, Any]],
+                     now: dt.datetime) -> list[SessionProblem]:
+    """The sessions in the kernel that should not exist (what drift and the report show)."""
+    return problems(live_sessions(table, policy, decisions, now), policy)

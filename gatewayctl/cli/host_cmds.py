@@ -230,9 +230,9 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
     host, state = open_host(netns, state_dir)
     prep, _ = prepare_or_exit(obj, host, state, None)
     from gatewayctl.auth import log
-    from gatewayctl.auth.sessions import live_sessions, problems
+    from gatewayctl.auth.sessions import session_problems
 
-    sessions = problems(live_sessions(prep.live.nft, prep.policy, log.read(state.root), prep.now), prep.policy)
+    sessions = session_problems(prep.live.nft, prep.policy, log.read(state.root), prep.now)
     report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now, sessions)
     rendered = RENDERERS[fmt](report)
     if output:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gatewayctl.apply.engine import prepare
 from gatewayctl.auth import log as auth_log
+from gatewayctl.auth.sessions import session_problems
 from gatewayctl.drift.check import check
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
@@ -34,7 +35,5 @@ def read_live(compiled: Compiled, state_root: Path, now: dt.datetime, offline: b
         prep = prepare(compiled.policy, host, make_environment(), Secrets(), now, {}, cache=None)
     except (HostError, OSError) as exc:
         return Live(None, None, str(exc), journal, applied, decisions)
-    from gatewayctl.auth.sessions import live_sessions, problems
-
-    sessions = problems(live_sessions(prep.live.nft, compiled.policy, decisions, now), compiled.policy)
+    sessions = session_problems(prep.live.nft, compiled.policy, decisions, now)
     return Live(prep.live, check(prep.desired, prep.live, applied, now, sessions), None, journal, applied, decisions)
