@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import pwd
+import socket
 import subprocess
+import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gatewayctl.apply.engine import carried_sessions, prepare
 from gatewayctl.auth import log
 from gatewayctl.auth.decide import Authorizer
-from gatewayctl.auth.serve import Service
+from gatewayctl.auth.serve import Service, make_server
 from gatewayctl.auth.sessions import live_sessions, problems
 from gatewayctl.host.base import read
 from gatewayctl.pipeline import compile_profiles
@@ -176,6 +180,44 @@ def test_service_opens_sessions_logs_and_refuses(keyed_estate: Path, pki: Pki, t
     assert [(s.partner, s.source, s.decision and s.decision["identity"]) for s in sessions] == [
         ("globex", "10.250.2.1", "alice@globex.example")]
     assert problems(sessions, compiled.policy) == []
+
+
+def _ask(path: Path) -> str:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect(str(path))
+    client.sendall(b"GET /session HTTP/1.0\r\nX-Gatewayctl-Address: 10.250.2.1\r\n\r\n")
+    reply = b""
+    while chunk := client.recv(4096):
+        reply += chunk
+    client.close()
+    return reply.decode()
+
+
+def test_only_the_fronts_user_may_ask(keyed_estate: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+    gate(keyed_estate, pki)
+    compiled = compile_profiles(keyed_estate, AT_DT)
+    host = RecordingHost()
+    apply(compiled.policy, host)
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    lines: list[str] = []
+    me = pwd.getpwuid(os.getuid()).pw_name
+    for front_user, expected in (("nobody", "403 Forbidden"), (me, "front and authorizer disagree")):
+        service = Service(Authorizer(compiled, None), host, state, lines.append)
+        server = make_server(service, tmp_path / "auth.sock", front_user)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            assert oct((tmp_path / "auth.sock").stat().st_mode & 0o777) == "0o660"
+            reply = _ask(tmp_path / "auth.sock")
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert expected in reply, reply
+    assert lines[0].startswith(f"auth refused: a connection from uid {os.getuid()}")  # the first: not the front's user
+    assert lines[1].startswith("auth rejected partner=globex source=10.250.2.1")  # the second was heard, and decided
+    assert host.element_ops == []  # neither opened anything (the second lacks a certificate)
 
 
 def test_sessions_that_should_not_exist(keyed_estate: Path, pki: Pki) -> None:  # noqa: F811

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import grp
 import http.server
 import os
+import pwd
 import signal
+import socket
 import socketserver
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -57,12 +59,21 @@ class Service:
         return 403, "refused:\n" + "".join(f"  {r}\n" for r in decision.reasons)
 
 
-def make_handler(service: Service) -> type[http.server.BaseHTTPRequestHandler]:
+def make_handler(service: Service, front_uid: int | None) -> type[http.server.BaseHTTPRequestHandler]:
+    """Requests are taken from the front's user only (the kernel says who connected: SO_PEERCRED),
+    whatever the socket's permissions."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "gatewayctl-auth"
         sys_version = ""
 
         def do_GET(self) -> None:
+            pid, uid, _ = struct.unpack("3i", self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                      struct.calcsize("3i")))
+            if front_uid is not None and uid != front_uid:
+                service.out(f"auth refused: a connection from uid {uid} (pid {pid}), not the front's user")
+                self._reply(403, "refused: only the front may ask for sessions\n")
+                return
             if self.path != "/session":
                 self._reply(404, "not found\n")
                 return
@@ -93,25 +104,28 @@ def make_handler(service: Service) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(service: Service, socket_path: Path, group: str | None, ready: Callable[[], None] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT. The socket is 0660, owned by root and the front's group."""
-    gid = None
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise HostError(f"the front's group {group!r} does not exist (auth.front_user in gateway.yaml)") from None
+def make_server(service: Service, socket_path: Path, front_user: str) -> socketserver.UnixStreamServer:
+    """The socket, 0660, group of the front's user; requests only from that user."""
+    try:
+        account = pwd.getpwnam(front_user)
+    except KeyError:
+        raise HostError(f"the front's user {front_user!r} does not exist (auth.front_user in gateway.yaml)") from None
     socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     if socket_path.is_socket():
         socket_path.unlink()
     old = os.umask(0o117)
     try:
-        server = _Server(str(socket_path), make_handler(service))
+        server = _Server(str(socket_path), make_handler(service, account.pw_uid))
     finally:
         os.umask(old)
-    if gid is not None:
-        os.chown(socket_path, -1, gid)
+    os.chown(socket_path, -1, account.pw_gid)
     os.chmod(socket_path, 0o660)
+    return server
+
+
+def serve(service: Service, socket_path: Path, front_user: str, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    server = make_server(service, socket_path, front_user)
 
     def stop(signum: int, frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -27,9 +27,10 @@ def auth() -> None:
 @host_options
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The Unix socket to serve on; default: gateway.yaml's auth.socket.")
-@click.option("--group", help="The group that may use the socket (the front's workers); default: auth.front_user.")
+@click.option("--front-user", help="The user nginx's workers run as, the only one whose requests are taken; "
+              "default: auth.front_user.")
 @click.pass_obj
-def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: Path | None, group: str | None) -> None:
+def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: Path | None, front_user: str | None) -> None:
     """Run the authorizer: check each certificate the front passes on, open the partner's grants
     for its source address for a bounded session, log every decision.
 
@@ -56,7 +57,7 @@ def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: 
     service = Service(authorizer, host, state, lambda line: click.echo(line))
     partners = ", ".join(sorted(authorizer.partners)) or "none"
     try:
-        run(service, path, group or settings.front_user,
+        run(service, path, front_user or settings.front_user,
             ready=lambda: click.echo(f"auth: serving on {path} for partners {partners}; decisions in "
                                      f"{state.root / 'auth-decisions.jsonl'}"))
     except (HostError, OSError) as exc:
