@@ -33,7 +33,9 @@ def read_live(compiled: Compiled, state_root: Path, now: dt.datetime, offline: b
     try:
         host = RealHost(log_dir=None)
         prep = prepare(compiled.policy, host, make_environment(), Secrets(), now, {}, cache=None)
-    except (HostError, OSError) as exc:
+    except HostError as exc:
         return Live(None, None, str(exc), journal, applied, decisions)
+    except Exception as exc:  # netlink, permissions, ...: the report says so, and does not fail
+        return Live(None, None, f"{type(exc).__name__}: {exc}", journal, applied, decisions)
     sessions = session_problems(prep.live.nft, compiled.policy, decisions, now)
     return Live(prep.live, check(prep.desired, prep.live, applied, now, sessions), None, journal, applied, decisions)
