@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
 
 from gatewayctl.compile.compiler import compile_estate
 from gatewayctl.compile.ir import CompiledPolicy
@@ -20,6 +22,7 @@ class Compiled:
 
     estate: Estate
     policy: CompiledPolicy
+    cas: dict[str, list[x509.Certificate]] = field(default_factory=dict)  # CA files by relative path
 
 
 def parse_at(text: str | None) -> dt.datetime:
@@ -40,4 +43,4 @@ def compile_profiles(root: Path, at: dt.datetime) -> Compiled:
     partial = load_estate(root)
     with gc_paused():
         estate, cas = validate_estate(partial)
-        return Compiled(estate, compile_estate(estate, cas, at))
+        return Compiled(estate, compile_estate(estate, cas, at), cas)

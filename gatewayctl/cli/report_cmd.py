@@ -46,7 +46,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     from gatewayctl.cli.host_cmds import fail
     from gatewayctl.host.errors import HostError
     from gatewayctl.host.netns import enter
-    from gatewayctl.lint.engine import run_lint
+    from gatewayctl.lint.engine import lint_checked
     from gatewayctl.policy.assertions import evaluate as run_test
     from gatewayctl.policy.assertions import load_tests
     from gatewayctl.render.environment import make_environment
@@ -76,7 +76,8 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     live = read_live(compiled, root, now, offline)
     services = compiled.estate.services.model.services
     outcomes = [run_test(t, compiled.policy, services) for t in tests]
-    doc = collect(compiled, run_lint(obj.profiles, now), outcomes, live, now, profile_revision(obj.profiles), partner)
+    lint = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now)  # the estate loaded once
+    doc = collect(compiled, lint, outcomes, live, now, profile_revision(obj.profiles), partner)
     evaluate(doc, mapping)
     text = render(doc, fmt, make_environment(templates))
     if output:
