@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from gatewayctl.compile.compiler import compile_estate
 from gatewayctl.compile.ir import CompiledPolicy
 from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
 from gatewayctl.validate import validate_estate
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 UTC = dt.UTC
 

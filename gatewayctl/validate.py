@@ -6,9 +6,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Literal
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
@@ -16,6 +14,9 @@ from gatewayctl.loader.yaml12 import Document
 from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import IPNetwork, parse_port_spec
 from gatewayctl.ports import contained
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ def _load_cas(root: Path, partners: tuple[Loaded[PartnerFile], ...],
 
 
 def _read_pem(path: Path) -> list[x509.Certificate]:
+    from cryptography import x509  # only estates with CA files pay for the import
+
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from gatewayctl.certs.names import openssl_rfc2253
 from gatewayctl.compile.ir import (
     AuthIR,
     CertRequirementsIR,
@@ -28,6 +25,9 @@ from gatewayctl.model.partner import Peer
 from gatewayctl.model.services import Service
 from gatewayctl.model.types import IPNetwork, parse_port_spec
 from gatewayctl.ports import merge
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 UTC = dt.UTC
 
@@ -130,6 +130,10 @@ def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]],
     reqs = model.certificates
     if reqs is None:
         return None
+    from cryptography.hazmat.primitives.serialization import Encoding  # only estates with CA files pay for it
+
+    from gatewayctl.certs.names import openssl_rfc2253
+
     bundle = "".join(cert.public_bytes(Encoding.PEM).decode() for rel in reqs.issuing_cas for cert in cas[rel])
     chain = "".join(cert.public_bytes(Encoding.PEM).decode() for rel in reqs.ca_chain for cert in cas[rel])
     subjects = tuple(openssl_rfc2253(cert.subject) for rel in reqs.issuing_cas for cert in cas[rel])

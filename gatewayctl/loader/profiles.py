@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,10 +115,12 @@ def _load_file(path: Path, shown_path: str, model: type[M], errors: list[Profile
         errors.append(ProfileError(shown_path, 1, f"the file must be a mapping of settings, found {type(doc.data).__name__}"))
         return None
     try:
-        return Loaded(model.model_validate(doc.data), doc)
+        validated = model.model_validate(doc.data)
     except ValidationError as exc:
         errors.extend(_translate(exc, doc, model))
         return None
+    # the plain data is not needed once validated: keeping it for thousands of files costs memory
+    return Loaded(validated, dataclasses.replace(doc, data=None))
 
 
 def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[ProfileError]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jinja2
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
 from gatewayctl.compile.ir import AuthIR, CompiledPolicy, PartnerIR, PeerIR
 from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
 PRIVATE_KEY_PLACEHOLDER = "<REPLACE WITH THE PRIVATE KEY OF THIS PEER>"
 PRESHARED_KEY_PLACEHOLDER = "<REPLACE WITH THE PRESHARED KEY AGREED WITH THE GATEWAY TEAM>"
@@ -55,6 +58,8 @@ def _front_artifacts(policy: CompiledPolicy, env: jinja2.Environment, common: di
     assert auth is not None
     gated = [p for p in policy.partners if p.id in auth.partners and p.certificates is not None]
     issuers = [(p.id, subject) for p in gated for subject in p.certificates.issuer_subjects]  # type: ignore[union-attr]
+    from cryptography import x509
+
     depth = 1 + max((len(x509.load_pem_x509_certificates(p.certificates.chain_pem.encode()))  # type: ignore[union-attr]
                      for p in gated if p.certificates.chain_pem), default=0)  # type: ignore[union-attr]
     runtime_dir = auth.socket.rsplit("/", 1)[0] or "/"
@@ -111,6 +116,8 @@ def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.E
         result.append(Artifact(f"partners/{partner.id}/{peer.name}.conf", text, True, "partner WireGuard config"))
     req = partner.certificates
     if req is not None:
+        from cryptography import x509  # only partners with certificate requirements pay for the import
+
         cas = [_ca_summary(cert) for cert in x509.load_pem_x509_certificates(req.ca_bundle_pem.encode())]
         result.append(Artifact(f"partners/{partner.id}/certificate-requirements.json",
                                env.get_template("certificates/requirements.json.j2").render(
@@ -122,10 +129,16 @@ def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.E
     return result
 
 
+def _sha256() -> hashes.HashAlgorithm:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
 def _ca_summary(cert: x509.Certificate) -> dict[str, str]:
     return {
         "subject": cert.subject.rfc4514_string(),
         "serial": format(cert.serial_number, "x"),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "sha256": cert.fingerprint(_sha256()).hex(),
     }
