@@ -60,6 +60,18 @@ def aerleon() -> Path:
     return aclgen
 
 
+def compile_both(root: Path, pair: dict[str, Any]) -> tuple[Path, Path, list[str], list[str]]:
+    """Build the gatewayctl estate and compile the Aerleon policy under `root`: (our ruleset, Aerleon's ruleset,
+    the build command, the Aerleon command)."""
+    build = [GATEWAYCTL, "-q", "-p", str(pair["profiles"]), "build", "-o", str(root / "out"), "--at", AT]
+    compile_ = [str(aerleon()), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
+                str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
+                str(pair["aerleon"] / "pol" / "partners.yaml"), "--logtostderr=false"]
+    subprocess.run(build, check=True, env=ENV, capture_output=True)
+    subprocess.run(compile_, check=True, capture_output=True)
+    return root / "out" / "nftables" / "gatewayctl.nft", root / "aerleon-out" / "partners.nft", build, compile_
+
+
 def median_run(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
     results = [timed_process(args) for _ in range(runs)]
     codes = {code for _, code, _ in results}
@@ -94,17 +106,9 @@ def control_plane(n: int, runs: int) -> dict[str, Any]:
     root = WORK / f"compare-{n}"
     shutil.rmtree(root, ignore_errors=True)
     pair = write_pair(root, n, seed=1)
-    profiles = pair["profiles"]
-    out = root / "out"
-    base = [GATEWAYCTL, "-q", "-p", str(profiles)]
+    base = [GATEWAYCTL, "-q", "-p", str(pair["profiles"])]
     # the compiled outputs first: both must allow exactly the same flows
-    subprocess.run([*base, "build", "-o", str(out), "--at", AT], check=True, env=ENV, capture_output=True)
-    aclgen = aerleon()
-    aerleon_args = [str(aclgen), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
-                    str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
-                    str(pair["aerleon"] / "pol" / "partners.yaml"), "--logtostderr=false"]
-    subprocess.run(aerleon_args, check=True, capture_output=True)
-    ours_file, theirs_file = out / "nftables" / "gatewayctl.nft", root / "aerleon-out" / "partners.nft"
+    ours_file, theirs_file, _, aerleon_args = compile_both(root, pair)
     ours, theirs = gatewayctl_flows(ours_file.read_text()), aerleon_flows(theirs_file.read_text())
     assert ours == theirs == pair["flows"], (len(ours), len(theirs), len(pair["flows"]))
     row: dict[str, Any] = {"partners": n, "flows": len(ours), "flow_sets_equal": True}
@@ -135,18 +139,13 @@ def data_plane(sizes: list[int], rounds: int, connections: int) -> list[dict[str
         root = WORK / f"dataplane-{n}"
         shutil.rmtree(root, ignore_errors=True)
         pair = write_pair(root, n, seed=1)
-        subprocess.run([GATEWAYCTL, "-q", "-p", str(pair["profiles"]), "build", "-o", str(root / "out"), "--at", AT],
-                       check=True, env=ENV, capture_output=True)
-        subprocess.run([str(aerleon()), "--base_directory", str(pair["aerleon"] / "pol"), "--definitions_directory",
-                        str(pair["aerleon"] / "def"), "--output_directory", str(root / "aerleon-out"), "--policy_file",
-                        str(pair["aerleon"] / "pol" / "partners.yaml")], check=True, capture_output=True)
+        ours_file, theirs_file, _, _ = compile_both(root, pair)
         src, dst, _, port = pair["last_flow"]
         flows[n] = (src, dst, port)
         interface = pair["interface"]
         (root / "conntrack-only.nft").write_text(CONNTRACK_ONLY)
         rulesets.update({(n, "none"): None, (n, "conntrack"): root / "conntrack-only.nft",
-                         (n, "gatewayctl"): root / "out" / "nftables" / "gatewayctl.nft",
-                         (n, "aerleon"): root / "aerleon-out" / "partners.nft"})
+                         (n, "gatewayctl"): ours_file, (n, "aerleon"): theirs_file})
     token = secrets.token_hex(2)
     router, client, server = f"gwd{token}-r", f"gwd{token}-c", f"gwd{token}-s"
     names = [router, client, server]
@@ -227,9 +226,7 @@ def versions() -> dict[str, str]:
     return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{cpu}, {os.cpu_count()} cores",
             "kernel": platform.release(), "os": out("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
             "python": platform.python_version(), "gatewayctl": out(GATEWAYCTL, "--version"),
-            "aerleon": out(str(AERLEON_VENV / "bin" / "pip"), "show", "aerleon").replace("Name: ", "") + " " +
-            next((ln for ln in subprocess.run([str(AERLEON_VENV / "bin" / "pip"), "show", "aerleon"], capture_output=True,
-                                              text=True).stdout.splitlines() if ln.startswith("Version")), ""),
+            "aerleon": out(str(AERLEON_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('aerleon'))"),
             "nft": out("nft", "--version")}
 
 

@@ -23,7 +23,7 @@ from gatewayctl.auth.decide import Authorizer
 from gatewayctl.auth.serve import Service, make_server
 from gatewayctl.auth.sessions import live_sessions, problems
 from gatewayctl.host.base import read
-from gatewayctl.pipeline import compile_profiles
+from gatewayctl.pipeline import Compiled, compile_profiles
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.render.environment import make_environment
 from gatewayctl.state import StateDir
@@ -57,6 +57,15 @@ def gate(root: Path, pki: Pki, crl: Path | None = None, duration: str = "15m") -
 @pytest.fixture
 def pki() -> Pki:
     return Pki(AT_DT)
+
+
+@pytest.fixture
+def gated(keyed_estate: Path, pki: Pki) -> tuple[Compiled, RecordingHost, Any]:  # noqa: F811
+    """The gated estate compiled and applied to a fake host: (compiled, host, the apply's preparation)."""
+    gate(keyed_estate, pki)
+    compiled = compile_profiles(keyed_estate, AT_DT)
+    host = RecordingHost()
+    return compiled, host, apply(compiled.policy, host)
 
 
 def headers(cert: Any, source: str = GLOBEX_SOURCE, partner: str = "globex", verify: str = "SUCCESS") -> dict[str, str]:
@@ -146,11 +155,8 @@ def test_the_authorizer_decides_on_every_requirement(estate: Path, pki: Pki, tmp
         assert decision.session_seconds is None
 
 
-def test_service_opens_sessions_logs_and_refuses(keyed_estate: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
-    gate(keyed_estate, pki)
-    compiled = compile_profiles(keyed_estate, AT_DT)
-    host = RecordingHost()
-    apply(compiled.policy, host)
+def test_service_opens_sessions_logs_and_refuses(gated: Any, pki: Pki, tmp_path: Path) -> None:
+    compiled, host, _ = gated
     state = StateDir(tmp_path / "state")
     state.ensure()
     lines: list[str] = []
@@ -194,11 +200,8 @@ def _ask(path: Path) -> str:
     return reply.decode()
 
 
-def test_only_the_fronts_user_may_ask(keyed_estate: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
-    gate(keyed_estate, pki)
-    compiled = compile_profiles(keyed_estate, AT_DT)
-    host = RecordingHost()
-    apply(compiled.policy, host)
+def test_only_the_fronts_user_may_ask(gated: Any, tmp_path: Path) -> None:
+    compiled, host, _ = gated
     state = StateDir(tmp_path / "state")
     state.ensure()
     lines: list[str] = []
@@ -220,11 +223,8 @@ def test_only_the_fronts_user_may_ask(keyed_estate: Path, pki: Pki, tmp_path: Pa
     assert host.element_ops == []  # neither opened anything (the second lacks a certificate)
 
 
-def test_sessions_that_should_not_exist(keyed_estate: Path, pki: Pki) -> None:  # noqa: F811
-    gate(keyed_estate, pki)
-    policy = compile_profiles(keyed_estate, AT_DT).policy
-    host = RecordingHost()
-    apply(policy, host)
+def test_sessions_that_should_not_exist(gated: Any) -> None:
+    policy, host = gated[0].policy, gated[1]
     host.nft_elements("gatewayctl", {}, {"sessions4": ["10.250.1.1 timeout 1h", "10.250.2.1 timeout 20h",
                                                        "100.64.20.9"]})
     live = read(host, "wg-partners", "gatewayctl")
@@ -233,11 +233,9 @@ def test_sessions_that_should_not_exist(keyed_estate: Path, pki: Pki) -> None:  
                      ("session-unlogged", "10.250.2.1"), ("session-without-timeout", "100.64.20.9")}
 
 
-def test_a_table_replace_carries_only_sessions_that_could_have_been_opened(keyed_estate: Path, pki: Pki) -> None:  # noqa: F811
-    gate(keyed_estate, pki)
-    policy = compile_profiles(keyed_estate, AT_DT).policy
-    host = RecordingHost()
-    prep = apply(policy, host)
+def test_a_table_replace_carries_only_sessions_that_could_have_been_opened(gated: Any) -> None:
+    compiled, host, prep = gated
+    policy = compiled.policy
     host.nft_elements("gatewayctl", {}, {"sessions4": ["10.250.2.1 timeout 10m", "100.64.20.9 timeout 20h",
                                                        "10.250.1.1 timeout 5m"]})
     live = read(host, "wg-partners", "gatewayctl")
