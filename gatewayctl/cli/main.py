@@ -26,6 +26,11 @@ COMMANDS = {
 }
 
 
+# Commands that load the estate from --profiles: their partner files are parsed on the second core
+# while the command's module is imported (gatewayctl/loader/prefetch.py).
+LOADS_ESTATE = {"validate", "build", "plan", "apply", "drift", "lint", "test", "query", "report"}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -33,10 +38,22 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
+        profiles = ctx.params.get("profiles")
+        if cmd_name in LOADS_ESTATE and profiles is not None and not ctx.resilient_parsing and not {"-h", "--help"} & set(ctx.args):
+            from gatewayctl.loader import prefetch
+
+            prefetch.start(profiles)
         module, attribute = COMMANDS[cmd_name]
         command = getattr(importlib.import_module(f"gatewayctl.cli.{module}"), attribute)
         assert isinstance(command, click.Command)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        finally:
+            if "gatewayctl.loader.prefetch" in sys.modules:
+                sys.modules["gatewayctl.loader.prefetch"].discard()
 
 
 

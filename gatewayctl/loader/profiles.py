@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
+from gatewayctl.loader import prefetch
 from gatewayctl.loader.yaml12 import Document, read_document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.types import PATTERN_HELP
@@ -21,7 +22,6 @@ M = TypeVar("M", bound=BaseModel)
 
 GATEWAY_FILE = "gateway.yaml"
 SERVICES_FILE = "services.yaml"
-PARTNERS_DIR = "partners"
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,14 @@ def _load_all(root: Path) -> PartialEstate:
     shown_root = display_path(root)
     gateway = _load_file(root / GATEWAY_FILE, f"{shown_root}/{GATEWAY_FILE}", GatewayFile, errors)
     services = _load_file(root / SERVICES_FILE, f"{shown_root}/{SERVICES_FILE}", ServicesFile, errors)
-    partners = [_load_file(path, f"{shown_root}/{path.relative_to(root)}", PartnerFile, errors)
-                for path in _partner_files(root, errors)]
-    return PartialEstate(root, gateway, services, tuple(p for p in partners if p is not None), tuple(errors))
+    files = prefetch.partner_files(root, errors)
+    def validate(doc: Document | ProfileErrors) -> Loaded[PartnerFile] | None:
+        return _validate(doc, PartnerFile, errors)
+
+    partners = prefetch.take(root, files, validate)
+    if partners is None:
+        partners = [validate(_read(path, shown)) for path, shown in zip(files, prefetch.shown_paths(root, files), strict=True)]
+    return PartialEstate(root, gateway, services, tuple(p for p in partners if p is not None), tuple(sorted(errors)))
 
 
 @contextlib.contextmanager
@@ -86,31 +91,26 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
-    folder = root / PARTNERS_DIR
-    if not folder.is_dir():
-        errors.append(ProfileError(display_path(folder), 0, "partners folder not found; partner profiles live in partners/<id>.yaml"))
-        return []
-    files = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
-            continue
-        if path.suffix != ".yaml":
-            errors.append(ProfileError(display_path(path), 0, "partner profiles must end in .yaml; this file would be ignored"))
-            continue
-        files.append(path)
-    return files
-
-
 def _load_file(path: Path, shown_path: str, model: type[M], errors: list[ProfileError]) -> Loaded[M] | None:
     if not path.is_file():
         errors.append(ProfileError(shown_path, 0, f"required file not found: {path.name}"))
         return None
+    return _validate(_read(path, shown_path), model, errors)
+
+
+def _read(path: Path, shown_path: str) -> Document | ProfileErrors:
     try:
-        doc = read_document(path, shown_path)
+        return read_document(path, shown_path)
     except ProfileErrors as exc:
-        errors.extend(exc.errors)
+        return exc
+
+
+def _validate(doc: Document | ProfileErrors, model: type[M], errors: list[ProfileError]) -> Loaded[M] | None:
+    """Schema-validate one parsed file; its problems go to `errors`."""
+    if isinstance(doc, ProfileErrors):
+        errors.extend(doc.errors)
         return None
+    shown_path = doc.shown_path
     if not isinstance(doc.data, dict):
         errors.append(ProfileError(shown_path, 1, f"the file must be a mapping of settings, found {type(doc.data).__name__}"))
         return None

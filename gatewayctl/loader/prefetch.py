@@ -1,0 +1,221 @@
+"""Parse the partner files on the second core while the command imports its libraries.
+
+A command that loads the estate first spends about 0.15 s importing pydantic, jinja2 and the
+models, on one core. Parsing the partner files needs none of that. So, before those imports, a
+child process is forked that parses the files with the same `read_document` from the first file
+on, while the parent imports; once the parent reaches the loader it parses from the last file
+backwards until the two meet, and takes the child's results through a memory file.
+
+The helper changes how fast an estate loads, never what it loads to: the child sends the plain
+data and text `read_document` returned (or its errors), the parent validates everything, and
+anything unexpected (the child fails or is killed, the folder's listing changed in between) makes
+the parent parse the files itself. Set GATEWAYCTL_PARSE_HELPER=off to never fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import marshal
+import mmap
+import os
+import signal
+import struct
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gatewayctl.errors import ProfileError, ProfileErrors, display_path
+from gatewayctl.loader.yaml12 import Document, read_document
+
+PARTNERS_DIR = "partners"
+MIN_FILES = 64  # below this, the fork costs more than the parsing it hides
+ENV_SWITCH = "GATEWAYCTL_PARSE_HELPER"
+
+_SLOT = struct.Struct("q")
+_CHILD_NEXT, _PARENT_LOW = 0, 8  # shared counters: files the child has claimed, lowest file the parent has claimed
+_RECORD = struct.Struct("II")  # file index, length of the marshalled result that follows
+
+
+def partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
+    """The partner files under `root`/partners, in loading order; problems with the folder go to `errors`."""
+    folder = root / PARTNERS_DIR
+    if not folder.is_dir():
+        errors.append(ProfileError(display_path(folder), 0, "partners folder not found; partner profiles live in partners/<id>.yaml"))
+        return []
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
+            continue
+        if path.suffix != ".yaml":
+            errors.append(ProfileError(display_path(path), 0, "partner profiles must end in .yaml; this file would be ignored"))
+            continue
+        files.append(path)
+    return files
+
+
+def shown_paths(root: Path, files: list[Path]) -> list[str]:
+    shown_root = display_path(root)
+    return [f"{shown_root}/{path.relative_to(root)}" for path in files]
+
+
+Parsed = Document | ProfileErrors
+T = TypeVar("T")
+
+
+@dataclass
+class _Helper:
+    root: Path
+    files: list[Path]
+    shown: list[str]
+    pid: int
+    memfd: int
+    shared: mmap.mmap
+
+
+_pending: _Helper | None = None
+# Who parsed how many files in the last take(): the helper, the parent on its way back, the parent
+# afterwards (files both sides stopped at, or all the helper's files if it failed). For -v and the tests.
+last_split: dict[str, int] = {}
+
+
+def start(root: Path) -> None:
+    """Fork the helper for the partner files under `root`, if it is worth it and safe."""
+    global _pending
+    discard()
+    if os.environ.get(ENV_SWITCH, "").lower() in ("off", "0", "no") or (os.cpu_count() or 1) < 2:
+        return
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return  # forking a threaded process can copy a lock some other thread holds
+    try:
+        files = partner_files(root, [])
+    except OSError:
+        return
+    if len(files) < MIN_FILES:
+        return
+    shown = shown_paths(root, files)
+    shared = mmap.mmap(-1, 16)
+    _SLOT.pack_into(shared, _CHILD_NEXT, 0)
+    _SLOT.pack_into(shared, _PARENT_LOW, len(files))
+    memfd = os.memfd_create("gatewayctl-parse", os.MFD_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: parse, write, and leave without running anything of the parent's
+        status = 1
+        gc.disable()  # a collection would touch, and so copy, every page it shares with the parent
+        try:
+            _child(files, shown, shared, memfd)
+            status = 0
+        finally:
+            os._exit(status)
+    _pending = _Helper(root, files, shown, pid, memfd, shared)
+
+
+def _child(files: list[Path], shown: list[str], shared: mmap.mmap, memfd: int) -> None:
+    with os.fdopen(memfd, "wb", buffering=1 << 16, closefd=False) as out:
+        for index, path in enumerate(files):
+            if index >= _SLOT.unpack_from(shared, _PARENT_LOW)[0]:
+                break  # the parent has parsed it
+            _SLOT.pack_into(shared, _CHILD_NEXT, index + 1)
+            data = marshal.dumps(_encode(_parse(path, shown[index])))
+            out.write(_RECORD.pack(index, len(data)))
+            out.write(data)
+
+
+def _parse(path: Path, shown: str) -> Parsed:
+    try:
+        return read_document(path, shown)
+    except ProfileErrors as exc:
+        return exc
+
+
+def _encode(parsed: Parsed) -> tuple[Any, ...]:
+    if isinstance(parsed, ProfileErrors):
+        return ("errors", [(e.path, e.line, e.message, e.code) for e in parsed.errors])
+    return ("document", parsed.data, parsed.text)
+
+
+def _decode(record: tuple[Any, ...], path: Path, shown: str) -> Parsed:
+    if record[0] == "errors":
+        return ProfileErrors([ProfileError(*fields) for fields in record[1]])
+    return Document(path, shown, record[1], record[2])
+
+
+def take(root: Path, files: list[Path], handle: Callable[[Parsed], T]) -> list[T] | None:
+    """`handle` applied to each parsed partner file, in file order, when a helper was started for
+    exactly these files; else None. `handle` sees each file once, as soon as it is parsed, so a
+    file's plain data need not outlive its validation.
+
+    The parent parses from the last file backwards until it meets the child, then reads the child's
+    results; a file neither parsed (they can both stop at the same one) is parsed here."""
+    global _pending
+    helper, _pending = _pending, None
+    last_split.clear()
+    if helper is None:
+        return None
+    if helper.root != root or helper.files != files:
+        _stop(helper)
+        return None
+    results: list[T | None] = [None] * len(files)
+    done = [False] * len(files)
+    try:
+        for index in range(len(files) - 1, -1, -1):
+            if index < _SLOT.unpack_from(helper.shared, _CHILD_NEXT)[0]:
+                break
+            _SLOT.pack_into(helper.shared, _PARENT_LOW, index)
+            results[index], done[index] = handle(_parse(files[index], helper.shown[index])), True
+    except BaseException:
+        _stop(helper)
+        raise
+    last_split.update(parent=sum(done), helper=0, afterwards=0)
+    _, status = os.waitpid(helper.pid, 0)
+    try:
+        if os.waitstatus_to_exitcode(status) == 0:
+            for index, parsed in _child_results(helper, done):
+                results[index], done[index] = handle(parsed), True
+                last_split["helper"] += 1
+    finally:
+        _close(helper)
+    for index, path in enumerate(files):
+        if not done[index]:
+            results[index] = handle(_parse(path, helper.shown[index]))
+            last_split["afterwards"] += 1
+    return results  # type: ignore[return-value]  # every slot is filled by now
+
+
+def _child_results(helper: _Helper, done: list[bool]) -> Iterator[tuple[int, Parsed]]:
+    size = os.fstat(helper.memfd).st_size
+    if not size:
+        return
+    with mmap.mmap(helper.memfd, size, prot=mmap.PROT_READ) as view:
+        offset = 0
+        while offset < size:
+            index, length = _RECORD.unpack_from(view, offset)
+            offset += _RECORD.size
+            if not done[index]:
+                yield index, _decode(marshal.loads(view[offset:offset + length]), helper.files[index], helper.shown[index])
+            offset += length
+
+
+def discard() -> None:
+    """Stop a helper nobody took (the command failed before loading, or loaded something else)."""
+    global _pending
+    helper, _pending = _pending, None
+    if helper is not None:
+        _stop(helper)
+
+
+def _stop(helper: _Helper) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(helper.pid, signal.SIGKILL)
+    os.waitpid(helper.pid, 0)
+    _close(helper)
+
+
+def _close(helper: _Helper) -> None:
+    os.close(helper.memfd)
+    helper.shared.close()

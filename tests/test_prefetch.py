@@ -1,0 +1,144 @@
+"""The parse helper (gatewayctl/loader/prefetch.py) changes how fast an estate loads, never what it loads to.
+
+Each case runs in a fresh interpreter: the helper forks, and a test process may have threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewayctl.loader import prefetch
+from gatewayctl.synth import write_estate
+
+PARTNERS = 90
+
+SCRIPT = r"""
+import json, os, sys, time
+from pathlib import Path
+from gatewayctl.loader import prefetch
+from gatewayctl.loader.profiles import load_estate
+
+root, mode = Path(sys.argv[1]), sys.argv[2]
+
+def snapshot(partial):
+    return {"partners": [(l.doc.shown_path, l.model.model_dump(mode="json")) for l in partial.partners],
+            "errors": [str(e) for e in partial.errors]}
+
+if mode == "helper-fails":
+    parent, real = os.getpid(), prefetch._parse
+    def failing(path, shown):
+        if os.getpid() != parent:
+            raise RuntimeError("the helper fails")
+        return real(path, shown)
+    prefetch._parse = failing
+prefetch.start(root)
+forked = prefetch._pending is not None
+if mode == "late":
+    time.sleep(1.0)  # the helper has parsed everything before the parent arrives
+if mode == "listing-changed":
+    (root / "partners" / "zz-added.yaml").write_text((root / "partners" / "p00001.yaml").read_text().replace("p00001", "zz-added"))
+helped = snapshot(load_estate(root))
+split = dict(prefetch.last_split)
+os.environ[prefetch.ENV_SWITCH] = "off"
+serial = snapshot(load_estate(root))
+print(json.dumps({"forked": forked, "equal": helped == serial, "split": split, "partners": len(serial["partners"]),
+                  "errors": serial["errors"]}))
+"""
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Path:
+    """A synthetic estate with bad files at both ends of the listing (the helper's end and the parent's)."""
+    root = write_estate(tmp_path / "estate", PARTNERS)
+    partners = root / "partners"
+    (partners / "a-syntax.yaml").write_text("id: a-syntax\nname: [unclosed\n")
+    (partners / "a-utf8.yaml").write_bytes(b"id: a-utf8\nname: \xff\xfe\n")
+    (partners / "zz-schema.yaml").write_text((partners / "p00002.yaml").read_text().replace("p00002", "zz-schema")
+                                             .replace("stage:", "colour: red\nstage:"))
+    return root
+
+
+def run(estate: Path, mode: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != prefetch.ENV_SWITCH}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(estate), mode], capture_output=True, text=True,
+                            env=env, timeout=120, check=True)
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def check_errors(errors: list[str]) -> None:
+    assert [e.split("/partners/")[1].split(" (")[0] for e in errors] == [
+        "a-syntax.yaml:3: YAML syntax error: did not find expected ',' or ']'",
+        "a-utf8.yaml:2: file is not valid UTF-8: byte b'\\xff\\xfe\\n' at offset 17",
+        "zz-schema.yaml:3: colour: unknown field"]
+
+
+def test_both_sides_parse_and_meet(estate: Path) -> None:
+    outcome = run(estate, "immediate")
+    assert outcome["forked"] and outcome["equal"]
+    assert outcome["partners"] == PARTNERS + 0 and len(outcome["errors"]) == 3
+    check_errors(outcome["errors"])
+    split = outcome["split"]
+    assert split["helper"] + split["parent"] + split["afterwards"] == PARTNERS + 3, split
+
+
+def test_a_helper_that_finished_first_gives_every_file(estate: Path) -> None:
+    outcome = run(estate, "late")
+    assert outcome["forked"] and outcome["equal"]
+    assert outcome["split"] == {"helper": PARTNERS + 3, "parent": 0, "afterwards": 0}
+    check_errors(outcome["errors"])
+
+
+def test_a_failing_helper_is_replaced_by_the_parent(estate: Path) -> None:
+    outcome = run(estate, "helper-fails")
+    assert outcome["forked"] and outcome["equal"]
+    assert outcome["split"]["helper"] == 0
+    assert outcome["split"]["parent"] + outcome["split"]["afterwards"] == PARTNERS + 3
+    check_errors(outcome["errors"])
+
+
+def test_a_listing_that_changed_is_read_again(estate: Path) -> None:
+    outcome = run(estate, "listing-changed")
+    assert outcome["forked"] and outcome["equal"]
+    assert outcome["split"] == {}  # the helper's results were not used
+    assert outcome["partners"] == PARTNERS + 1
+
+
+def test_small_estates_and_the_switch_do_not_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small = write_estate(tmp_path / "small", prefetch.MIN_FILES - 1)
+    prefetch.start(small)
+    assert prefetch._pending is None
+    monkeypatch.setenv(prefetch.ENV_SWITCH, "off")
+    prefetch.start(write_estate(tmp_path / "large", prefetch.MIN_FILES))
+    assert prefetch._pending is None
+
+
+def test_build_output_is_the_same_with_and_without_the_helper(estate: Path, tmp_path: Path) -> None:
+    for name in ("a-syntax.yaml", "a-utf8.yaml", "zz-schema.yaml"):
+        (estate / "partners" / name).unlink()
+    outputs = {}
+    for switch in ("on", "off"):
+        env = {**os.environ, prefetch.ENV_SWITCH: switch}
+        out = tmp_path / f"out-{switch}"
+        subprocess.run([sys.executable, "-m", "gatewayctl", "-q", "-p", str(estate), "build", "-o", str(out),
+                        "--at", "2026-12-01"], env=env, check=True, timeout=120)
+        outputs[switch] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len(outputs["on"]) == PARTNERS + 5 and outputs["on"] == outputs["off"]
+
+
+def test_the_command_reaps_its_helper_when_it_fails_before_loading(estate: Path) -> None:
+    """A command that stops before loading (a bad --at) kills and reaps the helper it forked."""
+    probe = ("import os, sys\nfrom gatewayctl.cli.main import cli\nfrom gatewayctl.loader import prefetch\n"
+             "real = prefetch.start\n"
+             "def start(root):\n    real(root)\n    print('forked' if prefetch._pending else 'not forked')\n"
+             "prefetch.start = start\n"
+             f"try:\n    cli.main(['-p', {str(estate)!r}, 'validate', '--at', 'not-a-date'], standalone_mode=False)\n"
+             "except Exception as exc:\n    print(type(exc).__name__)\n"
+             "try:\n    os.waitpid(-1, os.WNOHANG)\n    print('child left')\nexcept ChildProcessError:\n    print('no child')\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["forked", "BadParameter", "no", "child"], result
