@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import AT, PROFILES, run_cli
 
 
@@ -137,3 +139,37 @@ def test_timeouts_are_spelled_so_that_nft_accepts_them() -> None:
     assert nft_timeout(86400 * 30) == "30d"
     assert nft_timeout(3600 * 4) == "4h"
     assert nft_timeout(59) == "59s"
+
+
+def test_compiled_templates_are_cached_privately_and_change_with_the_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("GATEWAYCTL_TEMPLATE_CACHE", raising=False)
+    folder = tmp_path / "cache" / "gatewayctl" / "templates"
+    first = build(tmp_path / "a")
+    entries = sorted(folder.iterdir())
+    assert entries and folder.stat().st_mode & 0o777 == 0o700
+    assert all(e.stat().st_mode & 0o777 == 0o600 for e in entries)
+    build(tmp_path / "b")  # from the cache: the same files
+    assert sorted(folder.iterdir()) == entries
+    assert {k: v[0] for k, v in snapshot(tmp_path / "a").items()} == {k: v[0] for k, v in snapshot(tmp_path / "b").items()}
+    site = tmp_path / "site" / "wireguard"
+    site.mkdir(parents=True)
+    source = (Path(__file__).resolve().parent.parent / "templates" / "wireguard" / "partner.conf.j2").read_text()
+    (site / "partner.conf.j2").write_text("# site template\n" + source)
+    build(tmp_path / "c", "--templates", str(tmp_path / "site"))  # a changed source is compiled again, not served stale
+    assert len(list(folder.iterdir())) == len(entries) + 1
+    assert all(conf.read_text().startswith("# site template") for conf in (tmp_path / "c" / "partners").rglob("*.conf"))
+    assert first.count("written") == 11
+
+
+def test_a_template_cache_others_can_write_to_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gatewayctl.render.environment import template_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("GATEWAYCTL_TEMPLATE_CACHE", raising=False)
+    assert template_cache() is not None
+    (tmp_path / "cache" / "gatewayctl" / "templates").chmod(0o777)
+    assert template_cache() is None  # its files would be loaded as code
+    (tmp_path / "cache" / "gatewayctl" / "templates").chmod(0o700)
+    monkeypatch.setenv("GATEWAYCTL_TEMPLATE_CACHE", "off")
+    assert template_cache() is None

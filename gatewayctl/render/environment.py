@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,32 @@ def default_templates() -> Path:
     raise FileNotFoundError("gatewayctl's templates folder is missing from this installation")
 
 
+def template_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs, as Python keeps .pyc files: compiling the templates is
+    about 20 ms of every build. Entries are keyed by the template's name and a checksum of its source,
+    so an edited or site template is compiled again. The folder ($XDG_CACHE_HOME or ~/.cache, then
+    gatewayctl/templates) is created 0700 and used only when it belongs to this user and nobody else
+    can write to it: its files are loaded as code. GATEWAYCTL_TEMPLATE_CACHE=off turns it off."""
+    if os.environ.get("GATEWAYCTL_TEMPLATE_CACHE", "").lower() in ("off", "0", "no"):
+        return None
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = base / "gatewayctl" / "templates"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.stat()
+    except (OSError, RuntimeError):  # no home, read-only file system
+        return None
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 def make_environment(override: Path | None = None) -> jinja2.Environment:
     """Return the environment; templates in `override` replace the defaults of the same name."""
     folders = ([str(override)] if override else []) + [str(default_templates())]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
+        bytecode_cache=template_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
