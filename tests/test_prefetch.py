@@ -48,7 +48,7 @@ split = dict(prefetch.last_split)
 os.environ[prefetch.ENV_SWITCH] = "off"
 serial = snapshot(load_estate(root))
 print(json.dumps({"forked": forked, "equal": helped == serial, "split": split, "partners": len(serial["partners"]),
-                  "errors": serial["errors"]}))
+                  "helped_partners": len(helped["partners"]), "errors": serial["errors"]}))
 """
 
 
@@ -58,6 +58,7 @@ def estate(tmp_path: Path) -> Path:
     root = write_estate(tmp_path / "estate", PARTNERS)
     partners = root / "partners"
     (partners / "a-syntax.yaml").write_text("id: a-syntax\nname: [unclosed\n")
+    (partners / "notes.txt").write_text("not a profile\n")
     (partners / "a-utf8.yaml").write_bytes(b"id: a-utf8\nname: \xff\xfe\n")
     (partners / "zz-schema.yaml").write_text((partners / "p00002.yaml").read_text().replace("p00002", "zz-schema")
                                              .replace("stage:", "colour: red\nstage:"))
@@ -75,13 +76,14 @@ def check_errors(errors: list[str]) -> None:
     assert [e.split("/partners/")[1].split(" (")[0] for e in errors] == [
         "a-syntax.yaml:3: YAML syntax error: did not find expected ',' or ']'",
         "a-utf8.yaml:2: file is not valid UTF-8: byte b'\\xff\\xfe\\n' at offset 17",
+        "notes.txt: partner profiles must end in .yaml; this file would be ignored",
         "zz-schema.yaml:3: colour: unknown field"]
 
 
 def test_both_sides_parse_and_meet(estate: Path) -> None:
     outcome = run(estate, "immediate")
     assert outcome["forked"] and outcome["equal"]
-    assert outcome["partners"] == PARTNERS + 0 and len(outcome["errors"]) == 3
+    assert outcome["partners"] == PARTNERS and len(outcome["errors"]) == 4
     check_errors(outcome["errors"])
     split = outcome["split"]
     assert split["helper"] + split["parent"] + split["afterwards"] == PARTNERS + 3, split
@@ -102,11 +104,11 @@ def test_a_failing_helper_is_replaced_by_the_parent(estate: Path) -> None:
     check_errors(outcome["errors"])
 
 
-def test_a_listing_that_changed_is_read_again(estate: Path) -> None:
-    outcome = run(estate, "listing-changed")
-    assert outcome["forked"] and outcome["equal"]
-    assert outcome["split"] == {}  # the helper's results were not used
-    assert outcome["partners"] == PARTNERS + 1
+def test_the_folder_is_listed_once_when_the_helper_starts(estate: Path) -> None:
+    outcome = run(estate, "listing-changed")  # a file added after the helper started
+    assert outcome["forked"] and not outcome["equal"]
+    assert outcome["helped_partners"] == PARTNERS and outcome["partners"] == PARTNERS + 1  # seen by the next load
+    assert sum(outcome["split"].values()) == PARTNERS + 3
 
 
 def test_small_estates_and_the_switch_do_not_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +121,7 @@ def test_small_estates_and_the_switch_do_not_fork(tmp_path: Path, monkeypatch: p
 
 
 def test_build_output_is_the_same_with_and_without_the_helper(estate: Path, tmp_path: Path) -> None:
-    for name in ("a-syntax.yaml", "a-utf8.yaml", "zz-schema.yaml"):
+    for name in ("a-syntax.yaml", "a-utf8.yaml", "zz-schema.yaml", "notes.txt"):
         (estate / "partners" / name).unlink()
     outputs = {}
     for switch in ("on", "off"):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gatewayctl.compile.ir import (
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 UTC = dt.UTC
 
 
-
+@functools.lru_cache(maxsize=4096)  # an estate has few distinct dates, each asked for by many grants
 def day_end(day: dt.date) -> dt.datetime:
     """The instant a date-bounded permission ends: 00:00 UTC on the following day."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=UTC)
@@ -41,7 +43,8 @@ def day_end(day: dt.date) -> dt.datetime:
 def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: dt.datetime) -> CompiledPolicy:
     """Return the desired state of the gateway at instant `at` (timezone-aware)."""
     warnings: list[str] = []
-    partners = tuple(_partner(estate, loaded, cas, at, warnings) for loaded in estate.partners)
+    catalogue = {name: _ServiceFacts.of(service) for name, service in estate.services.model.services.items()}
+    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings) for loaded in estate.partners)
     gw = estate.gateway.model
     wg = gw.wireguard
     interface = WgInterfaceIR(
@@ -65,8 +68,22 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
                           tuple(gw.classifications), auth, gw.host.model_dump())
 
 
-def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x509.Certificate]],
-             at: dt.datetime, warnings: list[str]) -> PartnerIR:
+@dataclass(frozen=True, slots=True)
+class _ServiceFacts:
+    """What every grant of a service needs, worked out once per service rather than once per grant."""
+
+    service: Service
+    families: frozenset[int]
+    destinations: tuple[IPNetwork, ...]
+    ports: tuple[PortRange, ...]
+
+    @classmethod
+    def of(cls, service: Service) -> _ServiceFacts:
+        return cls(service, frozenset(d.version for d in service.addresses), tuple(service.addresses), _ports(service, None))
+
+
+def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded[PartnerFile],
+             cas: dict[str, list[x509.Certificate]], at: dt.datetime, warnings: list[str]) -> PartnerIR:
     model = loaded.model
     peers = tuple(_peer(model.id, peer) for peer in model.peers)
     sources = tuple(net for peer in peers for net in peer.allowed_ips)
@@ -75,11 +92,11 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
     agreement_end = day_end(model.agreement.expires)
     ids = _grant_ids(model)
     for index, grant in enumerate(model.grants):
-        service = estate.services.model.services[grant.service]
-        families = {d.version for d in service.addresses}
+        facts = catalogue[grant.service]
+        service = facts.service
         reason = _exclusion(grant.expires, model.agreement.expires, at)
         if reason:
-            excluded.append(ExcludedGrant(model.id, index, grant.service, reason, tuple(service.addresses), service.protocol))
+            excluded.append(ExcludedGrant(model.id, index, grant.service, reason, facts.destinations, service.protocol))
             where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
             warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
             continue
@@ -87,8 +104,8 @@ def _partner(estate: Estate, loaded: Loaded[PartnerFile], cas: dict[str, list[x5
         grants.append(GrantIR(
             id=ids[index], partner=model.id, index=index, service=grant.service,
             classification=service.classification, protocol=service.protocol,
-            ports=_ports(service, grant.ports), destinations=tuple(service.addresses),
-            sources=tuple(s for s in sources if s.version in families),
+            ports=facts.ports if grant.ports is None else _ports(service, grant.ports), destinations=facts.destinations,
+            sources=tuple(s for s in sources if s.version in facts.families),
             expires=grant.expires, ends_at=ends, justification=grant.justification, approved_by=grant.approved_by,
         ))
     if model.grants and not grants:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from gatewayctl.model.types import IPInterface, IPNetwork
@@ -152,7 +153,9 @@ class SetElement:
         return " . ".join(parts)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _nft_addr(network: IPNetwork) -> str:
+    # cached: a ruleset spells the same few thousand addresses over and over, and ipaddress's str() is slow
     return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
 
 

@@ -10,20 +10,33 @@ from __future__ import annotations
 
 from gatewayctl.compile.ir import AuthClient, DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
 from gatewayctl.model.gateway import GatewayFile
+from gatewayctl.model.types import IPNetwork
 
 SHARED_DENY_CHAIN = "deny_partner"
 
 
 def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
     """Return the table IR; elements are deduplicated and sorted for byte-identical output."""
+    spans: dict[int, tuple[int, int]] = {}  # id of a network object -> (address, prefix length), worked out once
+
+    def span(network: IPNetwork) -> tuple[int, int]:
+        found = spans.get(id(network))
+        if found is None:
+            found = spans[id(network)] = (int(network.network_address), network.prefixlen)
+        return found
+
+    # One key per element, both its identity and its place in the output: family, source, destination,
+    # protocol, ports, all as numbers (hashing and comparing ipaddress objects is slow Python code).
     merged: dict[tuple[object, ...], SetElement] = {}
     for partner in partners:
         gated = partner.certificates is not None and partner.certificates.session_seconds is not None
         for grant in partner.grants:
             for element in _elements(grant, gated):
-                key = (element.family, element.source, element.destination, element.protocol, element.ports)
-                merged[key] = _merge(merged.get(key), element)
-    elements = sorted(merged.values(), key=_sort_key)
+                ports = (element.ports.first, element.ports.last) if element.ports else (0, 0)
+                key = (element.family, *span(element.source), *span(element.destination), element.protocol, ports)
+                old = merged.get(key)
+                merged[key] = element if old is None else _merge(old, element)
+    elements = [merged[key] for key in sorted(merged)]
     logging = gw.deny_logging
     chains, entries = _deny(partners, gw)
     return NftTableIR(
@@ -67,12 +80,6 @@ def _merge(old: SetElement | None, new: SetElement) -> SetElement:
     timeout = None if old.ends_at is None or new.ends_at is None else max(old.ends_at, new.ends_at)
     grants = tuple(sorted(set(old.grants) | set(new.grants)))
     return SetElement(old.family, old.source, old.destination, old.protocol, old.ports, timeout, grants, old.gated)
-
-
-def _sort_key(e: SetElement) -> tuple[object, ...]:
-    ports = (e.ports.first, e.ports.last) if e.ports else (0, 0)
-    return (e.family, int(e.source.network_address), e.source.prefixlen, int(e.destination.network_address),
-            e.destination.prefixlen, e.protocol, ports)
 
 
 def _deny(partners: tuple[PartnerIR, ...], gw: GatewayFile) -> tuple[tuple[DenyChain, ...], list[DenyEntry]]:

@@ -69,6 +69,7 @@ T = TypeVar("T")
 class _Helper:
     root: Path
     files: list[Path]
+    listing_errors: list[ProfileError]
     shown: list[str]
     pid: int
     memfd: int
@@ -90,8 +91,9 @@ def start(root: Path) -> None:
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return  # forking a threaded process can copy a lock some other thread holds
+    listing_errors: list[ProfileError] = []
     try:
-        files = partner_files(root, [])
+        files = partner_files(root, listing_errors)
     except OSError:
         return
     if len(files) < MIN_FILES:
@@ -112,7 +114,7 @@ def start(root: Path) -> None:
             status = 0
         finally:
             os._exit(status)
-    _pending = _Helper(root, files, shown, pid, memfd, shared)
+    _pending = _Helper(root, files, listing_errors, shown, pid, memfd, shared)
 
 
 def _child(files: list[Path], shown: list[str], shared: mmap.mmap, memfd: int) -> None:
@@ -145,10 +147,11 @@ def _decode(record: tuple[Any, ...], path: Path, shown: str) -> Parsed:
     return Document(path, shown, record[1], record[2])
 
 
-def take(root: Path, files: list[Path], handle: Callable[[Parsed], T]) -> list[T] | None:
-    """`handle` applied to each parsed partner file, in file order, when a helper was started for
-    exactly these files; else None. `handle` sees each file once, as soon as it is parsed, so a
-    file's plain data need not outlive its validation.
+def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[ProfileError]] | None:
+    """When a helper was started for `root`: `handle` applied to each partner file it listed, in file
+    order, and the problems of the listing (the folder is listed once, when the helper starts). Else
+    None. `handle` sees each file once, as soon as it is parsed, so a file's plain data need not
+    outlive its validation.
 
     The parent parses from the last file backwards until it meets the child, then reads the child's
     results; a file neither parsed (they can both stop at the same one) is parsed here."""
@@ -157,9 +160,10 @@ def take(root: Path, files: list[Path], handle: Callable[[Parsed], T]) -> list[T
     last_split.clear()
     if helper is None:
         return None
-    if helper.root != root or helper.files != files:
+    if helper.root != root:
         _stop(helper)
         return None
+    files = helper.files
     results: list[T | None] = [None] * len(files)
     done = [False] * len(files)
     try:
@@ -184,7 +188,7 @@ def take(root: Path, files: list[Path], handle: Callable[[Parsed], T]) -> list[T
         if not done[index]:
             results[index] = handle(_parse(path, helper.shown[index]))
             last_split["afterwards"] += 1
-    return results  # type: ignore[return-value]  # every slot is filled by now
+    return results, helper.listing_errors  # type: ignore[return-value]  # every slot is filled by now
 
 
 def _child_results(helper: _Helper, done: list[bool]) -> Iterator[tuple[int, Parsed]]:

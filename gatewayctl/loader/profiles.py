@@ -66,13 +66,17 @@ def _load_all(root: Path) -> PartialEstate:
     shown_root = display_path(root)
     gateway = _load_file(root / GATEWAY_FILE, f"{shown_root}/{GATEWAY_FILE}", GatewayFile, errors)
     services = _load_file(root / SERVICES_FILE, f"{shown_root}/{SERVICES_FILE}", ServicesFile, errors)
-    files = prefetch.partner_files(root, errors)
+
     def validate(doc: Document | ProfileErrors) -> Loaded[PartnerFile] | None:
         return _validate(doc, PartnerFile, errors)
 
-    partners = prefetch.take(root, files, validate)
-    if partners is None:
+    taken = prefetch.take(root, validate)
+    if taken is None:
+        files = prefetch.partner_files(root, errors)
         partners = [validate(_read(path, shown)) for path, shown in zip(files, prefetch.shown_paths(root, files), strict=True)]
+    else:
+        partners, listing_errors = taken
+        errors.extend(listing_errors)
     return PartialEstate(root, gateway, services, tuple(p for p in partners if p is not None), tuple(sorted(errors)))
 
 

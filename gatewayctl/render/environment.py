@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import os
 import sys
@@ -58,16 +57,8 @@ def make_environment(override: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(nft_addr=nft_addr, nft_timeout=nft_timeout, nft_element_tail=nft_element_tail, to_json=to_json,
-                       nginx_string=nginx_string)
+    env.filters.update(nft_elements=nft_elements, to_json=to_json, nginx_string=nginx_string)
     return env
-
-
-def nft_addr(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
-    """A host network as its bare address (nft's own listing form), anything else in CIDR."""
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
 
 
 def nft_timeout(seconds: int) -> str:
@@ -123,6 +114,12 @@ def element_text(element: SetElement | DenyEntry | AuthClient, timeouts: Timeout
     if isinstance(element, (DenyEntry, AuthClient)):
         return element.key
     return element.key + nft_element_tail(element, timeouts)
+
+
+def nft_elements(elements: tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...], timeouts: Timeouts) -> str:
+    """The elements of a set or map, one a line, in the ruleset's indentation: each written exactly
+    as `apply` adds it (element_text). One Python loop: the ruleset holds thousands of elements."""
+    return ",\n".join(["\t\t\t" + element_text(e, timeouts) for e in elements])
 
 
 def nginx_string(value: str) -> str:
