@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,7 +123,7 @@ def _validate(doc: Document | ProfileErrors, model: type[M], errors: list[Profil
         errors.extend(_translate(exc, doc, model))
         return None
     # the plain data is not needed once validated: keeping it for thousands of files costs memory
-    return Loaded(validated, dataclasses.replace(doc, data=None))
+    return Loaded(validated, Document(doc.path, doc.shown_path, None, doc.text))
 
 
 def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[ProfileError]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import jinja2
 from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
 from gatewayctl.compile.ir import AuthIR, CompiledPolicy, PartnerIR, PeerIR
+from gatewayctl.model.types import IPNetwork
 from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
 
 if TYPE_CHECKING:
@@ -101,7 +103,12 @@ def partner_allowed_ips(partner: PartnerIR, peer: PeerIR, front: AuthIR | None =
     granted = [d for g in partner.grants for d in g.destinations if d.version in families]
     if front is not None and partner.id in front.partners:  # the session front, on the gateway's tunnel addresses
         granted += [ipaddress.ip_network(a) for a in front.listen if ipaddress.ip_address(a).version in families]
-    return tuple(str(n) for n in collapse(granted))
+    return tuple(_cidr(n) for n in collapse(granted))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cidr(network: IPNetwork) -> str:
+    return str(network)  # cached: the same catalogue networks appear in every partner's config
 
 
 def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.Environment,

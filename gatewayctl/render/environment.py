@@ -56,6 +56,7 @@ def make_environment(override: Path | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # a command reads each template once; no stat() per rendered file
     )
     env.filters.update(nft_elements=nft_elements, to_json=to_json, nginx_string=nginx_string)
     return env
