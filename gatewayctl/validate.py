@@ -58,9 +58,11 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
     if gateway is not None and services is not None:
         estate = Estate(partial.root, gateway, services, partial.partners)
         _check_services(estate, errors)
+        families = {name: {n.version for n in service.addresses} for name, service in services.model.services.items()}
         for partner in partial.partners:
+            sources = {n.version for peer in partner.model.peers for n in [*peer.addresses, *peer.networks]}
             for index in range(len(partner.model.grants)):
-                errors.extend(_grant_errors(estate, partner, index))
+                errors.extend(_grant_errors(estate, partner, index, sources, families))
     return estate, cas, errors
 
 
@@ -92,7 +94,9 @@ def _check_stage(gateway: GatewayFile, partner: Loaded[PartnerFile], errors: lis
                                 f"{sorted(gateway.stages)}"))
 
 
-def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int) -> Iterator[ProfileError]:
+def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int, sources: set[Literal[4, 6]],
+                  families: dict[str, set[Literal[4, 6]]]) -> Iterator[ProfileError]:
+    """The problems of one grant; `sources` are the partner's address families, `families` the services'."""
     model, doc = partner.model, partner.doc
     grant = model.grants[index]
     where = f"grants[{index}]"
@@ -110,8 +114,7 @@ def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int) -> I
             if not contained(parse_port_spec(spec), offered):
                 yield doc.error(("grants", index, "ports", pindex), f"{where}.ports[{pindex}]: {spec!r} is not among "
                                 f"the ports of service {grant.service!r} ({service.ports}); a grant may only narrow")
-    sources = {n.version for peer in model.peers for n in [*peer.addresses, *peer.networks]}
-    targets = {n.version for n in service.addresses}
+    targets = families[grant.service]
     if not sources & targets:
         yield doc.error(("grants", index, "service"), f"{where}: service {grant.service!r} has only "
                         f"{_families(targets)} addresses and partner {model.id!r} only {_families(sources)} ones; "
