@@ -37,11 +37,20 @@ if mode == "helper-fails":
             raise RuntimeError("the helper fails")
         return real(path, shown)
     prefetch._parse = failing
+if mode == "listing-fails":
+    parent, real_listing = os.getpid(), prefetch.partner_files
+    def failing_listing(root, errors):
+        if os.getpid() != parent:
+            raise RuntimeError("the helper fails before listing")
+        return real_listing(root, errors)
+    prefetch.partner_files = failing_listing
 prefetch.start(root)
 forked = prefetch._pending is not None
 if mode == "late":
     time.sleep(1.0)  # the helper has parsed everything before the parent arrives
 if mode == "listing-changed":
+    while prefetch._SLOT.unpack_from(prefetch._pending.shared, prefetch._LISTED)[0] == prefetch._NOT_YET:
+        time.sleep(0.001)  # the helper has listed the folder
     (root / "partners" / "zz-added.yaml").write_text((root / "partners" / "p00001.yaml").read_text().replace("p00001", "zz-added"))
 helped = snapshot(load_estate(root))
 split = dict(prefetch.last_split)
@@ -104,7 +113,15 @@ def test_a_failing_helper_is_replaced_by_the_parent(estate: Path) -> None:
     check_errors(outcome["errors"])
 
 
-def test_the_folder_is_listed_once_when_the_helper_starts(estate: Path) -> None:
+def test_a_helper_that_fails_before_listing_leaves_everything_to_the_parent(estate: Path) -> None:
+    outcome = run(estate, "listing-fails")
+    assert outcome["forked"] and outcome["equal"]
+    assert outcome["split"] == {}  # the helper gave nothing: the parent listed and parsed every file
+    assert outcome["partners"] == PARTNERS
+    check_errors(outcome["errors"])
+
+
+def test_the_folder_is_listed_once_by_the_helper(estate: Path) -> None:
     outcome = run(estate, "listing-changed")  # a file added after the helper started
     assert outcome["forked"] and not outcome["equal"]
     assert outcome["helped_partners"] == PARTNERS and outcome["partners"] == PARTNERS + 1  # seen by the next load

@@ -1,10 +1,11 @@
 """Parse the partner files on the second core while the command imports its libraries.
 
-A command that loads the estate first spends about 0.15 s importing pydantic, jinja2 and the
-models, on one core. Parsing the partner files needs none of that. So, before those imports, a
-child process is forked that parses the files with the same `read_document` from the first file
-on, while the parent imports; once the parent reaches the loader it parses from the last file
-backwards until the two meet, and takes the child's results through a memory file.
+A command that loads the estate first spends about 0.1 s importing pydantic, jinja2 and the
+models, on one core. Listing and parsing the partner files needs none of that. So, before those
+imports, a child process is forked that lists the partners folder and parses the files with the
+same `read_document` from the first file on, while the parent imports; once the parent reaches the
+loader it takes the listing, parses from the last file backwards until the two meet, and takes the
+child's results through a memory file.
 
 The helper changes how fast an estate loads, never what it loads to: the child sends the plain
 data and text `read_document` returned (or its errors), the parent validates everything, and
@@ -22,6 +23,7 @@ import os
 import signal
 import struct
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,9 @@ MIN_FILES = 64  # below this, the fork costs more than the parsing it hides
 ENV_SWITCH = "GATEWAYCTL_PARSE_HELPER"
 
 _SLOT = struct.Struct("q")
-_CHILD_NEXT, _PARENT_LOW = 0, 8  # shared counters: files the child has claimed, lowest file the parent has claimed
+# shared counters: files the child has claimed, lowest file the parent has claimed, files listed (-1: not yet)
+_CHILD_NEXT, _PARENT_LOW, _LISTED = 0, 8, 16
+_NOT_YET, _FAILED = -1, -2
 _RECORD = struct.Struct("II")  # file index, length of the marshalled result that follows
 
 
@@ -68,17 +72,15 @@ T = TypeVar("T")
 @dataclass
 class _Helper:
     root: Path
-    files: list[Path]
-    listing_errors: list[ProfileError]
-    shown: list[str]
     pid: int
-    memfd: int
+    listing_fd: int
+    results_fd: int
     shared: mmap.mmap
 
 
 _pending: _Helper | None = None
 # Who parsed how many files in the last take(): the helper, the parent on its way back, the parent
-# afterwards (files both sides stopped at, or all the helper's files if it failed). For -v and the tests.
+# afterwards (files both sides stopped at, or all the helper's files if it failed). For the tests.
 last_split: dict[str, int] = {}
 
 
@@ -91,34 +93,43 @@ def start(root: Path) -> None:
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return  # forking a threaded process can copy a lock some other thread holds
-    listing_errors: list[ProfileError] = []
     try:
-        files = partner_files(root, listing_errors)
+        if len(os.listdir(root / PARTNERS_DIR)) < MIN_FILES:
+            return
     except OSError:
         return
-    if len(files) < MIN_FILES:
-        return
-    shown = shown_paths(root, files)
-    shared = mmap.mmap(-1, 16)
+    shared = mmap.mmap(-1, 24)
     _SLOT.pack_into(shared, _CHILD_NEXT, 0)
-    _SLOT.pack_into(shared, _PARENT_LOW, len(files))
-    memfd = os.memfd_create("gatewayctl-parse", os.MFD_CLOEXEC)
+    _SLOT.pack_into(shared, _PARENT_LOW, 1 << 62)  # the parent has not started
+    _SLOT.pack_into(shared, _LISTED, _NOT_YET)
+    listing_fd = os.memfd_create("gatewayctl-listing", os.MFD_CLOEXEC)
+    results_fd = os.memfd_create("gatewayctl-parse", os.MFD_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the child: parse, write, and leave without running anything of the parent's
+    if pid == 0:  # the child: list, parse, write, and leave without running anything of the parent's
         status = 1
         gc.disable()  # a collection would touch, and so copy, every page it shares with the parent
         try:
-            _child(files, shown, shared, memfd)
+            _child(root, shared, listing_fd, results_fd)
             status = 0
         finally:
             os._exit(status)
-    _pending = _Helper(root, files, listing_errors, shown, pid, memfd, shared)
+    _pending = _Helper(root, pid, listing_fd, results_fd, shared)
 
 
-def _child(files: list[Path], shown: list[str], shared: mmap.mmap, memfd: int) -> None:
-    with os.fdopen(memfd, "wb", buffering=1 << 16, closefd=False) as out:
+def _child(root: Path, shared: mmap.mmap, listing_fd: int, results_fd: int) -> None:
+    errors: list[ProfileError] = []
+    try:
+        files = partner_files(root, errors)
+    except OSError:
+        _SLOT.pack_into(shared, _LISTED, _FAILED)  # the parent lists, and meets the error itself
+        return
+    shown = shown_paths(root, files)
+    listing = marshal.dumps(([str(f) for f in files], shown, [(e.path, e.line, e.message, e.code) for e in errors]))
+    os.pwrite(listing_fd, listing, 0)
+    _SLOT.pack_into(shared, _LISTED, len(files))
+    with os.fdopen(results_fd, "wb", buffering=1 << 16, closefd=False) as out:
         for index, path in enumerate(files):
             if index >= _SLOT.unpack_from(shared, _PARENT_LOW)[0]:
                 break  # the parent has parsed it
@@ -149,9 +160,9 @@ def _decode(record: tuple[Any, ...], path: Path, shown: str) -> Parsed:
 
 def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[ProfileError]] | None:
     """When a helper was started for `root`: `handle` applied to each partner file it listed, in file
-    order, and the problems of the listing (the folder is listed once, when the helper starts). Else
-    None. `handle` sees each file once, as soon as it is parsed, so a file's plain data need not
-    outlive its validation.
+    order, and the problems of the listing (the folder is listed once, by the helper). Else None.
+    `handle` sees each file once, as soon as it is parsed, so a file's plain data need not outlive
+    its validation.
 
     The parent parses from the last file backwards until it meets the child, then reads the child's
     results; a file neither parsed (they can both stop at the same one) is parsed here."""
@@ -163,7 +174,11 @@ def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[Profi
     if helper.root != root:
         _stop(helper)
         return None
-    files = helper.files
+    listing = _listing(helper)
+    if listing is None:
+        _stop(helper)
+        return None
+    files, shown, listing_errors = listing
     results: list[T | None] = [None] * len(files)
     done = [False] * len(files)
     try:
@@ -171,7 +186,7 @@ def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[Profi
             if index < _SLOT.unpack_from(helper.shared, _CHILD_NEXT)[0]:
                 break
             _SLOT.pack_into(helper.shared, _PARENT_LOW, index)
-            results[index], done[index] = handle(_parse(files[index], helper.shown[index])), True
+            results[index], done[index] = handle(_parse(files[index], shown[index])), True
     except BaseException:
         _stop(helper)
         raise
@@ -179,29 +194,46 @@ def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[Profi
     _, status = os.waitpid(helper.pid, 0)
     try:
         if os.waitstatus_to_exitcode(status) == 0:
-            for index, parsed in _child_results(helper, done):
+            for index, parsed in _child_results(helper, files, shown, done):
                 results[index], done[index] = handle(parsed), True
                 last_split["helper"] += 1
     finally:
         _close(helper)
     for index, path in enumerate(files):
         if not done[index]:
-            results[index] = handle(_parse(path, helper.shown[index]))
+            results[index] = handle(_parse(path, shown[index]))
             last_split["afterwards"] += 1
-    return results, helper.listing_errors  # type: ignore[return-value]  # every slot is filled by now
+    return results, listing_errors  # type: ignore[return-value]  # every slot is filled by now
 
 
-def _child_results(helper: _Helper, done: list[bool]) -> Iterator[tuple[int, Parsed]]:
-    size = os.fstat(helper.memfd).st_size
+def _listing(helper: _Helper) -> tuple[list[Path], list[str], list[ProfileError]] | None:
+    """The helper's listing, once it has written it (it has long since, unless the folder is huge);
+    None if it could not list or has died."""
+    while (listed := _SLOT.unpack_from(helper.shared, _LISTED)[0]) == _NOT_YET:
+        if os.waitpid(helper.pid, os.WNOHANG) != (0, 0):
+            helper.pid = 0  # reaped
+            return None
+        time.sleep(0.0002)
+    if listed < 0:
+        return None
+    size = os.fstat(helper.listing_fd).st_size
+    names, shown, errors = marshal.loads(os.pread(helper.listing_fd, size, 0))
+    if len(names) != listed:
+        return None
+    return [Path(name) for name in names], shown, [ProfileError(*fields) for fields in errors]
+
+
+def _child_results(helper: _Helper, files: list[Path], shown: list[str], done: list[bool]) -> Iterator[tuple[int, Parsed]]:
+    size = os.fstat(helper.results_fd).st_size
     if not size:
         return
-    with mmap.mmap(helper.memfd, size, prot=mmap.PROT_READ) as view:
+    with mmap.mmap(helper.results_fd, size, prot=mmap.PROT_READ) as view:
         offset = 0
         while offset < size:
             index, length = _RECORD.unpack_from(view, offset)
             offset += _RECORD.size
             if not done[index]:
-                yield index, _decode(marshal.loads(view[offset:offset + length]), helper.files[index], helper.shown[index])
+                yield index, _decode(marshal.loads(view[offset:offset + length]), files[index], shown[index])
             offset += length
 
 
@@ -214,12 +246,14 @@ def discard() -> None:
 
 
 def _stop(helper: _Helper) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(helper.pid, signal.SIGKILL)
-    os.waitpid(helper.pid, 0)
+    if helper.pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper.pid, signal.SIGKILL)
+        os.waitpid(helper.pid, 0)
     _close(helper)
 
 
 def _close(helper: _Helper) -> None:
-    os.close(helper.memfd)
+    os.close(helper.listing_fd)
+    os.close(helper.results_fd)
     helper.shared.close()
