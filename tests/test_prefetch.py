@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gatewayctl.errors import ProfileError, display_path
 from gatewayctl.loader import prefetch
 from gatewayctl.synth import write_estate
 
@@ -161,3 +162,36 @@ def test_the_command_reaps_its_helper_when_it_fails_before_loading(estate: Path)
              "try:\n    os.waitpid(-1, os.WNOHANG)\n    print('child left')\nexcept ChildProcessError:\n    print('no child')\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.split() == ["forked", "BadParameter", "no", "child"], result
+
+
+def reference_listing(root: Path, errors: list[str]) -> list[Path]:
+    """The listing as it was first written (pathlib's rglob): the fast one must agree with it."""
+    files = []
+    for path in sorted((root / "partners").rglob("*")):
+        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
+            continue
+        if path.suffix != ".yaml":
+            errors.append(path.name)
+            continue
+        files.append(path)
+    return files
+
+
+def test_the_listing_rules(tmp_path: Path) -> None:
+    partners = tmp_path / "partners"
+    for name in ("b.yaml", "a.yaml", ".hidden.yaml", "README.md", "notes.txt", "sub/z.yaml", "sub/deeper/c.yaml",
+                 ".git/config.yaml", "sub-a/d.yaml", "A.yaml"):
+        (partners / name).parent.mkdir(parents=True, exist_ok=True)
+        (partners / name).write_text("id: x\n")
+    (partners / "link-to-sub").symlink_to(partners / "sub")  # a link to a folder: not followed
+    (partners / "link.yaml").symlink_to(partners / "a.yaml")  # a link to a file: a file
+    (partners / "broken.yaml").symlink_to(partners / "missing.yaml")  # listed; reading it reports the error
+    errors: list[ProfileError] = []
+    files = prefetch.partner_files(tmp_path, errors)
+    expected_errors: list[str] = []
+    assert files == reference_listing(tmp_path, expected_errors)
+    assert [str(f.relative_to(partners)) for f in files] == [
+        ".git/config.yaml", "A.yaml", "a.yaml", "b.yaml", "broken.yaml", "link.yaml", "sub/deeper/c.yaml", "sub/z.yaml",
+        "sub-a/d.yaml"]
+    assert [Path(e.path).name for e in errors] == expected_errors == ["notes.txt"]
+    assert prefetch.shown_paths(tmp_path, files)[-1] == f"{display_path(tmp_path)}/partners/sub-a/d.yaml"

@@ -44,16 +44,33 @@ _RECORD = struct.Struct("II")  # file index, length of the marshalled result tha
 
 
 def partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
-    """The partner files under `root`/partners, in loading order; problems with the folder go to `errors`."""
+    """The partner files under `root`/partners, in loading order; problems with the folder go to `errors`.
+
+    Every file in the folder and its subfolders, sorted by path, except hidden files and .md notes;
+    any other file not ending in .yaml is an error (it would be silently ignored otherwise). Links to
+    files count as files; links to folders are not followed."""
     folder = root / PARTNERS_DIR
     if not folder.is_dir():
         errors.append(ProfileError(display_path(folder), 0, "partners folder not found; partner profiles live in partners/<id>.yaml"))
         return []
+    found: list[tuple[str, ...]] = []  # paths relative to the folder, as parts (one os.scandir per folder)
+
+    def walk(directory: str, parts: tuple[str, ...]) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, (*parts, entry.name))
+                elif not entry.is_dir():
+                    found.append((*parts, entry.name))
+
+    walk(str(folder), ())
     files = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
+    for parts in sorted(found):
+        name = parts[-1]
+        if name.startswith(".") or name.endswith(".md"):
             continue
-        if path.suffix != ".yaml":
+        path = folder.joinpath(*parts)
+        if not name.endswith(".yaml"):
             errors.append(ProfileError(display_path(path), 0, "partner profiles must end in .yaml; this file would be ignored"))
             continue
         files.append(path)
@@ -61,8 +78,10 @@ def partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
 
 
 def shown_paths(root: Path, files: list[Path]) -> list[str]:
-    shown_root = display_path(root)
-    return [f"{shown_root}/{path.relative_to(root)}" for path in files]
+    """How messages name each file: the profiles folder as the user sees it, then the path inside it."""
+    shown_root, prefix = display_path(root), f"{root}/"
+    return [f"{shown_root}/{text[len(prefix):] if (text := str(path)).startswith(prefix) else path.relative_to(root)}"
+            for path in files]
 
 
 Parsed = Document | ProfileErrors

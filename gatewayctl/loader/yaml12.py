@@ -36,6 +36,9 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 
+_STR, _SEQ, _MAP = _TAG + "str", _TAG + "seq", _TAG + "map"
+
+
 class _Resolver(yaml.resolver.BaseResolver):
     """Tags every plain scalar as 'plain' so that the core schema is applied here.
 
@@ -43,14 +46,18 @@ class _Resolver(yaml.resolver.BaseResolver):
 
     def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
-            return _PLAIN if implicit[0] else _TAG + "str"
-        return _TAG + ("seq" if kind is SequenceNode else "map")
+            return _PLAIN if implicit[0] else _STR
+        return _SEQ if kind is SequenceNode else _MAP
 
 
 class _Loader(CParser, _Resolver):
     def __init__(self, stream: str) -> None:
         CParser.__init__(self, stream)
         _Resolver.__init__(self)
+        # libyaml calls these around every node for path-based resolvers, which are not used here:
+        # C built-ins that do nothing useful cost a fraction of the Python methods (a tenth of parsing)
+        self.descend_resolver = {}.get  # type: ignore[method-assign,assignment]  # (parent, index) -> ignored
+        self.ascend_resolver = tuple  # type: ignore[method-assign,assignment]  # () -> ignored
 
 
 class YamlError(Exception):
