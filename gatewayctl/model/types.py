@@ -21,31 +21,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _one_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must be a single line of text without control characters (newline, tab, NUL...)")
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-def _multi_line(value: str) -> str:
-    if _CONTROL_MULTILINE.search(value):
-        raise ValueError("must not contain control characters other than newline and tab")
-    return value
-
-
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_-]{0,30}[a-z0-9]$|^[a-z]$"
 INTERFACE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,14}$"
 EMAIL_PATTERN = r"^[^@\s\"'<>;{}]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
 ABSOLUTE_PATTERN = r"^/[A-Za-z0-9._/+-]*$"
 RELATIVE_PATTERN = r"^[A-Za-z0-9._/+-]+$"
 OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
+# Free text is checked by pattern (in pydantic's compiled validator, not a Python call per field):
+# one line, no control characters, something other than spaces; descriptions may have newlines and tabs.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+LONG_TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 PATTERN_HELP = {
+    TEXT_PATTERN: "a single line of text without control characters (newline, tab, NUL...), and not blank",
+    LONG_TEXT_PATTERN: "text without control characters other than newline and tab",
     IDENTIFIER_PATTERN: (
         "lower-case letters, digits, '-' and '_', starting with a letter and not ending in '-' or '_', at most 32 characters"
     ),
@@ -56,8 +44,8 @@ PATTERN_HELP = {
     OID_PATTERN: "an object identifier in dotted form, such as 2.16.840.1.101.3.2.1.3.13",
 }
 
-Text = Annotated[str, StringConstraints(max_length=200), AfterValidator(_one_line)]
-LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_multi_line)]
+Text = Annotated[str, StringConstraints(max_length=200, pattern=TEXT_PATTERN)]
+LongText = Annotated[str, StringConstraints(max_length=4000, pattern=LONG_TEXT_PATTERN)]
 Identifier = Annotated[
     str,
     StringConstraints(pattern=IDENTIFIER_PATTERN),
