@@ -216,13 +216,12 @@ class NftTableIR:
     def by_set(self) -> dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]]:
         """The elements of each set and map, by name. Session sets (SESSION_SETS) hold no compiled
         elements: the authorizer fills them at run time."""
+        # host . host . proto . port in a hash set (lookup cost independent of its size); networks and
+        # port ranges in an interval set
+        exact4, ranges4 = _split_exact(self.grants4)
+        exact6, ranges6 = _split_exact(self.grants6)
         sets: dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]] = {
-            # host . host . proto . port in a hash set (lookup cost independent of its size); networks and
-            # port ranges in an interval set
-            "grants4": tuple(e for e in self.grants4 if not e.gated and e.exact),
-            "grants6": tuple(e for e in self.grants6 if not e.gated and e.exact),
-            "ranges4": tuple(e for e in self.grants4 if not e.gated and not e.exact),
-            "ranges6": tuple(e for e in self.grants6 if not e.gated and not e.exact),
+            "grants4": exact4, "grants6": exact6, "ranges4": ranges4, "ranges6": ranges6,
             "icmp4": tuple(e for e in self.icmp4 if not e.gated),
             "icmp6": tuple(e for e in self.icmp6 if not e.gated),
             "deny4": self.deny4, "deny6": self.deny6}
@@ -238,6 +237,16 @@ class NftTableIR:
     def without_elements(self) -> NftTableIR:
         """The same declarations and rules, every set empty."""
         return dataclasses.replace(self, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=(), auth_clients=())
+
+
+def _split_exact(elements: tuple[SetElement, ...]) -> tuple[tuple[SetElement, ...], tuple[SetElement, ...]]:
+    """The elements that are not gated, as (exact ones, the others)."""
+    exact: list[SetElement] = []
+    ranges: list[SetElement] = []
+    for e in elements:
+        if not e.gated:
+            (exact if e.exact else ranges).append(e)
+    return tuple(exact), tuple(ranges)
 
 
 SESSION_SETS = ("sessions4", "sessions6")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -62,6 +63,7 @@ def make_environment(override: Path | None = None) -> jinja2.Environment:
     return env
 
 
+@functools.lru_cache(maxsize=4096)
 def nft_timeout(seconds: int) -> str:
     """Seconds in nft's duration syntax, exact and composite (30d, 5h, 212d5h18m27s): nft refuses a large
     count of a single small unit such as 113375316s ("value too large")."""
@@ -81,6 +83,7 @@ def rounded_timeouts(at: dt.datetime) -> Timeouts:
     the last day, seconds in the last hour), so builds on the same day are byte-identical and the kernel
     never holds access open past the grant (the file is meant to be loaded on the day it was built for)."""
 
+    @functools.lru_cache(maxsize=4096)  # elements share a few end instants
     def timeout(ends_at: dt.datetime | None) -> int | None:
         if ends_at is None:
             return None
@@ -94,6 +97,7 @@ def rounded_timeouts(at: dt.datetime) -> Timeouts:
 def exact_timeouts(now: dt.datetime) -> Timeouts:
     """For a ruleset loaded right away (apply): the seconds left, so the kernel ends access on time."""
 
+    @functools.lru_cache(maxsize=4096)
     def timeout(ends_at: dt.datetime | None) -> int | None:
         return None if ends_at is None else max(int((ends_at - now).total_seconds()), 1)
 
