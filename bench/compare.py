@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import ENV, WORK, precompile, timed_process  # noqa: E402
+from bench.common import ENV, WORK, precompile, timed_process, tree_process  # noqa: E402
 from bench.policy_pair import aerleon_flows, gatewayctl_flows, write_pair  # noqa: E402
 
 precompile()
@@ -80,6 +80,24 @@ def median_run(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> dict[s
             "peak_mib": round(max(m for _, _, m in results) / 1024, 1)}
 
 
+def paired_runs(ours: list[str], theirs: list[str], runs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both tools run in turn (ours, theirs, ours, ...), so a change in the machine's speed during the
+    measurement weighs on both alike; with the peak memory of each whole process tree too."""
+    results: tuple[list[tuple[float, int, int, int | None]], list[tuple[float, int, int, int | None]]] = ([], [])
+    for _ in range(runs):
+        for args, found in zip((ours, theirs), results, strict=True):
+            found.append(tree_process(args))
+            assert found[-1][1] == 0, f"{args[:6]}... exited {found[-1][1]}"
+
+    def summary(found: list[tuple[float, int, int, int | None]]) -> dict[str, Any]:
+        trees = [tree for *_, tree in found if tree is not None]
+        return {"median_s": round(statistics.median(t for t, *_ in found), 3), "runs_s": [round(t, 3) for t, *_ in found],
+                "peak_mib": round(max(m for _, _, m, _ in found) / 1024, 1),
+                "tree_peak_mib": round(max(trees) / 1024, 1) if trees else None}
+
+    return summary(results[0]), summary(results[1])
+
+
 def ns(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", name, *args], capture_output=True, text=True, check=check)
 
@@ -113,16 +131,19 @@ def control_plane(n: int, runs: int) -> dict[str, Any]:
     assert ours == theirs == pair["flows"], (len(ours), len(theirs), len(pair["flows"]))
     row: dict[str, Any] = {"partners": n, "flows": len(ours), "flow_sets_equal": True}
     row["validate"] = median_run([*base, "validate", "--at", AT], runs)
-    row["build"] = median_run([*base, "build", "-o", str(root / "out2"), "--at", AT], runs)
+    build = [*base, "build", "-o", str(root / "out2"), "--at", AT]
+    subprocess.run(build, check=True, env=ENV, capture_output=True)  # the output folder exists, as on a rebuild
+    row["build"], row["aerleon_compile"] = paired_runs(build, aerleon_args, runs)
     row["lint"] = median_run([*base, "lint", "--at", AT], runs, ok=(0, 1))
     row["test"] = median_run([*base, "test", "--at", AT], runs)
-    row["aerleon_compile"] = median_run(aerleon_args, runs)
     for name, script in (("gateway", "bench_gateway.py"), ("diff", "bench_diff.py")):
         result = subprocess.run([sys.executable, str(REPO / "bench" / script), "--partners", str(n), "--runs", str(runs)],
                                 capture_output=True, text=True, env=ENV, check=True)
         row[name] = json.loads(result.stdout)
     row["ratio_build_vs_aerleon"] = round(row["aerleon_compile"]["median_s"] / row["build"]["median_s"], 1)
     row["memory_build_vs_aerleon"] = round(row["build"]["peak_mib"] / row["aerleon_compile"]["peak_mib"], 2)
+    if row["build"]["tree_peak_mib"] and row["aerleon_compile"]["tree_peak_mib"]:
+        row["tree_memory_build_vs_aerleon"] = round(row["build"]["tree_peak_mib"] / row["aerleon_compile"]["tree_peak_mib"], 2)
     row["output"] = {"gatewayctl": kernel(ours_file, runs), "aerleon": kernel(theirs_file, runs)}
     return row
 
@@ -232,7 +253,7 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--dataplane", default="10,5000")
     parser.add_argument("--connections", type=int, default=2000)
