@@ -9,6 +9,10 @@ half its memory; kernel rules constant in N; new-connection cost at 5,000 partne
 cost at 10 partners and within 20% of the no-ruleset floor."""
 
 
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value} MiB"
+
+
 def _s(value: float) -> str:
     return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
 
@@ -21,20 +25,31 @@ def render(results: dict[str, Any]) -> str:
              f"- versions: {v['gatewayctl']}; Aerleon {v['aerleon'].split('Version: ')[-1]}; Python {v['python']}; {v['nft']}",
              "", TARGETS, "",
              "## Control plane", "",
-             "Whole processes, median of 5 runs; peak memory is the largest max-RSS. gatewayctl's estate and",
-             "Aerleon's policy come from the same seed, and both compiled rulesets were parsed and found to allow",
-             "exactly the same flows before anything was timed. plan, drift and the applies ran on a gateway",
-             "namespace with wireguard-go (bench_gateway.py); diff between two git revisions (bench_diff.py).", "",
+             "Whole processes, median of the runs; `gatewayctl build` and Aerleon's `aclgen` ran in turn (ours,",
+             "theirs, ours, ...) so that the machine's speed changing during the measurement weighs on both alike.",
+             "Memory: the largest max-RSS of the main process, and the peak of a memory cgroup holding the whole",
+             "process tree (gatewayctl forks a helper that parses partner files on the second core; the cgroup",
+             "counts it, and also the page cache a run fills). gatewayctl's estate and Aerleon's policy come from",
+             "the same seed, and both compiled rulesets were parsed and found to allow exactly the same flows",
+             "before anything was timed. plan, drift and the applies ran on a gateway namespace with wireguard-go",
+             "(bench_gateway.py); diff between two git revisions (bench_diff.py).", "",
              "| partners | flows | validate | build | lint | test | plan | drift | diff | Aerleon compile | Aerleon / build "
-             "| build memory | Aerleon memory | memory ratio |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| build max-RSS | Aerleon max-RSS | ratio | build tree peak | Aerleon tree peak | ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["control_plane"]:
         g, d = r["gateway"], r["diff"]
+        ours_tree, theirs_tree = r["build"].get("tree_peak_mib"), r["aerleon_compile"].get("tree_peak_mib")
         lines.append(f"| {r['partners']} | {r['flows']} | {_s(r['validate']['median_s'])} | {_s(r['build']['median_s'])} | "
                      f"{_s(r['lint']['median_s'])} | {_s(r['test']['median_s'])} | {_s(g['plan_median_s'])} | "
                      f"{_s(g['drift_median_s'])} | {_s(d['median_s'])} | {_s(r['aerleon_compile']['median_s'])} | "
                      f"**{r['ratio_build_vs_aerleon']}x** | {r['build']['peak_mib']} MiB | "
-                     f"{r['aerleon_compile']['peak_mib']} MiB | {r['memory_build_vs_aerleon']} |")
+                     f"{r['aerleon_compile']['peak_mib']} MiB | {r['memory_build_vs_aerleon']} | "
+                     f"{_mib(ours_tree)} | {_mib(theirs_tree)} | {r.get('tree_memory_build_vs_aerleon', 'n/a')} |")
+    runs = [r["build"].get("runs_s") for r in results["control_plane"]]
+    if all(runs):
+        lines += ["", "Every build and Aerleon run, in the order they ran (seconds):", ""]
+        lines += [f"- {r['partners']} partners: build {r['build']['runs_s']}; Aerleon {r['aerleon_compile']['runs_s']}"
+                  for r in results["control_plane"]]
     lines += ["", "## Output", "",
               "Each tool's ruleset loaded with `nft -f` into a fresh network namespace (median of 5 loads), then",
               "counted by the kernel (`nft -j list ruleset`).", "",

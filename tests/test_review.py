@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -191,3 +192,12 @@ def test_markdown_stays_under_the_comment_limit_with_a_notice() -> None:
     assert len(text) <= 60000
     assert text.startswith("**gatewayctl**: 2000 access change(s) for 2000 partner(s)")
     assert "**Truncated**" in text and text.rstrip().endswith("</details>")
+
+
+def test_revisions_are_extracted_in_memory_unless_tmpdir_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gatewayctl.review.review import _scratch
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    assert _scratch() == ("/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None)
+    monkeypatch.setenv("TMPDIR", "/var/tmp")
+    assert _scratch() is None  # the user's choice stands

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ class Review:
 
 def review(profiles: Path, base: str, head: str | None, at: dt.datetime) -> Review:
     """Raises ProfileErrors (naming the revision) when either side does not validate."""
-    with tempfile.TemporaryDirectory(prefix="gatewayctl-diff-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gatewayctl-diff-", dir=_scratch()) as tmp:
         old_root = export(profiles, base, Path(tmp) / "base")
         new_root = export(profiles, head, Path(tmp) / "head") if head else profiles
         old, lint_before = _side(old_root, base, Path(tmp) / "base", at)
@@ -43,6 +44,15 @@ def review(profiles: Path, base: str, head: str | None, at: dt.datetime) -> Revi
     introduced = tuple(sorted(lint_after - lint_before))
     changes = access_diff(old, new)
     return Review(base, head or "working tree", tuple(changes), introduced)
+
+
+def _scratch() -> str | None:
+    """Where the two revisions are extracted: memory (/dev/shm) when there is one and TMPDIR does not
+    say otherwise; thousands of small files created and deleted on a disk file system cost journal
+    writes (and discards) that took a third of a diff at 1,000 partners on a busy disk."""
+    if os.environ.get("TMPDIR") or not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK | os.X_OK):
+        return None
+    return "/dev/shm"
 
 
 def _side(root: Path, label: str, checkout: Path | None, at: dt.datetime) -> tuple[CompiledPolicy, set[str]]:
