@@ -62,7 +62,7 @@ def _host(network: str) -> str:
 
 
 def _ports(text: str) -> list[int]:
-    ports = []
+    ports: list[int] = []
     for item in text.strip("{} ").split(","):
         first, _, last = item.strip().partition("-")
         ports += range(int(first), int(last or first) + 1)
