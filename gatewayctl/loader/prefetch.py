@@ -9,8 +9,8 @@ child's results through a memory file.
 
 The helper changes how fast an estate loads, never what it loads to: the child sends the plain
 data and text `read_document` returned (or its errors), the parent validates everything, and
-anything unexpected (the child fails or is killed, the folder's listing changed in between) makes
-the parent parse the files itself. Set GATEWAYCTL_PARSE_HELPER=off to never fork.
+anything unexpected (the child fails, is killed or cannot list the folder) makes the parent list
+and parse the files itself. Set GATEWAYCTL_PARSE_HELPER=off to never fork.
 """
 
 from __future__ import annotations
