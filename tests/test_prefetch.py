@@ -31,20 +31,18 @@ def snapshot(partial):
     return {"partners": [(l.doc.shown_path, l.model.model_dump(mode="json")) for l in partial.partners],
             "errors": [str(e) for e in partial.errors]}
 
+def fail_in_the_helper(name):  # prefetch.<name> raises in the helper process only
+    parent, real = os.getpid(), getattr(prefetch, name)
+    def failing(*args):
+        if os.getpid() != parent:
+            raise RuntimeError(f"the helper fails in {name}")
+        return real(*args)
+    setattr(prefetch, name, failing)
+
 if mode == "helper-fails":
-    parent, real = os.getpid(), prefetch._parse
-    def failing(path, shown):
-        if os.getpid() != parent:
-            raise RuntimeError("the helper fails")
-        return real(path, shown)
-    prefetch._parse = failing
+    fail_in_the_helper("_parse")
 if mode == "listing-fails":
-    parent, real_listing = os.getpid(), prefetch.partner_files
-    def failing_listing(root, errors):
-        if os.getpid() != parent:
-            raise RuntimeError("the helper fails before listing")
-        return real_listing(root, errors)
-    prefetch.partner_files = failing_listing
+    fail_in_the_helper("partner_files")
 prefetch.start(root)
 forked = prefetch._pending is not None
 if mode == "late":
