@@ -15,7 +15,13 @@ A profiles folder holds `gateway.yaml`, `services.yaml` and one `partners/<id>.y
 partner (sub-folders of `partners/` are allowed). Files are YAML 1.2: `NO`, `yes` and `22:22`
 stay text, duplicate keys, anchors/aliases and custom tags are errors, and so is any field
 not listed here. Dates are `YYYY-MM-DD` and mean whole days in UTC; an `expires` date is the
-last day of access.
+last day of access. Every date lies from 1970-01-01 to 2100-12-31: an expiry becomes a kernel
+timeout, and nftables refuses the whole table when one is about 584 years away.
+
+Free text (names, references, justifications, approvers, owners) is one line of text, not blank;
+descriptions may also hold newlines and tabs. Refused in all of them: other control characters
+(C0, DEL and C1, including U+0085), the bidirectional controls U+202A-U+202E, U+2066-U+2069,
+U+200E, U+200F and U+061C, and the separators U+2028 and U+2029.
 """
 
 FORMATS = {

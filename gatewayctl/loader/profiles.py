@@ -15,12 +15,13 @@ from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
 from gatewayctl.loader import prefetch
 from gatewayctl.loader.yaml12 import Document, read_document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
-from gatewayctl.model.types import PATTERN_HELP
+from gatewayctl.model.types import DATE_MAX, DATE_MIN, PATTERN_HELP
 
 M = TypeVar("M", bound=BaseModel)
 
 GATEWAY_FILE = "gateway.yaml"
 SERVICES_FILE = "services.yaml"
+_DATE_BOUNDS = {DATE_MIN.isoformat(), DATE_MAX.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         message = "must be " + PATTERN_HELP.get(err["ctx"]["pattern"], f"text matching {err['ctx']['pattern']}")
+    if kind in ("less_than_equal", "greater_than_equal") and {str(v) for v in err["ctx"].values()} & _DATE_BOUNDS:
+        message = f"must be a date from {DATE_MIN} to {DATE_MAX} (the range whose expiries nftables can hold)"
     if "[key]" in err["loc"]:
         return f"{where}: name {shown(err['input'])} {message}"
     return f"{where}: {message}; found {shown(err['input'])}"

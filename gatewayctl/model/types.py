@@ -9,16 +9,56 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import CoreSchema
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
+# Every date in a profile lies in this range. An expiry becomes an nft element timeout; the kernel
+# refuses timeouts past about 584 years (2**64 ns: nft 1.0.6 here loads 213503d and refuses 213504d
+# with "Numerical result out of range", for the whole table). A fixed horizon keeps a file's validity
+# independent of the day it is checked, and 2100 is far below that limit from any date in range.
+DATE_MIN = dt.date(1970, 1, 1)
+DATE_MAX = dt.date(2100, 12, 31)
+
+
+def _bound_dates(node: object) -> None:
+    # Done once per model class, when pydantic builds its validator: no cost per validated file.
+    if isinstance(node, dict):
+        if node.get("type") == "date":
+            node.setdefault("ge", DATE_MIN)
+            node.setdefault("le", DATE_MAX)
+            node.setdefault("metadata", {})["pydantic_js_updates"] = {
+                "formatMinimum": DATE_MIN.isoformat(), "formatMaximum": DATE_MAX.isoformat()}
+        for value in node.values():
+            _bound_dates(value)
+    elif isinstance(node, list):
+        for item in node:
+            _bound_dates(item)
+
 
 class Strict(BaseModel):
-    """Base of every profile model: unknown fields are errors; objects are immutable."""
+    """Base of every profile model: unknown fields are errors; objects are immutable; every date field
+    (whatever module declares it) is bounded to DATE_MIN..DATE_MAX inside pydantic's compiled validator."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: type[BaseModel], handler: GetCoreSchemaHandler) -> CoreSchema:
+        """The model's schema, with the date bounds added to every date in it (nested, optional or listed)."""
+        schema = handler(source)
+        _bound_dates(schema)
+        return schema
 
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_-]{0,30}[a-z0-9]$|^[a-z]$"
@@ -28,12 +68,20 @@ ABSOLUTE_PATTERN = r"^/[A-Za-z0-9._/+-]*$"
 RELATIVE_PATTERN = r"^[A-Za-z0-9._/+-]+$"
 OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
 # Free text is checked by pattern (in pydantic's compiled validator, not a Python call per field):
-# one line, no control characters, something other than spaces; descriptions may have newlines and tabs.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
-LONG_TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+# one line, something other than spaces; descriptions may have newlines and tabs. Refused everywhere:
+# C0 and C1 controls (U+0085 is a line break to some readers), the bidirectional controls (U+061C,
+# U+200E/F, U+202A-E, U+2066-9: they make a review show text in another order than it is stored) and
+# the Unicode line and paragraph separators U+2028/U+2029 (a new line in a PR comment or a report).
+# The escapes stay escapes in the pattern, so the JSON schema shows them (and ECMA, Python and
+# pydantic's Rust regex all read them the same way).
+_NOT_TEXT = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_NOT_LONG_TEXT = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+TEXT_PATTERN = rf"^[^{_NOT_TEXT}]*[^{_NOT_TEXT}\s][^{_NOT_TEXT}]*$"
+LONG_TEXT_PATTERN = rf"^[^{_NOT_LONG_TEXT}]*$"
+_NO_BIDI = "bidirectional controls (U+202E, U+2066...) or line separators (U+2028, U+2029, U+0085)"
 PATTERN_HELP = {
-    TEXT_PATTERN: "a single line of text without control characters (newline, tab, NUL...), and not blank",
-    LONG_TEXT_PATTERN: "text without control characters other than newline and tab",
+    TEXT_PATTERN: f"a single line of text without control characters (newline, tab, NUL...), {_NO_BIDI}, and not blank",
+    LONG_TEXT_PATTERN: f"text without control characters other than newline and tab, {_NO_BIDI}",
     IDENTIFIER_PATTERN: (
         "lower-case letters, digits, '-' and '_', starting with a letter and not ending in '-' or '_', at most 32 characters"
     ),
