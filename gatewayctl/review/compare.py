@@ -1,27 +1,24 @@
 """The access diff between two compiled policies: keyed on meaning, never on lines.
 
 Flows are keyed on (partner, destination, protocol) with their ports as the value, so moving a
-grant, renaming a file or reformatting YAML changes nothing here."""
+grant, renaming a file or reformatting YAML changes nothing here. Beside the flows: every peer
+setting that bears on access, each partner's effective certificate requirements and the gateway's
+own settings (review/settings.py), each loosening marked as a risk."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any
 
-from gatewayctl.compile.ir import CompiledPolicy, GrantIR, PartnerIR
+from gatewayctl.compile.ir import CompiledPolicy, GrantIR, PartnerIR, PeerIR
+from gatewayctl.loader.profiles import Estate
+from gatewayctl.model.partner import PartnerFile
 from gatewayctl.ports import merge
+from gatewayctl.review.change import GATEWAY, Change
+from gatewayctl.review.settings import certificate_changes, certificate_values, gateway_changes
 
-
-@dataclass(frozen=True, order=True)
-class Change:
-    """One difference a reviewer should see; `risk` says why a security reviewer must look."""
-
-    partner: str
-    kind: str
-    subject: str
-    detail: str
-    risk: str = ""
+__all__ = ["GATEWAY", "Change", "access_diff", "sensitive"]
 
 
 FlowKey = tuple[str, str, str]  # partner, destination, protocol
@@ -58,36 +55,67 @@ def _covers(outer: list[tuple[int, int]], inner: list[tuple[int, int]]) -> bool:
     return all(any(a <= c and d <= b for a, b in outer) for c, d in inner)
 
 
-def access_diff(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
+def access_diff(old: CompiledPolicy, new: CompiledPolicy, old_estate: Estate, new_estate: Estate) -> list[Change]:
+    """Every difference a reviewer should see, sorted; the estates are the validated profiles the
+    policies were compiled from (for what the compiled policy does not keep, such as presets)."""
     changes: list[Change] = []
     changes += _flow_changes(old, new)
-    changes += _partner_changes(old, new)
+    changes += _partner_changes(old, new, _models(old_estate), _models(new_estate))
+    changes += gateway_changes(old_estate.gateway.model, new_estate.gateway.model)
     return sorted(set(changes))
+
+
+def _models(estate: Estate) -> dict[str, PartnerFile]:
+    return {loaded.model.id: loaded.model for loaded in estate.partners}
 
 
 def _flow_changes(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
     before, after = _flows(old), _flows(new)
     watched = sensitive(new)
+    grants = {g.id: g for p in new.partners for g in p.grants}
     changes = []
     for key in sorted(set(before) | set(after)):
         partner, dst, proto = key
         if key in before and key in after:
             changes += _port_change(key, before[key], after[key])
+            changes += _level_change(key, before[key][2], after[key][2], watched, new.classifications)
             continue
         if key in after:
-            ports, grants, level = after[key]
+            ports, ids, level = after[key]
             wider = _enlarged(key, before)
             kind, detail = ("flow-widened", f"{wider} enlarged to {dst} {proto}/{_ports(ports)}") if wider else \
-                ("flow-added", f"{dst} {proto}/{_ports(ports)} via {', '.join(sorted(grants))}")
+                ("flow-added", f"{dst} {proto}/{_ports(ports)} via {_grant_notes(ids, grants)}")
             risk = f"new access to {level} data" if level in watched else ("access widened" if wider else "")
             changes.append(Change(partner, kind, f"{dst} {proto}", f"{detail} [{level}]", risk))
         else:
-            ports, grants, level = before[key]
+            ports, ids, level = before[key]
             if _enlarged_to(key, after):
                 continue  # reported as widened from the new side
             changes.append(Change(partner, "flow-removed", f"{dst} {proto}", f"{dst} {proto}/{_ports(ports)} "
-                                  f"(was {', '.join(sorted(grants))}) [{level}]"))
+                                  f"(was {', '.join(sorted(ids))}) [{level}]"))
     return changes
+
+
+def _grant_notes(ids: set[str], grants: Mapping[str, GrantIR]) -> str:
+    """Each grant behind a new flow with who approved it and why, as the reviewer must judge them."""
+    notes = []
+    for gid in sorted(ids):
+        grant = grants.get(gid)
+        approved = f"approved by {grant.approved_by}" if grant and grant.approved_by else "no approver"
+        why = f"justification: {grant.justification}" if grant and grant.justification else "no justification"
+        notes.append(f"{gid} ({approved}; {why})")
+    return ", ".join(notes)
+
+
+def _level_change(key: FlowKey, old: str, new: str, watched: set[str], order: tuple[str, ...]) -> list[Change]:
+    """A flow whose data is classified differently: a lower class drops the requirements tied to the
+    old one (preshared keys, smart cards, stage ceilings); a higher one may be sensitive data now."""
+    if old == new:
+        return []
+    rank = {level: i for i, level in enumerate(order)}
+    lowered = rank.get(new, -1) < rank.get(old, -1)
+    risk = f"classification lowered from {old}" if lowered else (f"now {new} data" if new in watched else "")
+    return [Change(key[0], "flow-reclassified", f"{key[1]} {key[2]}", f"{old} -> {new}", risk)]
 
 
 def _port_change(key: FlowKey, old: tuple[list[tuple[int, int]], set[str], str],
@@ -123,23 +151,30 @@ def _enlarged_to(key: FlowKey, after: Mapping[FlowKey, object]) -> bool:
                and net.subnet_of(ipaddress.ip_network(o[1])) for o in after)  # type: ignore[arg-type]
 
 
-def _partner_changes(old: CompiledPolicy, new: CompiledPolicy) -> list[Change]:
+def _partner_changes(old: CompiledPolicy, new: CompiledPolicy, old_models: Mapping[str, PartnerFile],
+                     new_models: Mapping[str, PartnerFile]) -> list[Change]:
     changes = []
     before = {p.id: p for p in old.partners}
     after = {p.id: p for p in new.partners}
     for pid in sorted(set(after) - set(before)):
-        changes.append(Change(pid, "partner-added", pid, f"{after[pid].name}, stage {after[pid].stage}"))
+        added = after[pid]
+        changes.append(Change(pid, "partner-added", pid, f"{added.name}, stage {added.stage}, agreement "
+                              f"{added.agreement_reference} until {added.agreement_expires}, {len(added.peers)} peer(s)"))
+        changes += [Change(pid, "peer-added", peer.name, _peer_summary(peer)) for peer in added.peers]
     for pid in sorted(set(before) - set(after)):
         changes.append(Change(pid, "partner-removed", pid, f"{before[pid].name}"))
     stages = list(new.stages)
     for pid in sorted(set(before) & set(after)):
         changes += _same_partner(before[pid], after[pid], stages)
+        changes += _cert_changes(before[pid], after[pid], old_models.get(pid), new_models.get(pid))
     return changes
 
 
 def _same_partner(old: PartnerIR, new: PartnerIR, stages: list[str]) -> list[Change]:
     pid = old.id
     changes = []
+    if old.name != new.name:
+        changes.append(Change(pid, "partner-renamed", pid, f"{old.name} -> {new.name}"))
     if old.stage != new.stage:
         raised = stages.index(new.stage) > stages.index(old.stage) if old.stage in stages and new.stage in stages else True
         changes.append(Change(pid, "stage-changed", pid, f"{old.stage} -> {new.stage}", "stage raised" if raised else ""))
@@ -149,8 +184,14 @@ def _same_partner(old: PartnerIR, new: PartnerIR, stages: list[str]) -> list[Cha
                               f"{new.agreement_reference} until {new.agreement_expires}", "expiry pushed out" if pushed else ""))
     changes += _peer_changes(old, new)
     changes += _expiry_changes(old, new)
-    changes += _cert_changes(old, new)
     return changes
+
+
+def _peer_summary(peer: PeerIR) -> str:
+    """Everything about a new peer that bears on access: its addresses, LANs, endpoint and keys."""
+    lans = ", ".join(str(n) for n in peer.networks) or "none"
+    return (f"addresses {', '.join(str(a) for a in peer.tunnel_addresses)}; LANs {lans}; endpoint {peer.endpoint or 'roaming'}; "
+            f"keepalive {peer.keepalive or 'off'}; preshared key {'yes' if peer.preshared_key_file else 'none'}")
 
 
 def _peer_changes(old: PartnerIR, new: PartnerIR) -> list[Change]:
@@ -158,21 +199,45 @@ def _peer_changes(old: PartnerIR, new: PartnerIR) -> list[Change]:
     before = {p.name: p for p in old.peers}
     after = {p.name: p for p in new.peers}
     for name in sorted(set(after) - set(before)):
-        changes.append(Change(old.id, "peer-added", name, f"addresses {', '.join(str(a) for a in after[name].allowed_ips)}",
-                              "new peer"))
+        changes.append(Change(old.id, "peer-added", name, _peer_summary(after[name]), "new peer"))
     for name in sorted(set(before) - set(after)):
         changes.append(Change(old.id, "peer-removed", name, ""))
     for name in sorted(set(before) & set(after)):
-        a, b = before[name], after[name]
-        if a.public_key != b.public_key:
-            changes.append(Change(old.id, "key-rotated", name, "the peer's public key changed"))
-        if set(b.allowed_ips) - set(a.allowed_ips):
-            grown = ", ".join(sorted(str(n) for n in set(b.allowed_ips) - set(a.allowed_ips)))
-            changes.append(Change(old.id, "peer-addresses-added", name, grown, "access widened"))
-        if set(a.allowed_ips) - set(b.allowed_ips):
-            shrunk = ", ".join(sorted(str(n) for n in set(a.allowed_ips) - set(b.allowed_ips)))
-            changes.append(Change(old.id, "peer-addresses-removed", name, shrunk))
+        changes += _same_peer(old.id, before[name], after[name])
     return changes
+
+
+def _same_peer(pid: str, a: PeerIR, b: PeerIR) -> list[Change]:
+    name = a.name
+    changes = []
+    if a.public_key != b.public_key:
+        changes.append(Change(pid, "key-rotated", name, "the peer's public key changed"))
+    changes += _address_changes(pid, name, "peer-addresses", a.tunnel_addresses, b.tunnel_addresses)
+    changes += _address_changes(pid, name, "peer-networks", a.networks, b.networks)
+    if a.preshared_key_file != b.preshared_key_file:
+        if b.preshared_key_file is None:
+            changes.append(Change(pid, "preshared-key-removed", name, f"{a.preshared_key_file} -> none (loosened)",
+                                  "preshared key removed"))
+        else:
+            verdict = "tightened" if a.preshared_key_file is None else "changed"
+            changes.append(Change(pid, "preshared-key-changed", name,
+                                  f"{a.preshared_key_file or 'none'} -> {b.preshared_key_file} ({verdict})"))
+    changes += _peer_setting(pid, name, "endpoint", a.endpoint or "roaming", b.endpoint or "roaming")
+    changes += _peer_setting(pid, name, "keepalive", a.keepalive or "off", b.keepalive or "off")
+    return changes
+
+
+def _address_changes(pid: str, name: str, kind: str, old: tuple[Any, ...], new: tuple[Any, ...]) -> list[Change]:
+    grown = sorted(str(n) for n in set(new) - set(old))
+    shrunk = sorted(str(n) for n in set(old) - set(new))
+    what = "addresses" if kind == "peer-addresses" else "LANs"
+    return ([Change(pid, f"{kind}-added", name, ", ".join(grown), f"access widened: new {what}")] if grown else []) + \
+        ([Change(pid, f"{kind}-removed", name, ", ".join(shrunk))] if shrunk else [])
+
+
+def _peer_setting(pid: str, name: str, what: str, old: object, new: object) -> list[Change]:
+    # neither widens what the peer may reach (WireGuard authenticates by key), but the reviewer sees both
+    return [] if old == new else [Change(pid, f"peer-{what}-changed", name, f"{old} -> {new} (changed)")]
 
 
 def _expiry_changes(old: PartnerIR, new: PartnerIR) -> list[Change]:
@@ -192,28 +257,20 @@ def _expiry_changes(old: PartnerIR, new: PartnerIR) -> list[Change]:
     return changes
 
 
-def _cert_changes(old: PartnerIR, new: PartnerIR) -> list[Change]:
+def _cert_changes(old: PartnerIR, new: PartnerIR, old_model: PartnerFile | None,
+                  new_model: PartnerFile | None) -> list[Change]:
+    """The partner's effective certificate requirements compared one by one (presets resolved)."""
     a, b = old.certificates, new.certificates
-    if a == b:
+    if a is None and b is None:
         return []
-    if a is None and b is not None:
-        return [Change(old.id, "certificates-added", old.id, "smart card required" if b.smartcard_required else "certificates required")]
-    if b is None and a is not None:
-        return [Change(old.id, "certificates-removed", old.id, "no certificate requirement any more",
-                       "smart-card requirement removed")]
-    assert a is not None and b is not None
-    weaker = []
-    if a.smartcard_required and not b.smartcard_required:
-        weaker.append("smart card no longer required")
-    if set(a.policy_oids) - set(b.policy_oids):
-        weaker.append(f"policy OIDs dropped: {', '.join(sorted(set(a.policy_oids) - set(b.policy_oids)))}")
-    if set(a.ekus) - set(b.ekus):
-        weaker.append(f"EKUs dropped: {', '.join(sorted(set(a.ekus) - set(b.ekus)))}")
-    if b.min_rsa_bits < a.min_rsa_bits:
-        weaker.append(f"RSA minimum {a.min_rsa_bits} -> {b.min_rsa_bits}")
-    if set(b.ec_curves) - set(a.ec_curves):
-        weaker.append(f"curves added: {', '.join(sorted(set(b.ec_curves) - set(a.ec_curves)))}")
-    if a.ca_bundle_pem != b.ca_bundle_pem:
-        weaker.append("issuing CAs changed")
-    detail = "; ".join(weaker) or "requirements tightened or reworded"
-    return [Change(old.id, "certificates-changed", old.id, detail, "smart-card requirement weakened or changed" if weaker else "")]
+    if a is None:
+        return [Change(old.id, "certificates-added", old.id,
+                       ("smart card required" if b and b.smartcard_required else "certificates required") + " (tightened)")]
+    if b is None:
+        return [Change(old.id, "certificates-removed", old.id, "no certificate requirement any more (loosened)",
+                       "certificate requirement removed")]
+    old_reqs = old_model.certificates if old_model else None
+    new_reqs = new_model.certificates if new_model else None
+    if old_reqs is None or new_reqs is None:  # cannot happen (compiled from these models); fail closed if it does
+        return [Change(old.id, "certificates-changed", old.id, "requirements could not be compared", "unknown change")]
+    return certificate_changes(old.id, certificate_values(old_reqs, a), certificate_values(new_reqs, b))

@@ -1,29 +1,44 @@
-"""Review output: text for a terminal, Markdown for a pull-request comment, JSON (versioned)."""
+"""Review output: text for a terminal, Markdown for a pull-request comment, JSON (versioned).
+
+Every value in the Markdown comes from the profiles, which a partner may have drafted: each is
+written through markup.markdown_text, so none can become a link, an image, a mention, HTML or a
+table break."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
+from gatewayctl.markup import markdown_code
+from gatewayctl.markup import markdown_text as _md
+from gatewayctl.review.change import GATEWAY
 from gatewayctl.review.review import Review
 
 DIFF_FORMAT = "gatewayctl-diff/1"
 MARKDOWN_LIMIT = 60000
 
 
-def headline(review: Review) -> str:
+def headline(review: Review, quote: Callable[[str], str] = str) -> str:
+    """One sentence; `quote` escapes the revision names for the output format."""
+    base, head = quote(review.base), quote(review.head)
     if not review.changes and not review.lint_introduced:
-        return f"No access change between {review.base} and {review.head}."
-    partners = len({c.partner for c in review.changes})
-    return (f"{len(review.changes)} access change(s) for {partners} partner(s) between {review.base} and {review.head}; "
+        return f"No access change between {base} and {head}."
+    partners = len({c.partner for c in review.changes} - {GATEWAY})
+    gateway = " and the gateway" if any(c.partner == GATEWAY for c in review.changes) else ""
+    return (f"{len(review.changes)} access change(s) for {partners} partner(s){gateway} between {base} and {head}; "
             f"{review.risk_count} need a security reviewer.")
+
+
+def _section(partner: str) -> str:
+    return "gateway (gateway.yaml)" if partner == GATEWAY else partner
 
 
 def text(review: Review) -> str:
     lines = [headline(review)]
     for partner, group in groupby(review.changes, key=lambda c: c.partner):
-        lines.append(f"{partner}:")
+        lines.append(f"{_section(partner)}:")
         for c in group:
             flag = f"  [RISK: {c.risk}]" if c.risk else ""
             lines.append(f"  {c.kind}: {c.subject}{': ' + c.detail if c.detail else ''}{flag}")
@@ -35,27 +50,23 @@ def as_json(review: Review) -> dict[str, Any]:
     return {
         "format": DIFF_FORMAT, "base": review.base, "head": review.head,
         "summary": {"changes": len(review.changes), "risky": review.risk_count,
-                    "partners": sorted({c.partner for c in review.changes})},
+                    "partners": sorted({c.partner for c in review.changes} - {GATEWAY})},
         "changes": [c.__dict__ for c in review.changes],
         "lint_errors_introduced": list(review.lint_introduced),
     }
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def markdown(review: Review, limit: int = MARKDOWN_LIMIT) -> str:
     """A summary line, then the details grouped by partner in a collapsible block; never over `limit`."""
-    head = [f"**gatewayctl**: {headline(review)}", ""]
+    head = [f"**gatewayctl**: {headline(review, _md)}", ""]
     if not review.changes and not review.lint_introduced:
         return "\n".join(head)
     body = ["<details><summary>Access changes by partner</summary>", ""]
     if review.lint_introduced:
-        body += ["#### Lint errors introduced", ""] + [f"- :warning: `{_md(e)}`" for e in review.lint_introduced] + [""]
+        body += ["#### Lint errors introduced", ""] + [f"- :warning: {_md(e)}" for e in review.lint_introduced] + [""]
     for partner, group in groupby(review.changes, key=lambda c: c.partner):
-        body += [f"#### {_md(partner)}", "", "| | change | what | detail |", "|---|---|---|---|"]
-        body += [f"| {':warning:' if c.risk else ''} | `{c.kind}` | {_md(c.subject)} | {_md(c.detail)}"
+        body += [f"#### {_md(_section(partner))}", "", "| | change | what | detail |", "|---|---|---|---|"]
+        body += [f"| {':warning:' if c.risk else ''} | {markdown_code(c.kind)} | {_md(c.subject)} | {_md(c.detail)}"
                  f"{' **(' + _md(c.risk) + ')**' if c.risk else ''} |" for c in group]
         body.append("")
     closing = ["</details>", ""]

@@ -12,7 +12,7 @@ from gatewayctl.compile.compiler import compile_estate
 from gatewayctl.compile.ir import CompiledPolicy
 from gatewayctl.errors import ProfileError, ProfileErrors
 from gatewayctl.lint.engine import lint_checked
-from gatewayctl.loader.profiles import gc_paused, load_estate
+from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
 from gatewayctl.review.compare import Change, access_diff
 from gatewayctl.review.gitsource import export
 from gatewayctl.validate import check_estate
@@ -39,10 +39,10 @@ def review(profiles: Path, base: str, head: str | None, at: dt.datetime) -> Revi
     with tempfile.TemporaryDirectory(prefix="gatewayctl-diff-", dir=_scratch()) as tmp:
         old_root = export(profiles, base, Path(tmp) / "base")
         new_root = export(profiles, head, Path(tmp) / "head") if head else profiles
-        old, lint_before = _side(old_root, base, Path(tmp) / "base", at)
-        new, lint_after = _side(new_root, head or "working tree", Path(tmp) / "head" if head else None, at)
+        old, old_estate, lint_before = _side(old_root, base, Path(tmp) / "base", at)
+        new, new_estate, lint_after = _side(new_root, head or "working tree", Path(tmp) / "head" if head else None, at)
     introduced = tuple(sorted(lint_after - lint_before))
-    changes = access_diff(old, new)
+    changes = access_diff(old, new, old_estate, new_estate)
     return Review(base, head or "working tree", tuple(changes), introduced)
 
 
@@ -55,9 +55,9 @@ def _scratch() -> str | None:
     return "/dev/shm"
 
 
-def _side(root: Path, label: str, checkout: Path | None, at: dt.datetime) -> tuple[CompiledPolicy, set[str]]:
-    """Load once; compile and lint from the same load. Errors name the revision and the path inside
-    the repository (REV:profiles/...)."""
+def _side(root: Path, label: str, checkout: Path | None, at: dt.datetime) -> tuple[CompiledPolicy, Estate, set[str]]:
+    """Load once; compile and lint from the same load: (policy, validated estate, lint errors). Errors
+    name the revision and the path inside the repository (REV:profiles/...)."""
     with gc_paused():
         partial = load_estate(root)
         estate, cas, errors = check_estate(partial)
@@ -66,7 +66,7 @@ def _side(root: Path, label: str, checkout: Path | None, at: dt.datetime) -> tup
                                           e.line, e.message) for e in errors])
     policy = compile_estate(estate, cas, at)
     lint = lint_checked(root, estate, cas, errors, at)
-    return policy, {f"{f.code} {f.message}" for f in lint.active() if f.severity == "error"}
+    return policy, estate, {f"{f.code} {f.message}" for f in lint.active() if f.severity == "error"}
 
 
 def _relative(path: str, root: Path) -> str:
