@@ -8,6 +8,7 @@ prefix can name the partner.
 
 from __future__ import annotations
 
+from gatewayctl.compile.intervals import Key, disjoint
 from gatewayctl.compile.ir import AuthClient, DenyChain, DenyEntry, GrantIR, NftTableIR, PartnerIR, SetElement
 from gatewayctl.model.gateway import GatewayFile
 from gatewayctl.model.types import IPNetwork
@@ -16,7 +17,7 @@ SHARED_DENY_CHAIN = "deny_partner"
 
 
 def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
-    """Return the table IR; elements are deduplicated and sorted for byte-identical output."""
+    """Return the table IR; elements are deduplicated, made disjoint and sorted for byte-identical output."""
     spans: dict[int, tuple[int, int]] = {}  # id of a network object -> (address, prefix length), worked out once
 
     def span(network: IPNetwork) -> tuple[int, int]:
@@ -27,7 +28,7 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
 
     # One key per element, both its identity and its place in the output: family, source, destination,
     # protocol, ports, all as numbers (hashing and comparing ipaddress objects is slow Python code).
-    merged: dict[tuple[object, ...], SetElement] = {}
+    merged: dict[Key, SetElement] = {}
     for partner in partners:
         gated = partner.certificates is not None and partner.certificates.session_seconds is not None
         for grant in partner.grants:
@@ -36,7 +37,7 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
                 key = (element.family, *span(element.source), *span(element.destination), element.protocol, ports)
                 old = merged.get(key)
                 merged[key] = element if old is None else _merge(old, element)
-    elements = [merged[key] for key in sorted(merged)]
+    elements = disjoint(merged)  # sorted; overlapping elements cut into pieces an interval set accepts
     logging = gw.deny_logging
     chains, entries = _deny(partners, gw)
     return NftTableIR(
