@@ -61,7 +61,12 @@ CHANGES = [
                                  "    approved_by: Tom Becker (service owner)\n    expires: 2027-06-30\n  - service: lab-ping")],
      {("acme", "flow-added", False)}),
     ("grant of confidential data added", [("partners/umbrella.yaml", "  - service: dns", "  - service: crm-api\n    justification: "
-                                           "CRM\n    approved_by: Tom Becker (service owner)\n    expires: 2027-04-30\n  - service: dns")],
+                                           "CRM\n    approved_by: Tom Becker (service owner)\n    expires: 2027-04-30\n  - service: dns"),
+                                          # stage established needs a preshared key for confidential data (GW104)
+                                          ("partners/umbrella.yaml", "    keepalive: 25", "    keepalive: 25\n    preshared_key_file: "
+                                           "/etc/gatewayctl/psk/umbrella-london.psk"),
+                                          ("partners/umbrella.yaml", '"fd00:250::4:2/128"]', '"fd00:250::4:2/128"]\n    preshared_key_file: '
+                                           "/etc/gatewayctl/psk/umbrella-raccoon.psk")],
      {("umbrella", "flow-added", True)}),
     ("grant removed", [("partners/acme.yaml", "  - service: edi-sftp", "  - service: crm-api")], None),
     ("ports widened", [("partners/globex.yaml", 'ports: ["8000-8003"]', 'ports: ["8000-8005"]')], {("globex", "flow-widened", True)}),
@@ -81,7 +86,8 @@ CHANGES = [
      {("acme", "expiry-moved", True)}),
     ("expiry brought forward", [("partners/acme.yaml", "    expires: 2027-03-31", "    expires: 2027-01-31")],
      {("acme", "expiry-moved", False)}),
-    ("expiry removed", [("partners/acme.yaml", "    expires: 2027-03-31\n", "")], {("acme", "expiry-removed", True)}),
+    # globex: acme's agreement runs past its stage's 365 days, so a grant there without expiry would not be compiled
+    ("expiry removed", [("partners/globex.yaml", "    expires: 2027-09-30\n", "")], {("globex", "expiry-removed", True)}),
     ("agreement extended", [("partners/initech.yaml", "  expires: 2027-02-28", "  expires: 2027-05-31")],
      {("initech", "agreement-changed", True)}),
 ]

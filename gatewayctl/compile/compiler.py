@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gatewayctl.compile.ceilings import judge_partner
 from gatewayctl.compile.ir import (
     AuthIR,
     CertRequirementsIR,
@@ -20,6 +21,7 @@ from gatewayctl.compile.ir import (
     WgInterfaceIR,
 )
 from gatewayctl.compile.nft import build_table
+from gatewayctl.exceptions import ObjectKey, Standing, judge
 from gatewayctl.loader.profiles import Estate, Loaded
 from gatewayctl.model import PartnerFile
 from gatewayctl.model.gateway import AuthSettings
@@ -44,7 +46,8 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
     """Return the desired state of the gateway at instant `at` (timezone-aware)."""
     warnings: list[str] = []
     catalogue = {name: _ServiceFacts.of(service) for name, service in estate.services.model.services.items()}
-    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings) for loaded in estate.partners)
+    exceptions = _exceptions(estate, at, warnings)
+    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings, exceptions) for loaded in estate.partners)
     gw = estate.gateway.model
     wg = gw.wireguard
     interface = WgInterfaceIR(
@@ -82,8 +85,20 @@ class _ServiceFacts:
         return cls(service, frozenset(d.version for d in service.addresses), tuple(service.addresses), _ports(service, None))
 
 
+def _exceptions(estate: Estate, at: dt.datetime, warnings: list[str]) -> dict[tuple[str, ObjectKey], Standing]:
+    """The gateway-owned exceptions standing at `at`; refused ones are named in a warning (and lint errors)."""
+    doc = estate.gateway.doc
+    judged = judge(estate, at)
+    for s in judged:
+        for code, problem in s.problems:
+            warnings.append(f"{doc.shown_path}:{doc.line_of(('exceptions', s.index))}: {problem}; the exception is "
+                            f"refused ({code}) and lifts nothing")
+    return {(s.exception.rule, s.obj): s for s in judged if s.holds(at)}
+
+
 def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded[PartnerFile],
-             cas: dict[str, list[x509.Certificate]], at: dt.datetime, warnings: list[str]) -> PartnerIR:
+             cas: dict[str, list[x509.Certificate]], at: dt.datetime, warnings: list[str],
+             exceptions: dict[tuple[str, ObjectKey], Standing]) -> PartnerIR:
     model = loaded.model
     peers = tuple(_peer(model.id, peer) for peer in model.peers)
     sources = tuple(net for peer in peers for net in peer.allowed_ips)
@@ -91,16 +106,28 @@ def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded
     excluded: list[ExcludedGrant] = []
     agreement_end = day_end(model.agreement.expires)
     ids = _grant_ids(model)
+    ended = {i: r for i, g in enumerate(model.grants) if (r := _exclusion(g.expires, model.agreement.expires, at))}
+    verdict = judge_partner(estate.gateway.model, {name: f.service.classification for name, f in catalogue.items()},
+                            model, ended, at, exceptions)
     for index, grant in enumerate(model.grants):
         facts = catalogue[grant.service]
         service = facts.service
-        reason = _exclusion(grant.expires, model.agreement.expires, at)
+        reason = ended.get(index) or verdict.excluded.get(index)
+        where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
+        if index in verdict.excepted:
+            warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} compiled beyond its stage "
+                            f"under gateway exception: {verdict.excepted[index]}")
         if reason:
             excluded.append(ExcludedGrant(model.id, index, grant.service, reason, facts.destinations, service.protocol))
-            where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
-            warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
+            if index in verdict.excluded:
+                warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} NOT COMPILED, {reason}; "
+                                "only a gateway.yaml exception approved by one of lint.approvers can allow it")
+            else:
+                warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} left out: {reason}")
             continue
         ends = min(day_end(grant.expires), agreement_end) if grant.expires else agreement_end
+        if index in verdict.until:  # beyond its stage: open only while the exception holds
+            ends = min(ends, day_end(verdict.until[index]))
         grants.append(GrantIR(
             id=ids[index], partner=model.id, index=index, service=grant.service,
             classification=service.classification, protocol=service.protocol,

@@ -11,12 +11,14 @@ from pathlib import Path
 from cryptography import x509
 
 from gatewayctl.errors import ProfileError
+from gatewayctl.exceptions import RESTRICTED_FAMILIES, grant_refs, judge, restricted
 from gatewayctl.lint import registry
 from gatewayctl.lint.finding import Finding
 from gatewayctl.lint.rule import LintContext, Rule
 from gatewayctl.lint.rules import secrets, suppressions
 from gatewayctl.loader.profiles import Estate, gc_paused, load_estate
 from gatewayctl.loader.yaml12 import Document
+from gatewayctl.model.exceptions import GatewayException
 from gatewayctl.model.types import Suppression
 from gatewayctl.validate import check_estate
 
@@ -36,7 +38,9 @@ class LintResult:
 
 @dataclass(frozen=True)
 class Exemption:
-    suppression: Suppression
+    """A suppression (in the file of the object it exempts) or a gateway exception, where it is written."""
+
+    suppression: Suppression | GatewayException
     obj: tuple[str, ...]
     doc: Document
     loc: tuple[int | str, ...]
@@ -63,7 +67,8 @@ def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Cer
     for rule in registry.RULES:
         if rule.__module__ not in (secrets.__name__, suppressions.__name__):
             findings.extend(rule().check(ctx))
-    return LintResult(tuple(sorted(_suppress(findings, list(_exemptions(estate)), ctx.today))), ())
+    exemptions, refused = _admitted(estate, at)
+    return LintResult(tuple(sorted(_suppress(findings, exemptions, ctx.today) + refused)), ())
 
 
 def _from_validation(error: ProfileError) -> Finding:
@@ -88,6 +93,49 @@ def _exemptions(estate: Estate) -> Iterator[Exemption]:
         for g, grant in enumerate(model.grants):
             for i, s in enumerate(grant.suppressions):
                 yield Exemption(s, ("grant", model.id, str(g)), doc, ("grants", g, "suppressions", i))
+
+
+def _admitted(estate: Estate, at: dt.datetime) -> tuple[list[Exemption], list[Finding]]:
+    """The exemptions that may lift findings, and findings about those that may not: local suppressions
+    of restricted rules (only gateway exceptions may lift them) and gateway exceptions that are refused."""
+    admitted: list[Exemption] = []
+    refused: list[Finding] = []
+    limit = estate.gateway.model.lint.max_exception_days
+    for ex in _exemptions(estate):
+        rule = registry.resolve(ex.suppression.rule)
+        if rule is not None and restricted(rule.code):
+            refused.append(_meta(suppressions.SuppressionNotGatewayOwned, ex, _not_here(rule, _target(estate, ex.obj), limit)))
+        else:
+            admitted.append(ex)
+    doc = estate.gateway.doc
+    for judged in judge(estate, at):
+        ex = Exemption(judged.exception, judged.obj, doc, ("exceptions", judged.index))
+        refused += [_meta(registry.BY_CODE[code], ex, message) for code, message in judged.problems]
+        if not judged.problems:
+            admitted.append(ex)
+    return admitted, refused
+
+
+def _not_here(rule: type[Rule], target: str, limit: int) -> str:
+    family = RESTRICTED_FAMILIES[rule.code[:3]]
+    return (f"suppression of {rule.code} ({rule.name}) is not accepted here: {family} rules are excepted only by the "
+            f"gateway owners, in gateway.yaml exceptions: [{{rule: {rule.code}{target}, reason: ..., approved_by: "
+            f"(one of lint.approvers), expires: (at most {limit} days away)}}]")
+
+
+def _target(estate: Estate, obj: tuple[str, ...]) -> str:
+    """The target fields of a gateway exception naming the object `obj` of a local suppression."""
+    kind, *rest = obj
+    if kind == "service":
+        return f", service: {rest[0]}"
+    partner = next((p.model for p in estate.partners if p.model.id == rest[0]), None) if rest else None
+    if partner is None:
+        return ""
+    if kind == "peer":
+        return f", partner: {partner.id}, peer: {partner.peers[int(rest[1])].name}"
+    if kind == "grant":
+        return f", partner: {partner.id}, grant: {dict(grant_refs(partner.grants))[int(rest[1])]}"
+    return f", partner: {partner.id}"
 
 
 def _suppress(findings: list[Finding], exemptions: list[Exemption], today: dt.date) -> list[Finding]:

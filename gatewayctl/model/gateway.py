@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, StrictBool, model_validator
 
+from gatewayctl.model.exceptions import MAX_EXCEPTION_DAYS, GatewayException
 from gatewayctl.model.types import (
     AbsolutePath,
     Duration,
@@ -126,7 +127,9 @@ class LintSettings(Strict):
                                  description="a service network wider than this IPv6 prefix is too broad")
     max_port_range: int = Field(default=100, ge=1, le=65535, strict=True, description="a port range of more ports is too wide")
     approvers: list[Text] = Field(default_factory=list,
-                                  description="who may approve grants; empty: any approver is accepted")
+                                  description="who may approve grants (empty: anyone) and exceptions (empty: no one)")
+    max_exception_days: int = Field(default=180, ge=1, le=MAX_EXCEPTION_DAYS, strict=True,
+                                    description="the longest an exception may run, in days from the compile instant")
 
 
 class GatewayFile(Strict):
@@ -147,6 +150,9 @@ class GatewayFile(Strict):
     host: HostPaths = Field(default_factory=HostPaths, description="paths on the gateway host used by the systemd units")
     owner: Text | None = None
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for the gateway")
+    exceptions: list[GatewayException] = Field(
+        default_factory=list, description="exceptions the gateway owners grant, to any rule on any object; the only "
+        "way to except stage, addressing, certificate and secret rules")
 
     @model_validator(mode="after")
     def _classifications_known(self) -> GatewayFile:
