@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from gatewayctl.apply.failpoints import checkpoint
+from gatewayctl.apply.revocations import Revocation
 from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
@@ -25,6 +26,7 @@ from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
 from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
+from gatewayctl.plan.flows import Flow, stale_flows
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
 from gatewayctl.render.artifacts import render_ruleset
@@ -50,6 +52,8 @@ class Prepared:
     plan: Plan
     now: dt.datetime
     labels: dict[str, str]
+    revoked: tuple[Revocation, ...] = ()  # revocations standing on this host (their grants are out of `policy`)
+    unrevoked: tuple[Revocation, ...] = ()  # revocations whose access the profiles no longer grant: they end
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,12 @@ def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets
     return Prepared(policy, desired, live_raw, live, diff(desired, live, now, labels), now, labels)
 
 
+def element_grants(policy: CompiledPolicy) -> dict[str, list[str]]:
+    """The grants behind each grant-set element (revoke works from this without compiling)."""
+    table = policy.table
+    return {e.key: list(e.grants) for e in (*table.grants4, *table.grants6, *table.icmp4, *table.icmp6)}
+
+
 def digest(spec: GatewaySpec) -> str:
     data = spec_to_json(spec)
     data.pop("element_ends")
@@ -103,6 +113,20 @@ def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secret
             raise ApplyError(f"{exc}; and the rollback failed too: {second}", rolled_back=False) from exc
         raise ApplyError(str(exc), rolled_back=True) from exc
     return rollback
+
+
+def close_stale_flows(prep: Prepared, host: Host) -> list[Flow]:
+    """Delete the conntrack entries of flows that the applied table no longer allows (only those).
+
+    The ruleset already drops their packets one by one; removing the entries also ends them in the
+    kernel's state, so nothing of them is left to be picked up again."""
+    sets = dict(prep.desired.table.sets)
+    if prep.live.nft is not None:  # open smart-card sessions were carried over
+        sets.update({name: prep.live.nft.sets[name] for name in SESSION_SETS if name in prep.live.nft.sets})
+    stale = stale_flows(host.conntrack_list(), sets, prep.policy.table.auth_port, prep.desired.addresses)
+    if stale:
+        host.conntrack_delete([flow.raw for flow in stale])
+    return stale
 
 
 def _rollback_of(prep: Prepared, host: Host) -> Rollback:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -12,11 +13,13 @@ from typing import Any, TypeVar
 import click
 
 from gatewayctl.apply import confirm as confirming
-from gatewayctl.apply.engine import ApplyError, Prepared, digest, execute, prepare
+from gatewayctl.apply import revocations
+from gatewayctl.apply.engine import ApplyError, Prepared, close_stale_flows, digest, element_grants, execute, prepare
 from gatewayctl.build import atomic_write
 from gatewayctl.cli.common import Context, load_or_exit
-from gatewayctl.drift.check import check
+from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
+from gatewayctl.errors import ProfileErrors
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import enter
 from gatewayctl.host.real import ForkedSnapshot, RealHost
@@ -61,11 +64,20 @@ def labels_from(state: StateDir) -> dict[str, str]:
     return {k: f"{p['partner']}/{p['name']}" for k, p in applied.get("peers", {}).items()}
 
 
-def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None) -> tuple[Prepared, Secrets]:
+def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None,
+                    at: dt.datetime | None = None) -> tuple[Prepared, Secrets]:
+    """Compile, take out what is revoked on this host, read the host and diff. `at` (never earlier
+    than now) compiles for a later instant: every kernel timer is shorter than the real one."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if at is not None:
+        if at < now:
+            fail(f"--at {at:%Y-%m-%dT%H:%M:%SZ} is earlier than now: access would be kept open longer than the profiles say")
+        now = at
     names = peek_names(obj.profiles)
     early = ForkedSnapshot(host, *names) if names else None
     compiled = load_or_exit(obj.profiles, now, obj.verbosity)
+    standing, ended = revocations.still_granted(revocations.load(state), compiled.policy)
+    policy = revocations.restrict(compiled.policy, standing)
     secrets = Secrets()
     def collect() -> dict[str, Any] | None:
         try:
@@ -74,8 +86,9 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
             return None  # read again, where the error is reported in context
 
     try:
-        prep = prepare(compiled.policy, host, make_environment(templates), secrets, now, labels_from(state),
+        prep = prepare(policy, host, make_environment(templates), secrets, now, labels_from(state),
                        cache=state.root / "canonical-cache.json", early=collect)
+        prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended))
     except HostError as exc:
         fail(str(exc))
     return prep, secrets
@@ -99,7 +112,11 @@ def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, temp
     """
     host, state = open_host(netns, state_dir)
     prep, _ = prepare_or_exit(obj, host, state, templates)
-    click.echo(json.dumps(plan_json(prep.plan), indent=2) if fmt == "json" else plan_text(prep.plan))
+    revoked = prep.revoked
+    if fmt == "json":
+        click.echo(json.dumps({**plan_json(prep.plan), "revocations": [r.to_json() for r in revoked]}, indent=2))
+    else:
+        click.echo(plan_text(prep.plan) + _revoked_text(revoked))
     if prep.plan.blockers:
         raise SystemExit(2)
     raise SystemExit(0 if prep.plan.empty else 1)
@@ -112,9 +129,11 @@ def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, temp
               help="Roll back by itself unless `gatewayctl confirm` arrives within SECONDS.")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Site templates that override the built-in ones.")
+@click.option("--at", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]), metavar="INSTANT",
+              help="Apply as of a later instant (UTC, not earlier than now): every timer is shorter, never longer.")
 @click.pass_obj
 def apply(obj: Context, netns: str | None, state_dir: Path | None, yes: bool, confirm_timeout: int | None,
-          templates: Path | None) -> None:
+          templates: Path | None, at: dt.datetime | None) -> None:
     """Apply the profiles to this host: show the plan, ask, apply, verify.
 
     Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
@@ -130,27 +149,43 @@ def apply(obj: Context, netns: str | None, state_dir: Path | None, yes: bool, co
       gatewayctl apply --netns gw --yes
     """
     host, state = open_host(netns, state_dir)
+    when = at.replace(tzinfo=dt.UTC) if at is not None else None
     try:
         with state.lock():
-            _apply_locked(obj, host, state, yes, confirm_timeout, templates)
+            _apply_locked(obj, host, state, yes, confirm_timeout, templates, when)
     except HostError as exc:
         fail(str(exc))
 
 
+def _revision_or_exit(profiles: Path) -> dict[str, Any]:
+    """The profiles' git revision for the journal; exit 2 before anything is planned when the
+    profiles folder holds a git repository (gatewayctl/gitsafe.py)."""
+    try:
+        return profile_revision(profiles)
+    except ProfileErrors as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
-                  templates: Path | None) -> None:
-    prep, secrets = prepare_or_exit(obj, host, state, templates)
-    click.echo(plan_text(prep.plan))
+                  templates: Path | None, at: dt.datetime | None) -> None:
+    revision = _revision_or_exit(obj.profiles)
+    prep, secrets = prepare_or_exit(obj, host, state, templates, at)
+    click.echo(plan_text(prep.plan) + _revoked_text(prep.revoked))
     if prep.plan.blockers:
         fail("refusing to apply: " + "; ".join(prep.plan.blockers))
+    _refuse_lint_errors(obj, prep)
+    _end_revocations(state, prep)
     if prep.plan.empty:
+        _close_flows(state, host, prep)
         return
     if not yes:
         if not sys.stdin.isatty():
             fail("not applying without confirmation: run with --yes when there is no terminal")
         click.confirm("Apply these changes?", abort=True)
     previous = state.read_json("applied.json")
-    meta = {"digest": digest(prep.desired), **profile_revision(obj.profiles), "changes": len(prep.plan.changes)}
+    meta = {"digest": digest(prep.desired), **revision, "changes": len(prep.plan.changes)}
     try:
         rollback = execute(prep, host, make_environment(templates), secrets)
     except ApplyError as exc:
@@ -161,7 +196,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         raise SystemExit(1 if exc.rolled_back else 4) from None
     applied = spec_to_json(prep.desired)
     applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   foreign_chains=[str(c) for c in prep.live.foreign_chains])
+                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy))
     state.write_json("applied.json", applied)
     entry = {"event": "applied", **meta}
     if confirm_timeout:
@@ -169,8 +204,51 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         entry["confirm_by_s"] = confirm_timeout
     state.journal(entry)
     click.echo(f"applied {len(prep.plan.changes)} change(s); verified against the host")
+    _close_flows(state, host, prep)
     if confirm_timeout:
         click.echo(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+
+
+def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:
+    """apply refuses what lint calls an error (exit 2), with the findings."""
+    from gatewayctl.lint.engine import run_lint
+
+    errors = [f for f in run_lint(obj.profiles, prep.now).active() if f.severity == "error"]
+    if errors:
+        for finding in errors:
+            click.echo(f"error: {finding.path}:{finding.line}: {finding.code} {finding.message}", err=True)
+        fail(f"refusing to apply: lint reports {len(errors)} error(s); fix them, or have the gateway owners approve an "
+             "exception (docs/rules.md)")
+
+
+def _end_revocations(state: StateDir, prep: Prepared) -> None:
+    """Revocations whose access the profiles no longer grant have done their work: they end here."""
+    if not prep.unrevoked:
+        return
+    revocations.save(state, list(prep.revoked))
+    for r in prep.unrevoked:
+        state.journal({"event": "revocation-ended", "partner": r.partner, "service": r.service,
+                       "why": "the profiles no longer grant this access"})
+        click.echo(f"revocation of {r.label} ended: the profiles no longer grant that access")
+
+
+def _close_flows(state: StateDir, host: RealHost, prep: Prepared) -> None:
+    """End the tracked flows no grant covers any more; a failure here is reported, not fatal (the
+    ruleset already drops their packets one by one)."""
+    try:
+        closed = close_stale_flows(prep, host)
+    except HostError as exc:
+        click.echo(f"warning: could not delete stale connection tracking entries: {exc}", err=True)
+        return
+    if closed:
+        state.journal({"event": "flows-closed", "count": len(closed)})
+        click.echo(f"closed {len(closed)} open connection(s) that no grant covers any more")
+
+
+def _revoked_text(revoked: tuple[revocations.Revocation, ...]) -> str:
+    lines = [f"\nrevoked on this gateway (kept closed; `gatewayctl revoke --lift` reopens): {r.label}, by {r.by} at {r.at}: "
+             f"{r.reason}" for r in revoked]
+    return "".join(lines)
 
 
 @click.command()
@@ -233,10 +311,31 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
     from gatewayctl.auth.sessions import session_problems
 
     sessions = session_problems(prep.live.nft, prep.policy, log.read(state.root), prep.now)
-    report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now, sessions)
+    report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now, sessions,
+                   _stale_flow_findings(host, prep))
+    report = dataclasses.replace(report, revocations=tuple(
+        f"{r.label}: revoked by {r.by} at {r.at}: {r.reason}" for r in prep.revoked))
     rendered = RENDERERS[fmt](report)
     if output:
         atomic_write(output, (rendered.rstrip("\n") + "\n").encode(), 0o644)
     else:
         click.echo(rendered.rstrip("\n"))
     raise SystemExit(report.status)
+
+
+def _stale_flow_findings(host: RealHost, prep: Prepared) -> list[Finding]:
+    """Tracked flows that nothing in force allows (judged against the live sets): host drift."""
+    from gatewayctl.plan.flows import partner_of, stale_flows
+
+    if prep.live.nft is None:
+        return []
+    try:
+        raw = host.conntrack_list()
+    except HostError as exc:
+        return [Finding("host", "conntrack-unreadable", "-", "connection tracking", str(exc))]
+    owners = {p.partner: [] for p in prep.desired.peers.values()}  # type: dict[str, list[str]]
+    for peer in prep.desired.peers.values():
+        owners[peer.partner] += sorted(peer.allowed_ips)
+    flows = stale_flows(raw, prep.live.nft.sets, prep.policy.table.auth_port, prep.desired.addresses)
+    return [Finding("host", "flow-not-allowed", partner_of(f, owners), f"flow {f}",
+                    "an open connection that no grant in force covers (apply deletes it)") for f in flows]

@@ -24,7 +24,7 @@ COMMANDS = {
     "drift": ("host_cmds", "drift"), "_confirm-watch": ("host_cmds", "confirm_watch"), "lab": ("lab_cmd", "lab"),
     "lint": ("lint_cmd", "lint"), "test": ("policy_cmds", "test_cmd"), "query": ("policy_cmds", "query"),
     "diff": ("diff_cmd", "diff"), "cert": ("cert_cmd", "cert"), "auth": ("auth_cmd", "auth"),
-    "report": ("report_cmd", "report"),
+    "report": ("report_cmd", "report"), "revoke": ("revoke_cmd", "revoke"),
 }
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from gatewayctl.model.types import IPInterface, IPNetwork
 
@@ -187,6 +189,18 @@ class AuthClient:
 
 
 @dataclass(frozen=True, slots=True)
+class PartnerNet:
+    """An address range partner traffic comes from (tunnel pool or partner LAN), whatever its interface."""
+
+    family: int
+    network: IPNetwork
+
+    @property
+    def key(self) -> str:
+        return _nft_addr(self.network)
+
+
+@dataclass(frozen=True, slots=True)
 class DenyChain:
     """The chain that counts, logs and drops one partner's denied packets (or everyone's)."""
 
@@ -212,19 +226,21 @@ class NftTableIR:
     unknown_source_prefix: str | None
     auth_port: int | None = None  # the session front's port, when the gateway has one
     auth_clients: tuple[AuthClient, ...] = ()
+    pools: tuple[IPNetwork, ...] = ()  # the tunnel pool(s): every address in them is a partner's or the gateway's
 
-    def by_set(self) -> dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]]:
+    def by_set(self) -> dict[str, Elements]:
         """The elements of each set and map, by name. Session sets (SESSION_SETS) hold no compiled
         elements: the authorizer fills them at run time."""
         # host . host . proto . port in a hash set (lookup cost independent of its size); networks and
         # port ranges in an interval set
         exact4, ranges4 = _split_exact(self.grants4)
         exact6, ranges6 = _split_exact(self.grants6)
-        sets: dict[str, tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...]] = {
+        sets: dict[str, Elements] = {
             "grants4": exact4, "grants6": exact6, "ranges4": ranges4, "ranges6": ranges6,
             "icmp4": tuple(e for e in self.icmp4 if not e.gated),
             "icmp6": tuple(e for e in self.icmp6 if not e.gated),
-            "deny4": self.deny4, "deny6": self.deny6}
+            "deny4": self.deny4, "deny6": self.deny6,
+            "partner_nets4": self.partner_nets(4), "partner_nets6": self.partner_nets(6)}
         if self.auth_port is not None:
             sets.update({
                 "gated4": tuple(e for e in self.grants4 if e.gated), "gated6": tuple(e for e in self.grants6 if e.gated),
@@ -234,9 +250,20 @@ class NftTableIR:
             })
         return sets
 
+    def partner_nets(self, family: int) -> tuple[PartnerNet, ...]:
+        """The addresses partner traffic comes from: the tunnel pool and every partner source
+        (tunnel addresses and LANs), collapsed so an interval set takes them."""
+        nets: list[Any] = [n for n in self.pools if n.version == family]
+        nets += [e.source for e in (self.deny4 if family == 4 else self.deny6)]
+        return tuple(PartnerNet(family, n) for n in ipaddress.collapse_addresses(nets))
+
     def without_elements(self) -> NftTableIR:
         """The same declarations and rules, every set empty."""
-        return dataclasses.replace(self, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=(), auth_clients=())
+        return dataclasses.replace(self, grants4=(), grants6=(), icmp4=(), icmp6=(), deny4=(), deny6=(), auth_clients=(),
+                                   pools=())
+
+
+Elements = tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...] | tuple[PartnerNet, ...]
 
 
 def _split_exact(elements: tuple[SetElement, ...]) -> tuple[tuple[SetElement, ...], tuple[SetElement, ...]]:

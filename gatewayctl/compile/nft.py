@@ -54,6 +54,7 @@ def build_table(gw: GatewayFile, partners: tuple[PartnerIR, ...]) -> NftTableIR:
         log_burst=logging.burst,
         unknown_source_prefix=f"{logging.prefix} unknown-source: " if logging.enabled else None,
         auth_port=gw.auth.port if gw.auth else None,
+        pools=tuple(gw.wireguard.pool),
         auth_clients=tuple(sorted((AuthClient(src.version, src, p.id) for p in partners if p.certificates
                                    and p.certificates.session_seconds is not None for src in p.sources),
                                   key=lambda c: (c.family, int(c.source.network_address), c.source.prefixlen))),

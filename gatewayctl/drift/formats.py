@@ -26,6 +26,7 @@ def _applied_line(report: DriftReport) -> str:
 def text(report: DriftReport) -> str:
     lines = [SUMMARY[report.status], _applied_line(report)]
     lines += [f"  {f}" for f in report.findings]
+    lines += [f"revoked on this gateway: {r}" for r in report.revocations]
     return "\n".join(lines)
 
 
@@ -35,6 +36,7 @@ def as_json(report: DriftReport) -> dict[str, Any]:
         "checked_at": report.checked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "last_apply": {k: report.applied.get(k) for k in ("applied_at", "digest", "revision", "dirty")} if report.applied else None,
         "findings": [f.__dict__ for f in report.findings],
+        "revocations": list(report.revocations),
     }
 
 
@@ -46,6 +48,8 @@ def markdown(report: DriftReport) -> str:
         lines += [f"| {f.source} | `{f.kind}` | {f.partner} | {_md(f.subject)} | {_md(f.detail)} |" for f in report.findings]
     else:
         lines.append("No findings.")
+    if report.revocations:
+        lines += ["", "Revoked on this gateway:", ""] + [f"- {_md(r)}" for r in report.revocations]
     return "\n".join(lines) + "\n"
 
 

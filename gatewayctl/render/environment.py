@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.compile.ir import AuthClient, DenyEntry, SetElement
+from gatewayctl.compile.ir import AuthClient, DenyEntry, Elements, PartnerNet, SetElement
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -114,14 +114,14 @@ def nft_element_tail(element: SetElement, timeouts: Timeouts) -> str:
     return f'{tail} comment "{comment}"'
 
 
-def element_text(element: SetElement | DenyEntry | AuthClient, timeouts: Timeouts) -> str:
+def element_text(element: SetElement | DenyEntry | AuthClient | PartnerNet, timeouts: Timeouts) -> str:
     """An element as written in a ruleset or an `add element` command."""
-    if isinstance(element, (DenyEntry, AuthClient)):
+    if not isinstance(element, SetElement):  # deny map entries, address sets: no timeout, no comment
         return element.key
     return element.key + nft_element_tail(element, timeouts)
 
 
-def nft_elements(elements: tuple[SetElement, ...] | tuple[DenyEntry, ...] | tuple[AuthClient, ...], timeouts: Timeouts) -> str:
+def nft_elements(elements: Elements, timeouts: Timeouts) -> str:
     """The elements of a set or map, one a line, in the ruleset's indentation: each written exactly
     as `apply` adds it (element_text). One Python loop: the ruleset holds thousands of elements."""
     return ",\n".join(["\t\t\t" + element_text(e, timeouts) for e in elements])

@@ -1,0 +1,84 @@
+"""`revoke`: close a partner's access on the live host at once, without compiling the estate.
+
+It works from the last applied state (`applied.json`, which names the grants behind every set
+element), so its cost is that of one partner, not of the estate: it deletes the elements whose
+grants are all revoked in one nft transaction, deletes the conntrack entries of that partner's
+flows that nothing covers any more, and records the revocation so that later applies keep it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from gatewayctl.apply.revocations import Revocation, add, load, save
+from gatewayctl.host.base import Host
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.nftstate import NftSet
+from gatewayctl.plan.flows import Coverage, parse_flows
+from gatewayctl.state import StateDir, current_user
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    revocation: Revocation
+    elements: int
+    flows: int
+
+
+def revoke(host: Host, state: StateDir, partner: str, service: str | None, reason: str) -> RevokeResult:
+    """Record the revocation, take its elements out of the kernel and of applied.json, end its flows."""
+    applied = state.read_json("applied.json")
+    if applied is None:
+        raise HostError("nothing was applied on this host yet (no applied.json): there is no access to revoke")
+    grants: dict[str, list[str]] = applied.get("element_grants", {})
+    partners = {p["partner"] for p in applied["peers"].values()}
+    if partner not in partners:
+        raise HostError(f"partner {partner!r} has no peer on this gateway (last apply); partners here: "
+                        f"{', '.join(sorted(partners)) or 'none'}")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new = Revocation(partner, service, reason, current_user(), now)
+    if service is not None and not any(new.covers(g) for ids in grants.values() for g in ids):
+        raise HostError(f"partner {partner!r} has no grant of service {service!r} in force on this gateway")
+    save(state, add(load(state), new))
+    gone = _gone(applied, new)
+    table = applied["table_name"]
+    present = {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
+    host.nft_elements(table, {n: k for n, k in present.items() if k}, {})
+    for name, keys in gone.items():
+        sets = applied["table"]["sets"][name]
+        sets["elements"] = sorted(set(sets["elements"]) - set(keys))
+        for key in keys:
+            grants.pop(key, None)
+            applied["element_ends"].pop(key, None)
+    state.write_json("applied.json", applied)
+    flows = _close_flows(host, applied, partner)
+    count = sum(len(k) for k in present.values())
+    state.journal({"event": "revoked", "partner": partner, "service": service, "reason": reason, "elements": count,
+                   "flows_closed": flows})
+    return RevokeResult(new, count, flows)
+
+
+def _gone(applied: dict[str, Any], revocation: Revocation) -> dict[str, list[str]]:
+    """The elements, by set, whose every grant the revocation covers."""
+    grants: dict[str, list[str]] = applied.get("element_grants", {})
+    gone: dict[str, list[str]] = {}
+    for name, data in applied["table"]["sets"].items():
+        keys = [k for k in data["elements"] if grants.get(k) and all(revocation.covers(g) for g in grants[k])]
+        if keys:
+            gone[name] = keys
+    return gone
+
+
+def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
+    """Delete the partner's tracked flows that the remaining elements do not cover (session-gated
+    elements count as covered here: their per-packet rule still needs the session)."""
+    nets = [ipaddress.ip_network(n) for p in applied["peers"].values() if p["partner"] == partner for n in p["allowed_ips"]]
+    sets = {name: NftSet(name, d["kind"], tuple(d["type"]), tuple(d["flags"]), frozenset(d["elements"]))
+            for name, d in applied["table"]["sets"].items()}
+    coverage = Coverage(sets, assume_sessions=True)
+    mine = [f for f in parse_flows(host.conntrack_list()) if any(ipaddress.ip_address(f.src) in n for n in nets)]
+    stale = [f for f in mine if not coverage.covers(f)]
+    return host.conntrack_delete([f.raw for f in stale]) if stale else 0
