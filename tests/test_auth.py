@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import pwd
 import socket
@@ -17,14 +18,19 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gatewayctl.apply.engine import carried_sessions, prepare
+from gatewayctl.apply.engine import carried_sessions, digest, prepare
 from gatewayctl.auth import log
+from gatewayctl.auth.current import Current
 from gatewayctl.auth.decide import Authorizer
+from gatewayctl.auth.inforce import AppliedFile, InForce, parse
 from gatewayctl.auth.serve import Service, make_server
 from gatewayctl.auth.sessions import live_sessions, problems
 from gatewayctl.host.base import read
+from gatewayctl.host.errors import HostError
+from gatewayctl.model.gateway import SHARED_ACCOUNTS
 from gatewayctl.pipeline import Compiled, compile_profiles
 from gatewayctl.plan.secrets import Secrets
+from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.render.environment import make_environment
 from gatewayctl.state import StateDir
 from tests.conftest import AT, AT_DT, run_cli
@@ -41,6 +47,7 @@ auth:
   crl_file: {crl}
 """
 GLOBEX_SOURCE = "10.250.2.1"
+SECRET = "5e" * 32  # the front's secret in these tests
 
 
 def gate(root: Path, pki: Pki, crl: Path | None = None, duration: str = "15m") -> None:
@@ -68,9 +75,31 @@ def gated(keyed_estate: Path, pki: Pki) -> tuple[Compiled, RecordingHost, Any]: 
     return compiled, host, apply(compiled.policy, host)
 
 
-def headers(cert: Any, source: str = GLOBEX_SOURCE, partner: str = "globex", verify: str = "SUCCESS") -> dict[str, str]:
+def headers(cert: Any, source: str = GLOBEX_SOURCE, partner: str = "globex", verify: str = "SUCCESS",
+            secret: str = SECRET) -> dict[str, str]:
+    """The headers nginx sets (see templates/front/nginx.conf.j2) for a TLS connection that verified `cert`."""
     return {"x-gatewayctl-address": source, "x-gatewayctl-partner": partner, "x-gatewayctl-verify": verify,
-            "x-gatewayctl-certificate": urllib.parse.quote(pem(cert).decode()) if cert is not None else ""}
+            "x-gatewayctl-certificate": urllib.parse.quote(pem(cert).decode()) if cert is not None else "",
+            "x-gatewayctl-fingerprint": hashlib.sha1(cert.public_bytes(Encoding.DER)).hexdigest() if cert is not None else "",
+            "x-gatewayctl-tls-session": "ab" * 32, "x-gatewayctl-front-secret": secret}
+
+
+def applied_json(prep: Any) -> dict[str, Any]:
+    """What `apply` writes to applied.json for this preparation (the spec and its digest)."""
+    return {**spec_to_json(prep.desired), "digest": digest(prep.desired)}
+
+
+def in_force(prep: Any) -> InForce:
+    return parse(applied_json(prep), "-")
+
+
+def service(compiled: Compiled, prep: Any, host: Any, state: StateDir, out: Any, **kw: Any) -> Service:
+    """The authorizer's service with `prep` as the last apply (written to the state folder)."""
+    state.ensure()
+    state.write_json("applied.json", applied_json(prep))
+    current = Current(Authorizer(compiled, None), lambda: Authorizer(compile_profiles(compiled.estate.root, AT_DT), None),
+                      AppliedFile(state.root), out)
+    return Service(current, host, state, out, SECRET, **kw)
 
 
 def test_session_needs_the_gateway_front(estate: Path) -> None:
@@ -110,7 +139,7 @@ def test_build_compiles_the_front_and_gates_the_grants(estate: Path, pki: Pki, t
     assert "10.250.2.1 . 10.2.0.5 . tcp . 5432" in gated
     assert "10.250.2.1 . 10.2.0.5" not in ruleset.split("set grants4 {")[1].split("set grants6")[0]
     assert "ip saddr @sessions4 ip saddr . ip daddr . meta l4proto . th dport @gated4 accept" in ruleset
-    assert 'iifname "wg-partners" ip saddr @auth_clients4 tcp dport 8443 accept' in ruleset
+    assert 'ip saddr @auth_clients4 tcp dport 8443 accept' in ruleset
     partner = (out / "partners" / "globex" / "globex-dc1.conf").read_text()
     assert "10.250.0.1/32" in partner  # the partner routes the front into its tunnel
     assert "10.250.0.1/32" not in (out / "partners" / "acme" / "acme-hq.conf").read_text()
@@ -123,16 +152,19 @@ def test_build_compiles_the_front_and_gates_the_grants(estate: Path, pki: Pki, t
     assert verify.returncode == 0 and verify.stderr == "", verify.stderr  # systemd's own check of the units
 
 
-def test_the_authorizer_decides_on_every_requirement(estate: Path, pki: Pki, tmp_path: Path) -> None:
+def test_the_authorizer_decides_on_every_requirement(keyed_estate: Path, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
     crl = tmp_path / "crls.pem"
     bob = pki.user(upn="alice@globex.example")
     crl.write_bytes(pki.crl([bob]).public_bytes(Encoding.PEM) + pki.root_crl().public_bytes(Encoding.PEM))
-    gate(estate, pki, crl)
-    authorizer = Authorizer(compile_profiles(estate, AT_DT), crl)
-    good = authorizer.decide(headers(pki.user()), AT_DT)
+    gate(keyed_estate, pki, crl)
+    compiled = compile_profiles(keyed_estate, AT_DT)
+    authorizer = Authorizer(compiled, crl)
+    force = in_force(apply(compiled.policy, RecordingHost()))
+    good = authorizer.decide(headers(pki.user()), AT_DT, force)
     assert (good.outcome, good.partner, good.identity, good.session_seconds) == ("accepted", "globex",
                                                                                   "alice@globex.example", 900)
-    lan = authorizer.decide(headers(pki.user(), source="100.64.20.7"), AT_DT)
+    assert good.tls_session == "ab" * 32
+    lan = authorizer.decide(headers(pki.user(), source="100.64.20.7"), AT_DT, force)
     assert lan.outcome == "accepted" and lan.source == "100.64.20.7"
     cases = {
         "not a session partner": (headers(pki.user(), source="10.250.1.1", partner=""), "10.250.1.1: not an address of a partner"),
@@ -147,27 +179,32 @@ def test_the_authorizer_decides_on_every_requirement(estate: Path, pki: Pki, tmp
         "revoked": (headers(bob), f"revocation: not revoked: serial {bob.serial_number:x} revoked"),
         "other CA": (headers(Pki(AT_DT, name="Initrode").user()), "path to one of the partner's issuing CAs"),
         "expired": (headers(pki.user(days=(-400, -5))), "validity: expired"),
+        "another certificate than the TLS connection's": (
+            {**headers(pki.user()), "x-gatewayctl-fingerprint": headers(pki.user())["x-gatewayctl-fingerprint"]},
+            "not the one the TLS connection verified"),
+        "no fingerprint": ({**headers(pki.user()), "x-gatewayctl-fingerprint": ""}, "not the one the TLS connection"),
     }
     for name, (request, reason) in cases.items():
-        decision = authorizer.decide(request, AT_DT)
+        decision = authorizer.decide(request, AT_DT, force)
         assert decision.outcome == "rejected", name
         assert any(reason in r for r in decision.reasons), (name, decision.reasons)
         assert decision.session_seconds is None
+    nothing = authorizer.decide(headers(pki.user()), AT_DT, "nothing has been applied on this host")
+    assert nothing.outcome == "rejected" and nothing.reasons == ("nothing has been applied on this host",)
 
 
 def test_service_opens_sessions_logs_and_refuses(gated: Any, pki: Pki, tmp_path: Path) -> None:
-    compiled, host, _ = gated
+    compiled, host, prep = gated
     state = StateDir(tmp_path / "state")
-    state.ensure()
     lines: list[str] = []
-    service = Service(Authorizer(compiled, None), host, state, lines.append)
-    status, body = service.handle(headers(pki.user(policies=())))
+    authz = service(compiled, prep, host, state, lines.append)
+    status, body = authz.handle(headers(pki.user(policies=())))
     assert status == 403 and "certificate policy" in body
     assert host.element_ops == []  # a refusal touches nothing
-    status, body = service.handle(headers(pki.user()))
+    status, body = authz.handle(headers(pki.user()))
     assert status == 200 and "session open: partner globex, alice@globex.example" in body, body
     assert host.element_ops[-1] == ({}, {"sessions4": ["10.250.2.1 timeout 15m"]})
-    status, _ = service.handle(headers(pki.user()))  # renewing replaces the timer
+    status, _ = authz.handle(headers(pki.user()))  # renewing replaces the timer
     assert status == 200 and host.element_ops[-1] == ({"sessions4": ["10.250.2.1"]}, {"sessions4": ["10.250.2.1 timeout 15m"]})
     records = log.read(state.root)
     assert [r["outcome"] for r in records] == ["rejected", "accepted", "accepted"]
@@ -201,26 +238,28 @@ def _ask(path: Path) -> str:
 
 
 def test_only_the_fronts_user_may_ask(gated: Any, tmp_path: Path) -> None:
-    compiled, host, _ = gated
+    """A process of another user is refused by the kernel's word (SO_PEERCRED); the front's own user
+    asking is in tests/test_hostile_auth.py (it needs root to run a process as that user)."""
+    compiled, host, prep = gated
     state = StateDir(tmp_path / "state")
-    state.ensure()
     lines: list[str] = []
-    me = pwd.getpwuid(os.getuid()).pw_name
-    for front_user, expected in (("nobody", "403 Forbidden"), (me, "front and authorizer disagree")):
-        service = Service(Authorizer(compiled, None), host, state, lines.append)
-        server = make_server(service, tmp_path / "auth.sock", front_user)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            assert oct((tmp_path / "auth.sock").stat().st_mode & 0o777) == "0o660"
-            reply = _ask(tmp_path / "auth.sock")
-        finally:
-            server.shutdown()
-            server.server_close()
-        assert expected in reply, reply
-    assert lines[0].startswith(f"auth refused: a connection from uid {os.getuid()}")  # the first: not the front's user
-    assert lines[1].startswith("auth rejected partner=globex source=10.250.2.1")  # the second was heard, and decided
-    assert host.element_ops == []  # neither opened anything (the second lacks a certificate)
+    me = os.getuid()
+    other = next(p for p in pwd.getpwall() if p.pw_uid not in (0, me) and p.pw_name not in SHARED_ACCOUNTS)
+    server = make_server(service(compiled, prep, host, state, lines.append), tmp_path / "auth.sock", other.pw_name)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert oct((tmp_path / "auth.sock").stat().st_mode & 0o777) == "0o660"
+        reply = _ask(tmp_path / "auth.sock")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "403 Forbidden" in reply, reply
+    assert lines[0].startswith(f"auth refused: a connection from uid {me}")
+    assert host.element_ops == []
+    for shared in ("www-data", "root"):  # a user that other software runs as is never the front's
+        with pytest.raises(HostError, match="must be a user of its own"):
+            make_server(service(compiled, prep, host, state, lines.append), tmp_path / "auth2.sock", shared)
 
 
 def test_sessions_that_should_not_exist(gated: Any) -> None:
@@ -248,4 +287,4 @@ def test_estates_without_a_front_are_unchanged(estate: Path) -> None:
     policy = compile_profiles(estate, AT_DT).policy
     assert policy.auth is None and "gated4" not in policy.table.by_set()
     assert dataclasses.replace(policy.table, auth_clients=()) == policy.table
-    assert sorted(policy.table.by_set()) == ["deny4", "deny6", "grants4", "grants6", "icmp4", "icmp6", "ranges4", "ranges6"]
+    assert [n for n in policy.table.by_set() if n.startswith(("gated", "auth_clients", "sessions"))] == []

@@ -27,12 +27,16 @@ def auth() -> None:
 @host_options
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The Unix socket to serve on; default: gateway.yaml's auth.socket.")
-@click.option("--front-user", help="The user nginx's workers run as, the only one whose requests are taken; "
-              "default: auth.front_user.")
+@click.option("--front-user", help="The user nginx's workers run as, the only one whose requests are taken "
+              "(a user of its own: never www-data or root); default: auth.front_user.")
 @click.pass_obj
 def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: Path | None, front_user: str | None) -> None:
     """Run the authorizer: check each certificate the front passes on, open the partner's grants
     for its source address for a bounded session, log every decision.
+
+    Each decision is taken against the access in force (the state folder's applied.json, re-read
+    when an apply or a revocation changes it): no restart after an apply. Requests are taken only
+    from the front's user and only with the front's secret, which it writes beside the socket.
 
     Runs in the foreground until SIGTERM (see the gatewayctl-auth.service unit `build` writes).
 
@@ -41,10 +45,14 @@ def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: 
       gatewayctl auth serve
       gatewayctl auth serve --netns gw --socket /run/gatewayctl/auth.sock
     """
+    from gatewayctl.auth.current import Current
     from gatewayctl.auth.decide import Authorizer
+    from gatewayctl.auth.front import ensure_secret, secret_path
+    from gatewayctl.auth.inforce import AppliedFile
     from gatewayctl.auth.serve import Service
     from gatewayctl.auth.serve import serve as run
     from gatewayctl.host.errors import HostError
+    from gatewayctl.pipeline import compile_profiles
 
     host, state = open_host(netns, state_dir)
     compiled = load_or_exit(obj.profiles, dt.datetime.now(dt.UTC), obj.verbosity)
@@ -52,14 +60,26 @@ def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: 
     if settings is None:
         fail("gateway.yaml has no auth section: no partner's grants wait for a session")
         return
-    authorizer = Authorizer(compiled, Path(settings.crl_file) if settings.crl_file else None)
+    crl = Path(settings.crl_file) if settings.crl_file else None
+
+    def load() -> Authorizer:
+        """The profiles as they are now (after an apply that changed what is installed)."""
+        return Authorizer(compile_profiles(obj.profiles, dt.datetime.now(dt.UTC)), crl)
+
     path = socket_path or Path(settings.socket)
-    service = Service(authorizer, host, state, lambda line: click.echo(line))
-    partners = ", ".join(sorted(authorizer.partners)) or "none"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        secret = ensure_secret(secret_path(path))
+        current = Current(Authorizer(compiled, crl), load, AppliedFile(state.root), lambda line: click.echo(line))
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+        return
+    service = Service(current, host, state, lambda line: click.echo(line), secret)
+    partners = ", ".join(sorted(current.authorizer.partners)) if current.authorizer else "none"
     try:
         run(service, path, front_user or settings.front_user,
             ready=lambda: click.echo(f"auth: serving on {path} for partners {partners}; decisions in "
-                                     f"{state.root / 'auth-decisions.jsonl'}"))
+                                     f"{state.root / 'auth-decisions.jsonl'}; the front's secret in {secret_path(path)}"))
     except (HostError, OSError) as exc:
         fail(str(exc))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from gatewayctl.model.exceptions import MAX_EXCEPTION_DAYS, GatewayException
 from gatewayctl.model.types import (
@@ -86,6 +86,10 @@ class Firewall(Strict):
     )
 
 
+# Accounts that other software runs as, or root: never the front's user.
+SHARED_ACCOUNTS = frozenset({"root", "www-data", "nobody", "nginx", "apache", "http", "daemon"})
+
+
 class AuthSettings(Strict):
     """The smart-card session front: an mTLS web front (nginx) and the authorizer behind it.
 
@@ -103,8 +107,19 @@ class AuthSettings(Strict):
     front_dir: AbsolutePath = Field(
         default="/etc/gatewayctl/front", description="where the built front/ folder is installed on the gateway host")
     socket: AbsolutePath = Field(default="/run/gatewayctl/auth.sock", description="the authorizer's Unix socket")
-    front_user: str = Field(default="www-data", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
-                            description="the user nginx's workers run as; only it may use the authorizer's socket")
+    front_user: str = Field(default="gatewayctl-front", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+                            description="the user nginx's workers run as, a user of its own (never www-data or "
+                            "root); only it may use the authorizer's socket")
+
+    @field_validator("front_user")
+    @classmethod
+    def _front_user_of_its_own(cls, value: str) -> str:
+        # every process of this user may ask the authorizer for sessions: a user shared with other
+        # software (every web app on a Debian host runs as www-data) would hand them that power
+        if value in SHARED_ACCOUNTS:
+            raise ValueError(f"must be a user of the front's own, such as gatewayctl-front (created with useradd "
+                             f"--system), not the shared account {value!r}")
+        return value
 
 
 class HostPaths(Strict):

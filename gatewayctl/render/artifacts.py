@@ -66,9 +66,13 @@ def _front_artifacts(policy: CompiledPolicy, env: jinja2.Environment, common: di
                      for p in gated if p.certificates.chain_pem), default=0)  # type: ignore[union-attr]
     runtime_dir = auth.socket.rsplit("/", 1)[0] or "/"
     context = dict(auth=auth, paths=policy.paths, **common)
+    from gatewayctl.auth.front import map_hash_sizes
+
+    map_hash = map_hash_sizes((f"{partner}|{subject}" for partner, subject in issuers), len(issuers))
     return [
         Artifact("front/nginx.conf", env.get_template("front/nginx.conf.j2").render(
-            clients=policy.table.auth_clients, issuers=issuers, depth=depth, runtime_dir=runtime_dir, **context),
+            clients=policy.table.auth_clients, issuers=issuers, depth=depth, runtime_dir=runtime_dir, map_hash=map_hash,
+            **context),
             False, "mTLS front (nginx)"),
         Artifact("front/client-cas.pem", env.get_template("front/client-cas.pem.j2").render(partners=gated, **context),
                  False, "CAs the front trusts"),
