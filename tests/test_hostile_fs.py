@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_dates_outside_the_horizon_are_refused_everywhere(estate: Path, value: s
 def test_the_last_day_of_the_horizon_builds_a_ruleset_nft_accepts(estate: Path, tmp_path: Path, needs_root: None) -> None:
     acme = estate / "partners/acme.yaml"
     acme.write_text(acme.read_text().replace("2027-12-31", "2100-12-31").replace("2027-03-31", "2100-12-31"))
+    gateway = estate / "gateway.yaml"  # no stage ceiling: the grant runs to the horizon
+    gateway.write_text("".join(line for line in gateway.read_text().splitlines(True) if "max_grant_days" not in line))
     result = run_cli("--profiles", str(estate), "build", "-o", str(tmp_path / "out"), "--at", "1970-01-01")
     assert result.exit_code == 0, result.stderr
     ruleset = tmp_path / "out/nftables/gatewayctl.nft"
@@ -108,3 +111,178 @@ def test_ordinary_unicode_text_is_still_accepted(estate: Path) -> None:
     acme.write_text(acme.read_text().replace("name: ACME Logistics GmbH", "name: Société Générale ACME 日本 \u00a0 ü"))
     result = run_cli("--profiles", str(estate), "validate", "--at", AT)
     assert result.exit_code == 0, result.stderr
+
+
+# --- 9: nesting depth ----------------------------------------------------------------------------------------
+
+
+def deep_flow(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def deep_block(levels: int) -> str:
+    return "".join(f"{' ' * (2 * i)}- k:\n" for i in range(levels // 2)) + f"{' ' * levels}- x\n"
+
+
+@pytest.mark.parametrize("levels", [3000, 200_000])
+@pytest.mark.parametrize("shape", ["flow", "compact"])
+def test_deep_nesting_is_a_clear_error_not_a_traceback_or_a_crash(estate: Path, levels: int, shape: str) -> None:
+    value = deep_flow(levels) if shape == "flow" else "- " * levels + "x"
+    (estate / "partners/deep.yaml").write_text(f"id: deep\nname: ok\nextra:\n  - {value}\n")
+    result = program("--profiles", str(estate), "validate", "--at", AT)
+    assert result.returncode == 2, result.stderr[-500:]  # a segfault is -11, a traceback 1
+    assert "Traceback" not in result.stderr
+    assert "partners/deep.yaml:4: nesting is deeper than 64 levels" in result.stderr
+
+
+def test_deep_block_nesting_by_indentation(estate: Path) -> None:
+    (estate / "partners/deep.yaml").write_text("id: deep\nitems:\n" + deep_block(1500))
+    result = program("--profiles", str(estate), "validate", "--at", AT)
+    assert result.returncode == 2, result.stderr[-500:]
+    # the root mapping, then a sequence and a mapping per line: the 65th level opens on line 2 + 32
+    assert "partners/deep.yaml:34: nesting is deeper than 64 levels" in result.stderr
+
+
+def test_nesting_up_to_the_limit_reaches_the_schema(estate: Path) -> None:
+    from gatewayctl.loader.yaml12 import MAX_DEPTH, read_document
+
+    path = estate / "partners/deep.yaml"
+    path.write_text(f"id: deep\nname: {deep_flow(MAX_DEPTH - 1)}\n")  # the file's mapping is one level
+    assert read_document(path, "deep.yaml").data["name"] == json.loads(deep_flow(MAX_DEPTH - 1))
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert "partners/deep.yaml:2: name: Input should be a valid string" in result.stderr
+    path.write_text(f"id: deep\nname: {deep_flow(MAX_DEPTH)}\n")
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert "partners/deep.yaml:2: nesting is deeper than 64 levels" in result.stderr
+
+
+def test_implicit_mappings_in_flow_sequences_count_twice(estate: Path) -> None:
+    path = estate / "partners/deep.yaml"
+    path.write_text("id: deep\nname: " + "[a: " * 40 + "x" + "]" * 40 + "\n")  # 80 levels from 40 brackets
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert "partners/deep.yaml:2: nesting is deeper than 64 levels" in result.stderr
+
+
+# --- 6: reading input never follows a link out -------------------------------------------------------------
+
+SECRET = "root:$y$j9T$Zm9yZ2VkLWhhc2g$c2VjcmV0LWxpbmUtb2Ytc2hhZG93:19000:0:99999:7:::"
+
+
+def secret_file(tmp_path: Path) -> Path:
+    """A file outside the profiles folder, full of lines that must never be printed."""
+    path = tmp_path / "shadow"
+    path.write_text(f"{SECRET}\nid: hunter2-secret\nname: [hunter2-secret]\nhunter2-key: 1\n")
+    return path
+
+
+def validate_quickly(estate: Path) -> subprocess.CompletedProcess[str]:
+    result = program("--profiles", str(estate), "validate", "--at", AT)  # a timeout here would be the FIFO hanging
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.mark.parametrize("target", ["partners/evil.yaml", "gateway.yaml", "services.yaml"])
+def test_a_link_to_a_secret_file_is_refused_and_never_printed(estate: Path, tmp_path: Path, target: str) -> None:
+    (estate / target).unlink(missing_ok=True)
+    (estate / target).symlink_to(secret_file(tmp_path))
+    result = validate_quickly(estate)
+    assert result.returncode == 2
+    assert f"{target}: is a symbolic link" in result.stderr
+    assert "hunter2" not in result.stderr and "j9T" not in result.stderr
+
+
+def test_links_to_folders_are_refused(estate: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.yaml").write_text(f"id: x\nname: {SECRET}\n")
+    (estate / "partners/sub").symlink_to(outside)
+    result = validate_quickly(estate)
+    assert result.returncode == 2
+    assert "partners/sub: is a symbolic link" in result.stderr
+    assert "j9T" not in result.stderr
+
+
+def test_a_linked_partners_folder_is_refused(estate: Path, tmp_path: Path) -> None:
+    (estate / "partners").rename(tmp_path / "elsewhere")
+    (estate / "partners").symlink_to(tmp_path / "elsewhere")
+    result = validate_quickly(estate)
+    assert result.returncode == 2
+    assert "partners: the partners folder is a symbolic link" in result.stderr
+
+
+def test_a_fifo_is_refused_without_waiting(estate: Path) -> None:
+    os.mkfifo(estate / "partners/fifo.yaml")
+    os.unlink(estate / "services.yaml")
+    os.mkfifo(estate / "services.yaml")
+    result = validate_quickly(estate)
+    assert result.returncode == 2
+    assert "partners/fifo.yaml: is a FIFO (named pipe); profile input must be regular files" in result.stderr
+    assert "services.yaml: is a FIFO (named pipe)" in result.stderr
+
+
+def test_a_device_is_refused_without_reading(estate: Path, tmp_path: Path, needs_root: None) -> None:
+    os.mknod(estate / "partners/zero.yaml", 0o600 | 0o020000, os.makedev(1, 5))  # a character device: /dev/zero
+    (estate / "partners/dev-zero.yaml").symlink_to("/dev/zero")
+    result = validate_quickly(estate)
+    assert result.returncode == 2
+    assert "partners/zero.yaml: is a character device" in result.stderr
+    assert "partners/dev-zero.yaml: is a symbolic link" in result.stderr
+
+
+def test_the_parse_helper_refuses_the_same_files(estate: Path, tmp_path: Path) -> None:
+    from gatewayctl.loader import prefetch
+
+    acme = (estate / "partners/acme.yaml").read_text()
+    for index in range(prefetch.MIN_FILES + 6):  # enough files for the helper to fork
+        (estate / f"partners/a{index:03d}.yaml").write_text(acme.replace("id: acme", f"id: a{index:03d}"))
+    (estate / "partners/a000.yaml").unlink()
+    (estate / "partners/a000.yaml").symlink_to(secret_file(tmp_path))  # the helper's end of the listing
+    (estate / "partners/a001.yaml").unlink()
+    os.mkfifo(estate / "partners/a001.yaml")
+    script = ("import json, sys; from pathlib import Path; from gatewayctl.loader import prefetch;"
+              "from gatewayctl.loader.profiles import load_estate; root = Path(sys.argv[1]); prefetch.start(root);"
+              "forked = prefetch._pending is not None; import time; time.sleep(0.5); partial = load_estate(root);"
+              "print(json.dumps({'forked': forked, 'split': prefetch.last_split, 'errors': [str(e) for e in partial.errors]}))")
+    env = {k: v for k, v in os.environ.items() if k != prefetch.ENV_SWITCH}
+    done = subprocess.run([sys.executable, "-c", script, str(estate)], capture_output=True, text=True, env=env,
+                          timeout=60, check=True)
+    outcome = json.loads(done.stdout)
+    assert outcome["forked"] and outcome["split"]["helper"] > 0
+    errors = [e for e in outcome["errors"] if "/a00" in e]
+    assert [e.split("/partners/")[1] for e in errors] == [
+        "a000.yaml: is a symbolic link; profile input must be regular files and folders inside the profiles folder "
+        "(links are never followed)",
+        "a001.yaml: is a FIFO (named pipe); profile input must be regular files"]
+    assert "hunter2" not in done.stdout
+
+
+def test_long_values_from_the_file_are_shortened_in_messages(estate: Path) -> None:
+    long_key, long_value = "k" * 1000, "v" * 5000  # libyaml's longest key is 1024 characters
+    acme = estate / "partners/acme.yaml"
+    acme.write_text(acme.read_text() + f"{long_key}: {long_value}\n")
+    (estate / "partners/dup.yaml").write_text(f"id: dup\n{long_key}: 1\n{long_key}: 2\n")
+    result = run_cli("--profiles", str(estate), "validate", "--at", AT)
+    assert result.exit_code == 2
+    assert max(len(line) for line in result.stderr.splitlines()) < 400
+    assert f"partners/acme.yaml:{line_of(acme, long_key)}: 'kkkkkkkkkk" in result.stderr and "unknown field" in result.stderr
+    assert "partners/dup.yaml:3: duplicate key 'kkkkkkkkk" in result.stderr
+
+
+def test_the_safe_open_helper_for_ca_files(tmp_path: Path) -> None:
+    from gatewayctl.loader.safefs import UnsafeFile, read_regular
+
+    root = tmp_path / "profiles"
+    (root / "ca").mkdir(parents=True)
+    (root / "ca/good.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    assert read_regular(root / "ca/good.pem", root=root) == b"-----BEGIN CERTIFICATE-----\n"
+    (root / "linked").symlink_to(root / "ca")
+    (root / "ca/key.pem").symlink_to(secret_file(tmp_path))
+    for path, reason in ((root / "linked/good.pem", "its folder 'linked' is a symbolic link"),
+                         (root / "ca/key.pem", "is a symbolic link"),
+                         (root / "ca/../ca/good.pem", "is not a file inside the profiles folder"),
+                         (tmp_path / "shadow", "is outside the profiles folder")):
+        with pytest.raises(UnsafeFile) as refused:
+            read_regular(path, root=root)
+        assert str(refused.value.strerror).startswith(reason), refused.value.strerror
+    with pytest.raises(UnsafeFile, match="file is 28 bytes; a profile file may be at most 10 bytes"):
+        read_regular(root / "ca/good.pem", 10, root=root)

@@ -163,12 +163,12 @@ def test_the_command_reaps_its_helper_when_it_fails_before_loading(estate: Path)
 
 
 def reference_listing(root: Path, errors: list[str]) -> list[Path]:
-    """The listing as it was first written (pathlib's rglob): the fast one must agree with it."""
+    """The listing as it was first written (pathlib's rglob), with links refused: the fast one must agree with it."""
     files = []
     for path in sorted((root / "partners").rglob("*")):
-        if path.is_dir() or path.name.startswith(".") or path.suffix == ".md":
+        if path.name.startswith(".") or path.suffix == ".md" or (path.is_dir() and not path.is_symlink()):
             continue
-        if path.suffix != ".yaml":
+        if path.suffix != ".yaml" or path.is_symlink():
             errors.append(path.name)
             continue
         files.append(path)
@@ -181,15 +181,15 @@ def test_the_listing_rules(tmp_path: Path) -> None:
                  ".git/config.yaml", "sub-a/d.yaml", "A.yaml"):
         (partners / name).parent.mkdir(parents=True, exist_ok=True)
         (partners / name).write_text("id: x\n")
-    (partners / "link-to-sub").symlink_to(partners / "sub")  # a link to a folder: not followed
-    (partners / "link.yaml").symlink_to(partners / "a.yaml")  # a link to a file: a file
-    (partners / "broken.yaml").symlink_to(partners / "missing.yaml")  # listed; reading it reports the error
+    (partners / "link-to-sub").symlink_to(partners / "sub")  # links are never followed: each is an error
+    (partners / "link.yaml").symlink_to(partners / "a.yaml")
+    (partners / "broken.yaml").symlink_to(partners / "missing.yaml")
     errors: list[ProfileError] = []
     files = prefetch.partner_files(tmp_path, errors)
     expected_errors: list[str] = []
     assert files == reference_listing(tmp_path, expected_errors)
     assert [str(f.relative_to(partners)) for f in files] == [
-        ".git/config.yaml", "A.yaml", "a.yaml", "b.yaml", "broken.yaml", "link.yaml", "sub/deeper/c.yaml", "sub/z.yaml",
-        "sub-a/d.yaml"]
-    assert [Path(e.path).name for e in errors] == expected_errors == ["notes.txt"]
+        ".git/config.yaml", "A.yaml", "a.yaml", "b.yaml", "sub/deeper/c.yaml", "sub/z.yaml", "sub-a/d.yaml"]
+    assert [Path(e.path).name for e in errors] == expected_errors == ["broken.yaml", "link-to-sub", "link.yaml", "notes.txt"]
+    assert all("symbolic link" in e.message for e in errors if Path(e.path).name.startswith(("link", "broken")))
     assert prefetch.shown_paths(tmp_path, files)[-1] == f"{display_path(tmp_path)}/partners/sub-a/d.yaml"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
+from gatewayctl.loader import safefs
 from gatewayctl.loader.yaml12 import Document, read_document
 
 PARTNERS_DIR = "partners"
@@ -47,33 +48,60 @@ def partner_files(root: Path, errors: list[ProfileError]) -> list[Path]:
     """The partner files under `root`/partners, in loading order; problems with the folder go to `errors`.
 
     Every file in the folder and its subfolders, sorted by path, except hidden files and .md notes;
-    any other file not ending in .yaml is an error (it would be silently ignored otherwise). Links to
-    files count as files; links to folders are not followed."""
+    any other file not ending in .yaml is an error (it would be silently ignored otherwise), and so
+    is a symbolic link: links are never followed (folders are listed through descriptors opened with
+    O_NOFOLLOW, so a folder swapped for a link meanwhile is refused, not listed)."""
     folder = root / PARTNERS_DIR
-    if not folder.is_dir():
+    if not os.path.lexists(folder):
         errors.append(ProfileError(display_path(folder), 0, "partners folder not found; partner profiles live in partners/<id>.yaml"))
         return []
     found: list[tuple[str, ...]] = []  # paths relative to the folder, as parts (one os.scandir per folder)
+    links: set[tuple[str, ...]] = set()
 
-    def walk(directory: str, parts: tuple[str, ...]) -> None:
-        with os.scandir(directory) as entries:
+    def walk(fd: int, parts: tuple[str, ...]) -> None:
+        with os.scandir(fd) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    walk(entry.path, (*parts, entry.name))
-                elif not entry.is_dir():
+                    try:
+                        child = safefs.open_subfolder(fd, entry.name)
+                    except safefs.UnsafeFile:
+                        links.add((*parts, entry.name))  # swapped for a link since it was listed
+                        continue
+                    try:
+                        walk(child, (*parts, entry.name))
+                    finally:
+                        os.close(child)
+                else:
                     found.append((*parts, entry.name))
+                    if entry.is_symlink():
+                        links.add(found[-1])
 
-    walk(str(folder), ())
+    try:
+        top = safefs.open_folder_below(root, folder)
+    except safefs.UnsafeFile as exc:
+        errors.append(ProfileError(display_path(folder), 0, f"the partners folder {exc.strerror}"))
+        return []
+    try:
+        walk(top, ())
+    finally:
+        os.close(top)
+    return _partner_paths(folder, sorted(found + list(links)), links, errors)
+
+
+def _partner_paths(folder: Path, found: list[tuple[str, ...]], links: set[tuple[str, ...]],
+                   errors: list[ProfileError]) -> list[Path]:
     files = []
-    for parts in sorted(found):
+    for parts in dict.fromkeys(found):
         name = parts[-1]
         if name.startswith(".") or name.endswith(".md"):
             continue
         path = folder.joinpath(*parts)
-        if not name.endswith(".yaml"):
+        if parts in links:
+            errors.append(ProfileError(display_path(path), 0, str(safefs.link_refusal().strerror)))
+        elif not name.endswith(".yaml"):
             errors.append(ProfileError(display_path(path), 0, "partner profiles must end in .yaml; this file would be ignored"))
-            continue
-        files.append(path)
+        else:
+            files.append(path)
     return files
 
 
@@ -153,14 +181,14 @@ def _child(root: Path, shared: mmap.mmap, listing_fd: int, results_fd: int) -> N
             if index >= _SLOT.unpack_from(shared, _PARENT_LOW)[0]:
                 break  # the parent has parsed it
             _SLOT.pack_into(shared, _CHILD_NEXT, index + 1)
-            data = marshal.dumps(_encode(_parse(path, shown[index])))
+            data = marshal.dumps(_encode(_parse(root, path, shown[index])))
             out.write(_RECORD.pack(index, len(data)))
             out.write(data)
 
 
-def _parse(path: Path, shown: str) -> Parsed:
+def _parse(root: Path, path: Path, shown: str) -> Parsed:
     try:
-        return read_document(path, shown)
+        return read_document(path, shown, root)
     except ProfileErrors as exc:
         return exc
 
@@ -205,7 +233,7 @@ def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[Profi
             if index < _SLOT.unpack_from(helper.shared, _CHILD_NEXT)[0]:
                 break
             _SLOT.pack_into(helper.shared, _PARENT_LOW, index)
-            results[index], done[index] = handle(_parse(files[index], shown[index])), True
+            results[index], done[index] = handle(_parse(root, files[index], shown[index])), True
     except BaseException:
         _stop(helper)
         raise
@@ -220,7 +248,7 @@ def take(root: Path, handle: Callable[[Parsed], T]) -> tuple[list[T], list[Profi
         _close(helper)
     for index, path in enumerate(files):
         if not done[index]:
-            results[index] = handle(_parse(path, shown[index]))
+            results[index] = handle(_parse(root, path, shown[index]))
             last_split["afterwards"] += 1
     return results, listing_errors  # type: ignore[return-value]  # every slot is filled by now
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ M = TypeVar("M", bound=BaseModel)
 GATEWAY_FILE = "gateway.yaml"
 SERVICES_FILE = "services.yaml"
 _DATE_BOUNDS = {DATE_MIN.isoformat(), DATE_MAX.isoformat()}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ def load_estate(root: Path) -> PartialEstate:
 def _load_all(root: Path) -> PartialEstate:
     errors: list[ProfileError] = []
     shown_root = display_path(root)
-    gateway = _load_file(root / GATEWAY_FILE, f"{shown_root}/{GATEWAY_FILE}", GatewayFile, errors)
-    services = _load_file(root / SERVICES_FILE, f"{shown_root}/{SERVICES_FILE}", ServicesFile, errors)
+    gateway = _load_file(root, GATEWAY_FILE, f"{shown_root}/{GATEWAY_FILE}", GatewayFile, errors)
+    services = _load_file(root, SERVICES_FILE, f"{shown_root}/{SERVICES_FILE}", ServicesFile, errors)
 
     def validate(doc: Document | ProfileErrors) -> Loaded[PartnerFile] | None:
         return _validate(doc, PartnerFile, errors)
@@ -73,7 +76,8 @@ def _load_all(root: Path) -> PartialEstate:
     taken = prefetch.take(root, validate)
     if taken is None:
         files = prefetch.partner_files(root, errors)
-        partners = [validate(_read(path, shown)) for path, shown in zip(files, prefetch.shown_paths(root, files), strict=True)]
+        partners = [validate(_read(root, path, shown))
+                    for path, shown in zip(files, prefetch.shown_paths(root, files), strict=True)]
     else:
         partners, listing_errors = taken
         errors.extend(listing_errors)
@@ -95,16 +99,16 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_file(path: Path, shown_path: str, model: type[M], errors: list[ProfileError]) -> Loaded[M] | None:
-    if not path.is_file():
-        errors.append(ProfileError(shown_path, 0, f"required file not found: {path.name}"))
+def _load_file(root: Path, name: str, shown_path: str, model: type[M], errors: list[ProfileError]) -> Loaded[M] | None:
+    if not os.path.lexists(root / name):
+        errors.append(ProfileError(shown_path, 0, f"required file not found: {name}"))
         return None
-    return _validate(_read(path, shown_path), model, errors)
+    return _validate(_read(root, root / name, shown_path), model, errors)
 
 
-def _read(path: Path, shown_path: str) -> Document | ProfileErrors:
+def _read(root: Path, path: Path, shown_path: str) -> Document | ProfileErrors:
     try:
-        return read_document(path, shown_path)
+        return read_document(path, shown_path, root)
     except ProfileErrors as exc:
         return exc
 
@@ -155,6 +159,8 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
 def _dotted(loc: tuple[Any, ...]) -> str:
     text = ""
     for part in loc:
+        if not isinstance(part, int) and not _PLAIN_KEY.fullmatch(str(part)):
+            part = shown(str(part), 40)  # an unknown key is the file's text: quoted and shortened
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
@@ -163,7 +169,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 def peek_names(root: Path) -> tuple[str, str] | None:
     """The WireGuard interface and nft table named by gateway.yaml, read without validating anything else."""
     try:
-        data = read_document(root / GATEWAY_FILE, GATEWAY_FILE).data
+        data = read_document(root / GATEWAY_FILE, GATEWAY_FILE, root).data
         return str(data["wireguard"]["interface"]), str(data.get("firewall", {}).get("table", "gatewayctl"))
     except (ProfileErrors, KeyError, TypeError, AttributeError):
         return None

@@ -9,6 +9,7 @@ says.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import re
@@ -21,8 +22,14 @@ from yaml import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
 from gatewayctl.errors import ProfileError, ProfileErrors, shown
+from gatewayctl.loader.safefs import MAX_FILE_BYTES, read_regular
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Document", "YamlError", "read_document"]
+
+# Profiles nest a handful of levels. Both libyaml's composer (C, recursive: a 200,000-level file
+# overflowed the C stack) and the constructor here (Python, recursive) are only ever given text
+# checked to nest no deeper than this.
+MAX_DEPTH = 64
 _PLAIN = "tag:gatewayctl:plain"
 _TAG = "tag:yaml.org,2002:"
 
@@ -95,6 +102,11 @@ class Document:
         return ProfileError(self.shown_path, self.line_of(loc), message, code)
 
 
+def shown_text(text: str, limit: int = 120) -> str:
+    """A message from the parser, shortened: it can quote the file (whose lines are not ours to print)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _child(node: Node, part: int | str) -> Node | None:
     if isinstance(node, MappingNode):
         for key, value in node.value:
@@ -105,16 +117,16 @@ def _child(node: Node, part: int | str) -> Node | None:
     return None
 
 
-def read_document(path: Path, shown_path: str) -> Document:
-    """Read and parse one YAML file; raises ProfileErrors (with the line) on failure."""
+def read_document(path: Path, shown_path: str, root: Path | None = None) -> Document:
+    """Read and parse one YAML file; raises ProfileErrors (with the line) on failure.
+
+    Only a regular file of at most MAX_FILE_BYTES is read, never through a link: with `root` (the
+    profiles folder), no component below `root` may be a link either (see safefs)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            message = f"file is {size} bytes; a profile file may be at most {MAX_FILE_BYTES} bytes"
-            raise ProfileErrors([ProfileError(shown_path, 0, message)])
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_FILE_BYTES, root)
     except OSError as exc:
-        raise ProfileErrors([ProfileError(shown_path, 0, f"cannot read file: {exc.strerror}")]) from None
+        message = exc.strerror if exc.errno == errno.EPERM else f"cannot read file: {exc.strerror}"
+        raise ProfileErrors([ProfileError(shown_path, 0, message or "cannot read file")]) from None
     text = _decode(raw, shown_path)
     try:
         data = _Constructor().build(_compose(text))
@@ -138,20 +150,67 @@ def _decode(raw: bytes, shown_path: str) -> str:
 
 
 def _compose(text: str) -> Node:
+    if _may_nest_too_deep(text):
+        _check_depth(text)
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
-        raise YamlError(line, f"YAML syntax error: {exc.problem or exc.context}") from None
+        raise YamlError(line, f"YAML syntax error: {shown_text(str(exc.problem or exc.context))}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(0, f"YAML error: {exc}") from None
+        raise YamlError(0, f"YAML error: {shown_text(str(exc))}") from None
     finally:
         loader.dispose()
     if root is None:
         raise YamlError(1, "file is empty; expected a mapping of settings")
     return root
+
+
+def _may_nest_too_deep(text: str) -> bool:
+    """False when `text` cannot nest deeper than MAX_DEPTH, by a bound cheap enough for every file.
+
+    A flow collection opens with { or [ (and `[a: b]` holds a mapping: two levels for a [); a block
+    collection needs a deeper start column than
+    its parent, or an indicator (- ? :) before its content on its line, and at most two levels (a
+    mapping and a sequence as its value) share one column. So depth <= brackets + 2 * (longest run
+    of spaces and indicators at a line start + 1). Over-estimates (brackets in strings, lines of
+    block scalars) only mean the exact check runs."""
+    room = MAX_DEPTH - 2 * text.count("[") - text.count("{")
+    if room < 2:
+        return True
+    first_line, other_lines = _line_start_runs(room // 2)
+    return first_line.match(text) is not None or other_lines.search(text) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _line_start_runs(length: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Runs of at least `length` spaces and indicators at the start of the first line, of any other
+    line (found after a newline rather than by ^ with MULTILINE: re then skips to each newline, 4x faster)."""
+    run = rf"[ \t?:-]{{{length},}}"
+    return re.compile(run), re.compile("\n" + run)
+
+
+def _check_depth(text: str) -> None:
+    """Raise YamlError at the first collection nested deeper than MAX_DEPTH. libyaml's event parser
+    keeps its own stacks (no recursion), so this is safe at any depth."""
+    parser = _Loader(text)
+    depth = 0
+    try:
+        while (event := parser.get_event()) is not None:
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else 0
+                    raise YamlError(line, f"nesting is deeper than {MAX_DEPTH} levels; "
+                                    "profile files nest a few levels at most")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # not YAML: composing reports it, at a depth this check has seen
+    finally:
+        parser.dispose()
 
 
 class _Constructor:
@@ -185,14 +244,14 @@ class _Constructor:
                 raise YamlError(_line(key_node), f"keys must be text, found {shown(key)}")
             if key in result:
                 first = next(k for k, _ in node.value if k.value == key)
-                raise YamlError(_line(key_node), f"duplicate key {key!r} (first defined on line {_line(first)})")
+                raise YamlError(_line(key_node), f"duplicate key {shown(key)} (first defined on line {_line(first)})")
             result[key] = self.build(value_node)
         return result
 
 
 def _check_tag(node: Node, kind: str) -> None:
     if node.tag != _TAG + kind:
-        raise YamlError(_line(node), f"YAML tag {node.tag!r} is not supported in profiles")
+        raise YamlError(_line(node), f"YAML tag {shown(node.tag)} is not supported in profiles")
 
 
 def _line(node: Node) -> int:
@@ -214,8 +273,8 @@ def _scalar(node: Node) -> Any:
             return resolved
         if kind == "float" and type(resolved) is int:
             return float(resolved)
-        raise YamlError(_line(node), f"value {value!r} is not a valid !!{kind}")
-    raise YamlError(_line(node), f"YAML tag {tag!r} is not supported in profiles")
+        raise YamlError(_line(node), f"value {shown(value)} is not a valid !!{kind}")
+    raise YamlError(_line(node), f"YAML tag {shown(tag)} is not supported in profiles")
 
 
 def _core(value: str) -> Any:
