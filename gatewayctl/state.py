@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gatewayctl import gitsafe
 from gatewayctl.build import atomic_write
 from gatewayctl.host.errors import HostError
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayctl")
+# A profiles folder with more files than this is recorded as differing from its commit (not hashed).
+_MAX_COMPARED_FILES = 20_000
 
 
 class StateDir:
@@ -89,13 +92,21 @@ def current_user() -> str:
 
 
 def profile_revision(profiles: Path) -> dict[str, Any]:
-    """The git revision of the profiles folder, and whether it has uncommitted changes."""
+    """The git revision of the profiles folder and whether the folder differs from it
+    ({"revision": None} outside git or before the first commit). Git runs only as
+    gatewayctl/gitsafe.py allows: on the repository found above the folder, never reading the
+    working tree. Raises ProfileErrors when the folder holds a git repository."""
+    from gatewayctl.loader import yaml12  # the loader's limit; imported late, as the commands import it late
+
+    repo = gitsafe.find_repository(profiles)
+    gitsafe.refuse_nested(profiles, repo)
+    if repo is None:
+        return {"revision": None}
     try:
-        rev = subprocess.run(["git", "-C", str(profiles), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
+        head = gitsafe.commit_of(repo, "HEAD")
+        if head is None:
             return {"revision": None}
-        dirty = subprocess.run(["git", "-C", str(profiles), "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, timeout=10)
-        return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        same = gitsafe.worktree_matches(repo, head, profiles, _MAX_COMPARED_FILES, yaml12.MAX_FILE_BYTES)
     except (OSError, subprocess.TimeoutExpired):
         return {"revision": None}
+    return {"revision": head, "dirty": not same}

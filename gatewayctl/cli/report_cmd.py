@@ -60,6 +60,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     try:
         mapping = load_controls(controls)
         tests = load_tests(obj.profiles)
+        revision = profile_revision(obj.profiles)  # refuses a profiles folder holding a git repository
     except ProfileErrors as exc:
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
@@ -77,7 +78,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     services = compiled.estate.services.model.services
     outcomes = [run_test(t, compiled.policy, services) for t in tests]
     lint = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now)  # the estate loaded once
-    doc = collect(compiled, lint, outcomes, live, now, profile_revision(obj.profiles), partner)
+    doc = collect(compiled, lint, outcomes, live, now, revision, partner)
     evaluate(doc, mapping)
     text = render(doc, fmt, make_environment(templates))
     if output:
