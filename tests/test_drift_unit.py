@@ -57,7 +57,7 @@ def test_host_change_is_status_1_with_partner_and_kind(estate: Path) -> None:  #
     key = next(k for k, p in peers.items() if "10.250.3.1/32" in p["allowed_ips"])
     del peers[key]
     host.foreign_chains.append({"family": "ip", "table": "docker", "name": "DOCKER-FWD", "hook": "forward",
-                                "prio": 0, "policy": "accept"})
+                                "prio": 0, "policy": "drop"})
     report = drift_at(estate, host, record, AT_DT)
     assert report.status == HOST_CHANGED
     kinds = {(f.kind, f.partner) for f in report.host_findings}

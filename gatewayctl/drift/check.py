@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatewayctl.auth.sessions import SessionProblem
+from gatewayctl.drift import bypass
 from gatewayctl.host.base import LinkState, LiveState
 from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceState, PeerState
@@ -60,15 +61,13 @@ def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None,
         plan = diff(last, live, now, labels)
         findings += [_finding("host", c, last) for c in plan.changes]
         findings += [Finding("host", _blocker_kind(b), "-", "host", b) for b in plan.blockers]
-        known = set(applied.get("foreign_chains", []))
-        findings += [Finding("host", "foreign-base-chain", "-", str(c), "a base chain of another table on a hook partner "
-                             "traffic passes; it can drop, mark or redirect partner traffic") for c in live.foreign_chains
-                     if str(c) not in known]
+        findings += [Finding("host", k, "-", s, d) for k, s, d in bypass.host_findings(live, (last, desired))]
         pending = diff(desired, as_live(last, now), now, labels)
         findings += [_finding("profiles", c, desired) for c in pending.changes]
     else:
         plan = diff(desired, live, now)
         findings += [_finding("profiles", c, desired) for c in plan.changes]
+        findings += [Finding("host", k, "-", s, d) for k, s, d in bypass.host_findings(live, (desired,))]
     status = HOST_CHANGED if any(f.source == "host" for f in findings) else NOT_APPLIED if findings else IN_SYNC
     return DriftReport(status, tuple(findings), applied, now)
 

@@ -6,10 +6,11 @@ Reading is two halves: `snapshot()` acquires raw data (plain JSON-able values), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gatewayctl.host import uapi
+from gatewayctl.host.bypassstate import ForeignState, parse_foreign
 from gatewayctl.host.nftstate import ForeignChain, NftTableState, parse_foreign_chains, parse_table
 from gatewayctl.host.wgtypes import DeviceState, DeviceUpdate
 
@@ -36,6 +37,7 @@ class LiveState:
     foreign_chains: tuple[ForeignChain, ...]
     forwarding4: bool
     forwarding6: bool
+    foreign: ForeignState = field(default_factory=ForeignState)  # other tables, iptables-legacy, other WireGuard devices
 
 
 class Host(Protocol):
@@ -103,4 +105,5 @@ def parse_snapshot(raw: dict[str, Any]) -> LiveState:
         link=link_state, wg_backend=raw.get("wg_backend"), wg=wg, wg_error=raw.get("wg_error"), nft=nft,
         foreign_chains=parse_foreign_chains(raw.get("nft_chains") or {}, table),
         forwarding4=forwarding.get("ipv4") == "1", forwarding6=forwarding.get("ipv6") == "1",
+        foreign=parse_foreign(raw.get("foreign"), table),
     )

@@ -16,7 +16,7 @@ from typing import Any
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftTableState, parse_table
 from gatewayctl.host.uapi import ZERO_KEY, _hex
-from gatewayctl.host.wgtypes import DeviceUpdate
+from gatewayctl.host.wgtypes import DeviceUpdate, public_of
 
 
 @dataclass
@@ -32,6 +32,7 @@ class FakeHost:
     devices: dict[str, FakeDevice] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     foreign_chains: list[dict[str, Any]] = field(default_factory=list)
+    foreign_rules: list[dict[str, Any]] = field(default_factory=list)  # rules of those chains, in nft's JSON
     forwarding: dict[str, str] = field(default_factory=lambda: {"ipv4": "1", "ipv6": "1"})
     fail_next: dict[str, str] = field(default_factory=dict)
     # Seconds the fake's clock has moved since the ruleset was loaded: element timers count down by it
@@ -53,8 +54,17 @@ class FakeHost:
             "ifname": ifname, "table": table, "link": link, "wg_backend": "userspace" if device else None,
             "wg_raw": _uapi_text(device) if device else None, "wg_error": None,
             "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables else None,
-            "nft_chains": chains, "forwarding": dict(self.forwarding),
+            "nft_chains": chains, "forwarding": dict(self.forwarding), "foreign": self._foreign(ifname),
         }
+
+    def _foreign(self, ifname: str) -> dict[str, Any]:
+        """The `foreign` snapshot entry (see host/foreign.py): other tables' chains and rules, other devices."""
+        listing = [{"chain": c} for c in self.foreign_chains] + [{"rule": r} for r in self.foreign_rules]
+        devices = [{"link": name if name in self.links else None, "socket": name, "backend": "userspace",
+                    "public_key": public_of(d.private_key) if d.private_key else None, "peer_keys": sorted(d.peers),
+                    "error": None} for name, d in sorted(self.devices.items()) if name != ifname]
+        return {"nft": {"nftables": copy.deepcopy(listing)}, "nft_devices": {}, "legacy": {}, "wg_devices": devices,
+                "errors": []}
 
     def nft_canonical(self, text: str, table: str) -> NftTableState:
         state = parse_table(_listing(text, table), table)

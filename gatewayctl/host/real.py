@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.host import kernel_wg, links, nft, uapi
+from gatewayctl.host import foreign, kernel_wg, links, nft, uapi
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceUpdate
@@ -37,6 +37,7 @@ class RealHost:
             "ifname": ifname, "table": table, "link": link, "wg_backend": backend, "wg_raw": wg_raw,
             "wg_error": wg_error, "nft_table": nft.list_json(f"list table inet {table}"),
             "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
+            "foreign": foreign.acquire(ifname, table),
         }
 
     @staticmethod
