@@ -65,8 +65,8 @@ CHANGES = [
                                           # stage established needs a preshared key for confidential data (GW104)
                                           ("partners/umbrella.yaml", "    keepalive: 25", "    keepalive: 25\n    preshared_key_file: "
                                            "/etc/gatewayctl/psk/umbrella-london.psk"),
-                                          ("partners/umbrella.yaml", '"fd00:250::4:2/128"]', '"fd00:250::4:2/128"]\n    preshared_key_file: '
-                                           "/etc/gatewayctl/psk/umbrella-raccoon.psk")],
+                                          ("partners/umbrella.yaml", '"fd00:250::4:2/128"]',
+                                           '"fd00:250::4:2/128"]\n    preshared_key_file: /etc/gatewayctl/psk/umbrella-raccoon.psk')],
      {("umbrella", "flow-added", True)}),
     ("grant removed", [("partners/acme.yaml", "  - service: edi-sftp", "  - service: crm-api")], None),
     ("ports widened", [("partners/globex.yaml", 'ports: ["8000-8003"]', 'ports: ["8000-8005"]')], {("globex", "flow-widened", True)}),

@@ -62,6 +62,7 @@ def access_diff(old: CompiledPolicy, new: CompiledPolicy, old_estate: Estate, ne
     changes += _flow_changes(old, new)
     changes += _partner_changes(old, new, _models(old_estate), _models(new_estate))
     changes += gateway_changes(old_estate.gateway.model, new_estate.gateway.model)
+    changes += suppression_changes(old_estate, new_estate)
     return sorted(set(changes))
 
 
@@ -274,3 +275,35 @@ def _cert_changes(old: PartnerIR, new: PartnerIR, old_model: PartnerFile | None,
     if old_reqs is None or new_reqs is None:  # cannot happen (compiled from these models); fail closed if it does
         return [Change(old.id, "certificates-changed", old.id, "requirements could not be compared", "unknown change")]
     return certificate_changes(old.id, certificate_values(old_reqs, a), certificate_values(new_reqs, b))
+
+
+def suppression_changes(old_estate: Estate, new_estate: Estate) -> list[Change]:
+    """Every suppression or gateway exception added, changed or extended, each a risk: an exception
+    decides that a finding does not count. Removed ones, and ones that only end sooner, are not."""
+    from gatewayctl.lint.ledger import ledger  # imported here: lint's rule modules are only needed by diff
+
+    before, after = ledger(old_estate), ledger(new_estate)
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        scope, where, rule = key
+        subject = f"{rule} {where}"
+        if key not in before:
+            reason, expires, approver = after[key]
+            by = f", approved by {approver}" if approver else ""
+            changes.append(Change(scope, "suppression-added", subject, f"until {expires}{by}: {reason}", "exception added"))
+        elif key not in after:
+            changes.append(Change(scope, "suppression-removed", subject, f"was until {before[key][1]}"))
+        elif before[key] != after[key]:
+            (r0, e0, a0), (r1, e1, a1) = before[key], after[key]
+            if (r0, a0) == (r1, a1) and e1 < e0:
+                changes.append(Change(scope, "suppression-shortened", subject, f"until {e0} -> {e1}"))
+                continue
+            kind, risk = ("suppression-extended", "exception extended") if e1 > e0 else ("suppression-changed", "exception changed")
+            detail = "; ".join(f"{what} {a!r} -> {b!r}" for what, a, b in
+                               (("until", e0, e1), ("reason", r0, r1), ("approved by", a0, a1)) if a != b)
+            changes.append(Change(scope, kind, subject, detail, risk))
+    limit_old, limit_new = old_estate.gateway.model.lint.max_exception_days, new_estate.gateway.model.lint.max_exception_days
+    if limit_new > limit_old:
+        changes.append(Change(GATEWAY, "gateway-changed", "lint.max_exception_days", f"{limit_old} -> {limit_new}",
+                              "exceptions may run longer"))
+    return changes
