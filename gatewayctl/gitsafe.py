@@ -223,9 +223,9 @@ class BlobReader:
         assert stdin is not None and stdout is not None
         stdin.write(f"{oid}\n".encode())
         stdin.flush()
-        header = stdout.readline(200).decode(errors="replace").split(" ")
-        if header[:2] != [oid, "blob"] or len(header) != 3 or int(header[2]) != size:
-            raise OSError(f"git cat-file answered {' '.join(header).strip()!r} for blob {oid}")
+        header = stdout.readline(200).decode(errors="replace")
+        if header != f"{oid} blob {size}\n":
+            raise OSError(f"git cat-file answered {header.strip()[:120]!r} for blob {oid} of {size} bytes")
         left = size
         while left:
             block = stdout.read(min(left, 1 << 20))
@@ -267,7 +267,7 @@ def file_oid(path: Path, fmt: str) -> str:
         target = os.fsencode(os.readlink(path))
         digest.update(b"blob %d\0" % len(target) + target)
         return digest.hexdigest()
-    with open(path, "rb") as handle:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
         digest.update(b"blob %d\0" % os.fstat(handle.fileno()).st_size)
         while block := handle.read(1 << 20):
             digest.update(block)
@@ -303,8 +303,10 @@ def worktree_matches(repo: Repository, commit: str, folder: Path, limit: int, ma
         return False
     sizes, fmt = blob_sizes(repo, list(committed.values())), object_format(repo)
     for rel, oid in committed.items():
-        size = present[rel].lstat().st_size
-        if size != sizes.get(oid) or size > max_bytes or file_oid(present[rel], fmt) != oid:
+        info = present[rel].lstat()
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+            return False  # a FIFO or device is never opened
+        if info.st_size != sizes.get(oid) or info.st_size > max_bytes or file_oid(present[rel], fmt) != oid:
             return False
     return True
 

@@ -10,6 +10,7 @@ compared against the attacker's `main`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -202,3 +203,29 @@ def test_a_tree_with_too_many_files_is_refused(estate: Path) -> None:
     result = run_cli("--profiles", str(estate / "profiles"), "diff", "--base", "many", "--at", AT)
     assert result.exit_code == 2, result.output
     assert f"error: many:profiles: the folder holds more than {TREE_FILES} files" in result.stderr
+
+
+def test_a_revision_over_the_total_size_is_refused(estate: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gatewayctl.review import gitsource
+
+    total = sum(p.stat().st_size for p in (estate / "profiles").rglob("*") if p.is_file())
+    monkeypatch.setattr(gitsource, "MAX_TREE_BYTES", total - 1)  # a module constant: 256 MiB is slow to commit
+    result = run_cli("--profiles", str(estate / "profiles"), "diff", "--base", "main", "--at", AT)
+    assert result.exit_code == 2, result.output
+    assert f"error: main:profiles: the folder's files hold {total} bytes at this revision" in result.stderr
+
+
+def test_a_fifo_in_the_working_tree_is_a_difference_and_is_never_opened(estate: Path) -> None:
+    services = estate / "profiles" / "services.yaml"
+    services.unlink()
+    os.mkfifo(services)  # opening it for reading would wait for a writer forever
+    assert profile_revision(estate / "profiles") == {"revision": git(estate, "rev-parse", "HEAD"), "dirty": True}
+
+
+def test_a_git_link_is_not_followed(estate: Path, tmp_path: Path) -> None:
+    shutil.move(estate / ".git", tmp_path / "elsewhere.git")
+    (estate / ".git").symlink_to(tmp_path / "elsewhere.git")
+    with pytest.raises(ProfileErrors) as caught:
+        profile_revision(estate / "profiles")
+    assert [(e.path, e.message.split(";")[0]) for e in caught.value.errors] == [
+        (str(estate / ".git"), "a .git that is a symbolic link is not used")]
