@@ -172,6 +172,8 @@ def test_foreign_accepting_base_chain_is_reported(lab: LabHandle) -> None:
     lab.gw_run("nft", "add", "table", "ip", "gwtest_foreign")
     lab.gw_run("nft", "add", "chain", "ip", "gwtest_foreign", "c_fwd",
                "{ type filter hook forward priority -10; policy accept; }")
+    # an accept-only chain is not drift (accept does not skip ours); a drop of partner traffic is
+    lab.gw_run("nft", "add", "rule", "ip", "gwtest_foreign", "c_fwd", "ip", "daddr", "10.99.99.99", "drop")
     try:
         drift = lab.ctl("drift", "--format", "json")
         assert drift.returncode == 1
