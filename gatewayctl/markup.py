@@ -20,8 +20,9 @@ import markupsafe
 # headings and issue references (#), and the escape character itself. CommonMark lets a backslash
 # escape any ASCII punctuation, and the backslash does not show.
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#!])")
-# A line-start marker would open a list, a quote or a heading when the value starts a list item.
-_LEADING = re.compile(r"^(\s*(?:[0-9]+)?)([-+=.)])")
+# A list marker at the start of a value would open a nested list when the value starts a list item
+# ("- x", "+ x", "1. x", "1) x"); quotes and headings start with characters escaped anyway.
+_LEADING = re.compile(r"^(\s*[0-9]{0,9})([-+.)])(?=\s|$)")
 # A zero-width space breaks what renderers turn into links after parsing, on the text itself:
 # @mentions (and e-mail auto-links), #123 references, scheme:// and www. auto-links, :emoji:
 # shortcodes (only names that cannot be part of an IPv6 address, so addresses copy cleanly).

@@ -2,7 +2,10 @@
 
 Every format comes from a template in templates/report/ (JSON is the document itself). The
 pictures of the HTML (access matrix, traffic, timeline) are computed here as plain numbers and drawn
-by the template as inline SVG and HTML: the page has no external resource."""
+by the template as inline SVG and HTML: the page has no external resource.
+
+Escaping is not left to each template (a site may override them): the HTML is rendered with
+autoescape on, and every `{{ value }}` of the Markdown passes through markup.markdown_text."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import json
 from typing import Any
 
 import jinja2
+
+from gatewayctl.markup import MarkdownSafe, markdown_code, markdown_text
 
 Doc = dict[str, Any]
 PALETTE = ["#4caf50", "#8bc34a", "#ffc107", "#ff9800", "#f44336", "#9c27b0", "#795548", "#607d8b"]
@@ -93,13 +98,24 @@ def timeline(doc: Doc) -> dict[str, Any]:
     return {"weeks": weeks, "tallest": tallest, "items": items, "days": TIMELINE_DAYS}
 
 
-def md(value: object) -> str:
-    """Text for a Markdown table cell or list item: pipes escaped, one line."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+def md(value: object) -> MarkdownSafe:
+    """Text for a Markdown table cell, list item or heading: inert (markup.markdown_text)."""
+    return markdown_text(value)
 
 
 def environment(env: jinja2.Environment) -> jinja2.Environment:
-    env.filters.update(human_bytes=human_bytes, md=md)
+    env.filters.update(human_bytes=human_bytes, md=md, md_code=markdown_code)
+    return env
+
+
+def escaping(env: jinja2.Environment, fmt: str) -> jinja2.Environment:
+    """The environment a format is rendered in: HTML with autoescape, Markdown with every output value
+    escaped (`finalize`). Both change how templates compile, so neither shares compiled templates
+    with the plain environment (no template or bytecode cache)."""
+    if fmt == "html":
+        return env.overlay(autoescape=True, cache_size=0, bytecode_cache=None)
+    if fmt == "markdown":
+        return env.overlay(finalize=markdown_text, cache_size=0, bytecode_cache=None)
     return env
 
 
@@ -113,4 +129,4 @@ def render(doc: Doc, fmt: str, env: jinja2.Environment) -> str:
     context: dict[str, Any] = {"doc": doc, "epoch": epoch}
     if fmt in ("html", "markdown"):
         context.update(matrix=matrix(doc), traffic=traffic(doc), timeline=timeline(doc), colours=_colours(doc))
-    return env.get_template(template).render(**context)
+    return escaping(env, fmt).get_template(template).render(**context)
