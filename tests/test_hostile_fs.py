@@ -286,3 +286,122 @@ def test_the_safe_open_helper_for_ca_files(tmp_path: Path) -> None:
         assert str(refused.value.strerror).startswith(reason), refused.value.strerror
     with pytest.raises(UnsafeFile, match="file is 28 bytes; a profile file may be at most 10 bytes"):
         read_regular(root / "ca/good.pem", 10, root=root)
+
+
+# --- 5: writing output never follows a link ----------------------------------------------------------------
+
+
+def build(estate: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    result = program("--profiles", str(estate), "build", "-o", str(out), "--at", AT)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder the build must never touch, with a file in it."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "victim.conf").write_text("precious\n")
+    return folder
+
+
+def test_a_planted_manifest_cannot_delete_outside_the_output_folder(estate: Path, tmp_path: Path, outside: Path) -> None:
+    out = tmp_path / "out"
+    assert build(estate, out).returncode == 0
+    (out / "partners/evil").symlink_to(outside)
+    (tmp_path / "victim2").write_text("precious\n")
+    (out / ".gatewayctl-build.json").write_text(json.dumps({"files": [
+        "partners/evil/victim.conf", "../victim2", str(tmp_path / "victim2"), "partners/../../victim2"]}))
+    result = build(estate, out)
+    assert result.returncode == 2
+    assert f"{out}/partners/evil: is a symbolic link" in result.stderr
+    assert (outside / "victim.conf").read_text() == "precious\n"
+    assert (tmp_path / "victim2").read_text() == "precious\n"
+
+
+def test_names_a_build_never_writes_are_never_removed(estate: Path, tmp_path: Path, outside: Path) -> None:
+    out = tmp_path / "out"
+    assert build(estate, out).returncode == 0
+    (out / "notes.txt").write_text("mine\n")
+    (out / "wireguard/old.conf").write_text("stale\n")
+    (out / "wireguard/linked.conf").symlink_to(outside / "victim.conf")
+    (out / "wireguard/.hidden.conf").write_text("mine\n")
+    (out / ".gatewayctl-build.json").write_text(json.dumps({"files": [
+        "notes.txt", "wireguard/old.conf", "wireguard/linked.conf", "wireguard/.hidden.conf"]}))
+    result = build(estate, out)
+    assert result.returncode == 0, result.stderr
+    assert f"removed   {out}/wireguard/old.conf" in result.stdout and "linked" not in result.stdout
+    assert not (out / "wireguard/old.conf").exists()
+    assert (out / "notes.txt").exists() and (out / "wireguard/.hidden.conf").exists()
+    assert (out / "wireguard/linked.conf").is_symlink() and (outside / "victim.conf").read_text() == "precious\n"
+
+
+def test_a_linked_folder_inside_the_output_is_refused(estate: Path, tmp_path: Path, outside: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "partners").symlink_to(outside)
+    result = build(estate, out)
+    assert result.returncode == 2
+    assert f"error: {out}/partners: is a symbolic link" in result.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.conf"]
+
+
+@pytest.mark.parametrize("where", ["out", "above"])
+def test_a_linked_output_folder_or_folder_above_it_is_refused(estate: Path, tmp_path: Path, outside: Path, where: str) -> None:
+    if where == "out":
+        (tmp_path / "out").symlink_to(outside)
+        out, shown = tmp_path / "out", f"{tmp_path}/out"
+    else:
+        (tmp_path / "above").symlink_to(outside)
+        out, shown = tmp_path / "above/out", f"{tmp_path}/above"
+    result = build(estate, out)
+    assert result.returncode == 2
+    assert f"error: {shown}: is a symbolic link" in result.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.conf"]
+
+
+def test_a_link_in_place_of_an_output_file_is_replaced_not_written_through(estate: Path, tmp_path: Path,
+                                                                             outside: Path) -> None:
+    out = tmp_path / "out"
+    assert build(estate, out).returncode == 0
+    conf = out / "partners/acme/acme-hq.conf"
+    expected = conf.read_bytes()
+    conf.unlink()
+    conf.symlink_to(outside / "victim.conf")
+    assert build(estate, out).returncode == 0
+    assert not conf.is_symlink() and conf.read_bytes() == expected and conf.stat().st_mode & 0o777 == 0o600
+    assert (outside / "victim.conf").read_text() == "precious\n"
+
+
+def test_a_relative_output_folder_is_written_from_the_working_folder(estate: Path, tmp_path: Path) -> None:
+    result = program("--profiles", str(estate), "build", "-o", "rel/out", "--at", AT, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "rel/out/nftables/gatewayctl.nft").is_file()
+    assert json.loads((tmp_path / "rel/out/.gatewayctl-build.json").read_text())["files"]
+
+
+# --- 9: every unexpected exception exits 2 with one line ---------------------------------------------------
+
+
+def test_an_unexpected_exception_is_one_line_and_status_2(monkeypatch: pytest.MonkeyPatch, estate: Path) -> None:
+    import gatewayctl.cli.build_cmd as build_cmd
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("something inside\nbroke")
+
+    monkeypatch.setattr(build_cmd, "load_or_exit", broken)
+    result = run_cli("--profiles", str(estate), "validate")
+    assert result.exit_code == 2
+    assert result.stderr == "error: unexpected RuntimeError: something inside broke (--debug shows where)\n"
+    result = run_cli("--debug", "--profiles", str(estate), "validate")
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr and "in broken" in result.stderr
+
+
+def test_an_evaluation_date_past_what_dates_can_hold_is_status_2(estate: Path) -> None:
+    for command in ("validate", "lint", "test"):
+        result = program("--profiles", str(estate), command, "--at", "9999-12-31")
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,16 +1,20 @@
 """`gatewayctl`: the click group and its shared options.
 
 Exit codes, the same for every command: 0 clean, 1 findings or changes,
-2 bad input or usage.
+2 bad input or usage, and 2 for any error a command did not expect (one line on
+stderr; --debug adds the traceback).
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -76,6 +80,14 @@ class LazyGroup(click.Group):
         ctx.meta["gatewayctl.invoking"] = not ctx.resilient_parsing
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # usage errors and ordinary exits: click prints and sets the status
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # the reader went away: click ends quietly, as any program would
+            _unexpected(exc, bool(ctx.params.get("debug")))
+        except Exception as exc:
+            _unexpected(exc, bool(ctx.params.get("debug")))
         finally:
             ctx.meta.pop("gatewayctl.invoking", None)
             if "gatewayctl.loader.prefetch" in sys.modules:
@@ -87,6 +99,29 @@ class LazyGroup(click.Group):
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+DEBUG_ENV = "GATEWAYCTL_DEBUG"
+
+
+def _unexpected(exc: Exception, debug: bool) -> NoReturn:
+    """End a command that raised: one line on stderr and status 2, never 1 (which CI reads as "changes")
+    and never a traceback, unless --debug (or GATEWAYCTL_DEBUG=1) asks for it."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    from gatewayctl.errors import ProfileErrors
+
+    build = sys.modules.get("gatewayctl.build")  # loaded whenever its OutputError can have been raised
+    if isinstance(exc, ProfileErrors):  # a command that did not print its own input errors
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+    else:
+        text = " ".join(str(exc).split()) or "no details"
+        text = text if len(text) <= 300 else text[:297] + "..."
+        if build is not None and isinstance(exc, build.OutputError):
+            click.echo(f"error: {text}", err=True)
+        else:
+            hint = "" if debug else " (--debug shows where)"
+            click.echo(f"error: unexpected {type(exc).__name__}: {text}{hint}", err=True)
+    raise SystemExit(EXIT_BAD_INPUT)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -94,9 +129,10 @@ EXIT_BAD_INPUT = 2
               show_default=True, envvar="GATEWAYCTL_PROFILES", help="Folder with gateway.yaml, services.yaml and partners/.")
 @click.option("-v", "--verbose", count=True, help="Say more (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV, help="Show the traceback of an unexpected error.")
 @click.version_option(__version__, "--version", prog_name="gatewayctl")
 @click.pass_context
-def cli(ctx: click.Context, profiles: Path, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, profiles: Path, verbose: int, quiet: bool, debug: bool) -> None:
     """Declarative partner access for a WireGuard gateway.
 
     Trust profiles in YAML (one per partner), a service catalogue and the gateway's

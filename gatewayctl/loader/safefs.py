@@ -153,6 +153,11 @@ def _not_regular(mode: int, what: str = "") -> UnsafeFile:
     return UnsafeFile(f"{subject} {_KINDS.get(stat.S_IFMT(mode), 'not a regular file')}; profile input must be regular files")
 
 
+def read_fd(fd: int, limit: int) -> bytes:
+    """The rest of the open file `fd`, at most `limit` bytes; raises TooLarge beyond."""
+    return _read_bounded(fd, limit)
+
+
 def _read_bounded(fd: int, limit: int) -> bytes:
     size = os.fstat(fd).st_size
     if size > limit:
