@@ -25,7 +25,8 @@ def gateway_doc(per_partner_logging: bool = True) -> dict[str, Any]:
             "endpoint": "gw.example.net:51820", "public_key": GATEWAY_KEY,
             "private_key_file": "/etc/gatewayctl/wg-synth.key",
         },
-        "internal_networks": ["10.0.0.0/8", "fd00:10::/48"],
+        # 10.128.0.0/9 stays outside: generated partner LANs (tests/test_property.py) live there
+        "internal_networks": ["10.0.0.0/9", "fd00:10::/48"],
         "classifications": ["public", "internal", "confidential", "restricted"],
         "stages": {"partner": {"classifications": ["public", "internal", "confidential", "restricted"]}},
         "deny_logging": {"per_partner": per_partner_logging},

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from gatewayctl.errors import ProfileError, ProfileErrors, display_path
+from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
+from gatewayctl.keyfiles import key_file_problem, preshared_key_path
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
-from gatewayctl.loader.yaml12 import Document
 from gatewayctl.model import GatewayFile, PartnerFile
-from gatewayctl.model.types import IPNetwork, parse_port_spec
+from gatewayctl.model.types import parse_port_spec
 from gatewayctl.ports import contained
+from gatewayctl.validate_addresses import check_grant_unions, check_partner_claims, check_services
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An address range claimed by one peer, for overlap detection."""
-
-    network: IPNetwork
-    first: int
-    last: int
-    owner: str
-    doc: Document
-    loc: tuple[int | str, ...]
-    label: str
 
 
 def validate_estate(partial: PartialEstate) -> tuple[Estate, dict[str, list[x509.Certificate]]]:
@@ -51,13 +37,16 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
     _check_keys(gateway, partial.partners, errors)
     cas = _load_cas(partial.root, partial.partners, errors)
     if gateway is not None:
-        _check_addresses(gateway.model, partial.partners, errors)
+        check_partner_claims(gateway, services, partial.partners, errors)
+        _check_key_files(gateway.model, partial.partners, errors)
         for partner in partial.partners:
             _check_stage(gateway.model, partner, errors)
             _check_session(gateway.model, partner, errors)
     if gateway is not None and services is not None:
         estate = Estate(partial.root, gateway, services, partial.partners)
         _check_services(estate, errors)
+        check_services(gateway, services, errors)
+        check_grant_unions(services, partial.partners, errors)
         families = {name: {n.version for n in service.addresses} for name, service in services.model.services.items()}
         for partner in partial.partners:
             sources = {n.version for peer in partner.model.peers for n in [*peer.addresses, *peer.networks]}
@@ -113,12 +102,19 @@ def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int, sour
         for pindex, spec in enumerate(grant.ports):
             if not contained(parse_port_spec(spec), offered):
                 yield doc.error(("grants", index, "ports", pindex), f"{where}.ports[{pindex}]: {spec!r} is not among "
-                                f"the ports of service {grant.service!r} ({service.ports}); a grant may only narrow")
+                                f"the ports of service {grant.service!r} ({port_summary(service.ports)}); a grant may "
+                                "only narrow")
     targets = families[grant.service]
     if not sources & targets:
         yield doc.error(("grants", index, "service"), f"{where}: service {grant.service!r} has only "
                         f"{_families(targets)} addresses and partner {model.id!r} only {_families(sources)} ones; "
                         "the grant would match nothing")
+
+
+def port_summary(specs: list[int | str], limit: int = 5) -> str:
+    """The first few ports or ranges and how many more: a message never lists thousands of ports."""
+    head = ", ".join(str(spec) for spec in specs[:limit])
+    return head + (f" and {len(specs) - limit} more" if len(specs) > limit else "")
 
 
 def _families(versions: set[Literal[4, 6]]) -> str:
@@ -145,51 +141,34 @@ def _check_keys(gateway: Loaded[GatewayFile] | None, partners: tuple[Loaded[Part
             seen.setdefault(peer.public_key, label)
 
 
-def _check_addresses(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], ...],
+def _check_key_files(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], ...],
                      errors: list[ProfileError]) -> None:
-    wg = gateway.wireguard
-    gateway_addresses = [iface.ip for iface in wg.addresses]
-    claims: list[Claim] = []
+    """Every preshared key file inside the configured folder, not a gateway secret, and used by one
+    peer only (each peer sharing one is told, with the others' names)."""
+    users: dict[str, list[tuple[Loaded[PartnerFile], int]]] = {}
     for partner in partners:
-        claims.extend(_claims(partner, wg.pool, gateway_addresses, errors))
-    for first, second in _overlaps(claims):
-        errors.append(second.doc.error(second.loc, f"{second.label}: {second.network} overlaps {first.network} of "
-                                       f"{first.owner}; WireGuard would route it to only one of them", "GW501"))
+        for index, peer in enumerate(partner.model.peers):
+            value = peer.preshared_key_file
+            if value is None:
+                continue
+            problem = key_file_problem(gateway, value)
+            if problem is not None:
+                errors.append(_key_file_error(partner, index, problem))
+            else:
+                users.setdefault(preshared_key_path(gateway.host.preshared_key_dir, value), []).append((partner, index))
+    for shared in (group for group in users.values() if len(group) > 1):
+        for partner, index in shared:
+            others = [f"peer {p.model.peers[i].name!r} of partner {p.model.id!r} ({p.doc.shown_path})"
+                      for p, i in shared if (p, i) != (partner, index)]
+            errors.append(_key_file_error(partner, index, f"is also the preshared key file of {', '.join(others[:3])}"
+                                          f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}; every peer's "
+                                          "preshared key is a file of its own"))
 
 
-def _claims(partner: Loaded[PartnerFile], pool: list[IPNetwork], gateway: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-            errors: list[ProfileError]) -> Iterator[Claim]:
-    model, doc = partner.model, partner.doc
-    pools = [(p.version, int(p.network_address), int(p.broadcast_address)) for p in pool]
-    gateway_ints = [(a.version, int(a)) for a in gateway]
-    for index, peer in enumerate(model.peers):
-        owner = f"peer {peer.name!r} of partner {model.id!r} ({doc.shown_path})"
-        for field in ("addresses", "networks"):
-            for aindex, net in enumerate(getattr(peer, field)):
-                loc = ("peers", index, field, aindex)
-                label = f"peers[{index}].{field}[{aindex}]"
-                v, first, last = net.version, int(net.network_address), int(net.broadcast_address)
-                if field == "addresses" and not any(pv == v and lo <= first and last <= hi for pv, lo, hi in pools):
-                    errors.append(doc.error(loc, f"{label}: tunnel address {net} is outside the gateway's pool "
-                                            f"{[str(p) for p in pool]}"))
-                if field == "networks" and any(pv == v and lo <= last and first <= hi for pv, lo, hi in pools):
-                    errors.append(doc.error(loc, f"{label}: partner network {net} overlaps the tunnel pool"))
-                if any(gv == v and first <= addr <= last for gv, addr in gateway_ints):
-                    errors.append(doc.error(loc, f"{label}: {net} contains the gateway's own tunnel address", "GW504"))
-                yield Claim(net, first, last, owner, doc, loc, label)
-
-
-def _overlaps(claims: list[Claim]) -> Iterator[tuple[Claim, Claim]]:
-    """Yield (earlier, later) pairs of overlapping claims: a sweep over sorted ranges, O(n log n)."""
-    for version in (4, 6):
-        ordered = sorted((c for c in claims if c.network.version == version), key=lambda c: (c.first, -c.last))
-        widest: Claim | None = None
-        for claim in ordered:
-            if widest is not None and claim.first <= widest.last:
-                yield widest, claim
-                if claim.last <= widest.last:
-                    continue
-            widest = claim
+def _key_file_error(partner: Loaded[PartnerFile], index: int, problem: str) -> ProfileError:
+    value = partner.model.peers[index].preshared_key_file
+    return partner.doc.error(("peers", index, "preshared_key_file"),
+                             f"peers[{index}].preshared_key_file: {problem}; found {shown(value)}")
 
 
 def _check_session(gateway: GatewayFile, partner: Loaded[PartnerFile], errors: list[ProfileError]) -> None:

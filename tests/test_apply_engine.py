@@ -61,7 +61,7 @@ def estate(tmp_path: Path) -> Path:
     text = (root / "gateway.yaml").read_text()
     text = text.replace("ZVPBzda+ILGkL+7zE8mMDqcWH3mCGuXsLMJ4P35OdXA=", public_of(gateway_key))
     text = text.replace("/etc/gatewayctl/wg-partners.key", keyfile(tmp_path / "gw.key", gateway_key))
-    (root / "gateway.yaml").write_text(text)
+    (root / "gateway.yaml").write_text(text + f"host:\n  preshared_key_dir: {tmp_path}\n")
     for partner, peer in (("acme", "acme-hq"), ("globex", "globex-dc1")):
         path = root / "partners" / f"{partner}.yaml"
         psk = keyfile(tmp_path / f"{peer}.psk", os.urandom(32))

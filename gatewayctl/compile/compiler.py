@@ -22,6 +22,7 @@ from gatewayctl.compile.ir import (
 )
 from gatewayctl.compile.nft import build_table
 from gatewayctl.exceptions import ObjectKey, Standing, judge
+from gatewayctl.keyfiles import preshared_key_path
 from gatewayctl.loader.profiles import Estate, Loaded
 from gatewayctl.model import PartnerFile
 from gatewayctl.model.gateway import AuthSettings
@@ -100,7 +101,7 @@ def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded
              cas: dict[str, list[x509.Certificate]], at: dt.datetime, warnings: list[str],
              exceptions: dict[tuple[str, ObjectKey], Standing]) -> PartnerIR:
     model = loaded.model
-    peers = tuple(_peer(model.id, peer) for peer in model.peers)
+    peers = tuple(_peer(model.id, peer, estate.gateway.model.host.preshared_key_dir) for peer in model.peers)
     sources = tuple(net for peer in peers for net in peer.allowed_ips)
     grants: list[GrantIR] = []
     excluded: list[ExcludedGrant] = []
@@ -164,9 +165,10 @@ def _ports(service: Service, narrowed: list[int | str] | None) -> tuple[PortRang
     return tuple(PortRange(first, last) for first, last in merge([parse_port_spec(s) for s in specs]))
 
 
-def _peer(partner: str, peer: Peer) -> PeerIR:
+def _peer(partner: str, peer: Peer, key_dir: str) -> PeerIR:
+    psk = None if peer.preshared_key_file is None else preshared_key_path(key_dir, peer.preshared_key_file)
     return PeerIR(partner, peer.name, peer.public_key, tuple(peer.addresses), tuple(peer.networks),
-                  peer.endpoint, peer.keepalive, peer.preshared_key_file)
+                  peer.endpoint, peer.keepalive, psk)
 
 
 def _certificates(model: PartnerFile, cas: dict[str, list[x509.Certificate]],

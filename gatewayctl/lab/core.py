@@ -120,6 +120,7 @@ def _derive_profiles(lab: Lab, source: Path) -> None:
     lab.data["listen_port"] = wg["listen_port"]
     lab.data["gateway_addresses"] = wg["addresses"]
     lab.data["internal_networks"] = gateway["internal_networks"]
+    gateway.setdefault("host", {})["preshared_key_dir"] = str(keys)  # the lab's preshared keys live beside its other keys
     (target / "gateway.yaml").write_text(json.dumps(gateway, indent=1))
     shutil.copy(source / "services.yaml", target / "services.yaml")
     if (source / "ca").is_dir():

@@ -129,6 +129,9 @@ class HostPaths(Strict):
     reports_dir: AbsolutePath = Field(default="/var/lib/gatewayctl/reports", description="where the nightly reports go")
     textfile_dir: AbsolutePath = Field(default="/var/lib/prometheus/node-exporter",
                                        description="node_exporter's textfile collector folder (Prometheus metrics)")
+    preshared_key_dir: AbsolutePath = Field(
+        default="/etc/gatewayctl/psk", description="the folder of the peers' preshared key files; a peer's "
+        "preshared_key_file names a file inside it")
 
 
 class LintSettings(Strict):
@@ -147,6 +150,22 @@ class LintSettings(Strict):
                                     description="the longest an exception may run, in days from the compile instant")
 
 
+class PrefixLimit(Strict):
+    """The widest prefix allowed, per address family."""
+
+    # a partner LAN wider than /8 or /16 is no partner's: the floors keep the limit from being switched off
+    ipv4: int = Field(default=16, ge=8, le=32, strict=True, description="widest IPv4 prefix (8-32, default 16)")
+    ipv6: int = Field(default=48, ge=16, le=128, strict=True, description="widest IPv6 prefix (16-128, default 48)")
+
+
+class Limits(Strict):
+    """Hard limits that `validate` enforces; unlike lint thresholds, no suppression or exception lifts them."""
+
+    max_partner_network_prefix: PrefixLimit = Field(
+        default_factory=PrefixLimit, description="a partner's tunnel addresses and LAN networks may be no wider "
+        "than this (default /16 for IPv4, /48 for IPv6)")
+
+
 class GatewayFile(Strict):
     """gateway.yaml."""
 
@@ -161,6 +180,7 @@ class GatewayFile(Strict):
     deny_logging: DenyLogging = Field(default_factory=DenyLogging)
     firewall: Firewall = Field(default_factory=Firewall)
     lint: LintSettings = Field(default_factory=LintSettings)
+    limits: Limits = Field(default_factory=Limits, description="hard limits on what partners may claim")
     auth: AuthSettings | None = Field(default=None, description="the smart-card session front, if any partner needs one")
     host: HostPaths = Field(default_factory=HostPaths, description="paths on the gateway host used by the systemd units")
     owner: Text | None = None

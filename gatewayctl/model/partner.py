@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from gatewayctl.model.types import (
-    AbsolutePath,
+    RELATIVE_PATTERN,
     Duration,
     Email,
     Endpoint,
@@ -25,6 +25,25 @@ from gatewayctl.model.types import (
 )
 
 Curve = Literal["P-256", "P-384", "P-521"]
+
+
+def _key_file(value: str) -> str:
+    # where the file may be (inside host.preshared_key_dir, not the gateway's own key) is checked
+    # against gateway.yaml in validate; a '..' is refused here, whatever follows it
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'; name a file inside gateway.yaml's host.preshared_key_dir")
+    if value.endswith("/"):
+        raise ValueError("must name a file, not a folder")
+    return value
+
+
+KeyFile = Annotated[
+    str,
+    StringConstraints(pattern=RELATIVE_PATTERN, max_length=400),
+    AfterValidator(_key_file),
+    Field(description="a key file name relative to host.preshared_key_dir (letters, digits and ._/+- only), or an "
+          "absolute path inside that folder"),
+]
 
 
 class Contact(Strict):
@@ -55,8 +74,9 @@ class Peer(Strict):
     )
     endpoint: Endpoint | None = Field(default=None, description="the peer's public host:port, if it has a fixed one")
     keepalive: int | None = Field(default=None, ge=1, le=65535, strict=True, description="persistent keepalive, seconds")
-    preshared_key_file: AbsolutePath | None = Field(
-        default=None, description="path of this peer's preshared key file on the gateway host"
+    preshared_key_file: KeyFile | None = Field(
+        default=None, description="this peer's preshared key file on the gateway host: a file name relative to "
+        "gateway.yaml's host.preshared_key_dir (an absolute path must lie inside that folder)"
     )
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this peer")
 

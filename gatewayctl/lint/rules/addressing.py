@@ -1,7 +1,8 @@
-"""Addressing: tunnel addresses, partner LANs and keys that collide.
+"""Addressing: what a partner may claim, and where a service may be.
 
-Overlaps between partners and duplicate keys make a policy ambiguous, so `validate` refuses them
-too; the linter reports the same problems under these codes (see `from_validation`)."""
+Whatever a partner claims is routed into its tunnel, and a service is what partners reach, so
+`validate` itself refuses every problem of this family and no suppression or exception lifts one;
+the linter reports the same problems under these codes (see `from_validation`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from gatewayctl.lint.rule import LintContext, Rule
 
 
 class OverlappingTunnelAddresses(Rule):
-    """What it does: reports tunnel addresses or partner LAN networks that overlap between peers.
+    """What it does: refuses tunnel addresses or partner LAN networks that overlap between peers;
+    the message names both entries, file and line.
 
     Why it matters: WireGuard routes an address to exactly one peer; with an overlap, one partner
     silently receives another's traffic, or its packets are dropped.
@@ -31,11 +33,12 @@ class OverlappingTunnelAddresses(Rule):
 
 
 class PartnerAddressOverlapsInternal(Rule):
-    """What it does: reports partner tunnel addresses and LAN networks that overlap the gateway's
-    internal networks.
+    """What it does: refuses partner tunnel addresses and LAN networks that overlap the gateway's
+    internal networks (`internal_networks` in gateway.yaml).
 
-    Why it matters: a partner announcing internal addresses can be mistaken for an internal host
-    by logs and by other rules, and routing to the real internal hosts breaks.
+    Why it matters: the gateway routes a partner's addresses into the partner's tunnel; a partner
+    LAN inside an internal network sends the internal hosts' traffic to the partner. `validate`
+    refuses it, and no suppression lifts it.
 
     Example: globex's LAN 10.1.0.0/24 inside internal network 10.1.0.0/16.
 
@@ -44,18 +47,10 @@ class PartnerAddressOverlapsInternal(Rule):
     code, name, severity = "GW502", "partner-address-overlaps-internal", "error"
     summary = "A partner address overlaps the gateway's internal networks."
     hint = "have the partner translate its LAN to addresses that do not collide"
+    from_validation = True
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        internal = ctx.estate.gateway.model.internal_networks
-        for partner in ctx.partners():
-            for index, peer in enumerate(partner.model.peers):
-                for field in ("addresses", "networks"):
-                    for aindex, net in enumerate(getattr(peer, field)):
-                        hit = next((i for i in internal if i.version == net.version and i.overlaps(net)), None)
-                        if hit is not None:
-                            yield self.at(partner.doc, ("peers", index, field, aindex),
-                                          f"peer {peer.name!r} of partner {partner.model.id!r}: {net} overlaps internal "
-                                          f"network {hit}", ("peer", partner.model.id, str(index)))
+        return iter(())
 
 
 class DuplicateWireguardKey(Rule):
@@ -78,7 +73,9 @@ class DuplicateWireguardKey(Rule):
 
 
 class PartnerAddressOverlapsGateway(Rule):
-    """What it does: reports partner addresses that contain the gateway's own tunnel address.
+    """What it does: refuses partner addresses that contain one of the gateway's own addresses: its
+    tunnel addresses (where the smart-card front listens too) and its endpoint, when that is an
+    address.
 
     Why it matters: packets for the gateway would be routed into a partner's tunnel.
 
@@ -95,4 +92,86 @@ class PartnerAddressOverlapsGateway(Rule):
         return iter(())
 
 
-RULES = [OverlappingTunnelAddresses, PartnerAddressOverlapsInternal, DuplicateWireguardKey, PartnerAddressOverlapsGateway]
+class PartnerAddressOverlapsService(Rule):
+    """What it does: refuses partner tunnel addresses and LAN networks that overlap a service's
+    addresses in services.yaml.
+
+    Why it matters: the partner would receive the service's traffic, and its own packets would pass
+    as the service's.
+
+    Example: a LAN [10.1.0.0/28] when the service crm-api is at 10.1.0.5.
+
+    Fix: give the partner addresses of its own, or correct the service."""
+
+    code, name, severity = "GW505", "partner-address-overlaps-service", "error"
+    summary = "A partner address overlaps a service's address."
+    hint = "a partner claims only addresses of its own"
+    from_validation = True
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return iter(())
+
+
+class SpecialPurposeAddress(Rule):
+    """What it does: refuses partner addresses and service addresses in special-purpose ranges:
+    IPv4-mapped IPv6 (::ffff:0:0/96), NAT64 (64:ff9b::/96, 64:ff9b:1::/48), loopback, link-local,
+    multicast, unspecified and reserved ranges (0.0.0.0/8, 240.0.0.0/4, ::/96).
+
+    Why it matters: mapped and NAT64 addresses reach IPv4 hosts through an IPv6 door that other
+    rules and tools read differently; loopback is the gateway itself; link-local and multicast are
+    the gateway's own links. None of them belongs to a partner or a service.
+
+    Example: `networks: ["::ffff:10.1.0.0/120"]`, `addresses: [127.0.0.1/32]`.
+
+    Fix: use the partner's or the service's real unicast addresses."""
+
+    code, name, severity = "GW506", "special-purpose-address", "error"
+    summary = "A partner or service address is in a special-purpose range."
+    hint = "use real unicast addresses"
+    from_validation = True
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return iter(())
+
+
+class PartnerNetworkTooWide(Rule):
+    """What it does: refuses partner tunnel addresses and LAN networks wider than gateway.yaml's
+    `limits.max_partner_network_prefix` (default /16 for IPv4, /48 for IPv6).
+
+    Why it matters: a partner claiming 128.0.0.0/1 has half of IPv4 routed into its tunnel. The
+    limit is the gateway owners' (gateway.yaml), not the partner's.
+
+    Example: `networks: [10.1.0.0/24, 128.0.0.0/1]`.
+
+    Fix: list the partner's real LAN networks."""
+
+    code, name, severity = "GW507", "partner-network-too-wide", "error"
+    summary = "A partner network is wider than gateway.yaml's limit."
+    hint = "list the partner's real networks"
+    from_validation = True
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return iter(())
+
+
+class ServiceInTunnelPool(Rule):
+    """What it does: refuses service addresses that overlap the gateway's tunnel pool.
+
+    Why it matters: the pool holds the partners' tunnel addresses; such a "service" is access from
+    one partner to another.
+
+    Example: a service at 10.250.0.0/24 with the pool 10.250.0.0/16.
+
+    Fix: correct the service's address."""
+
+    code, name, severity = "GW508", "service-in-tunnel-pool", "error"
+    summary = "A service address overlaps the tunnel pool."
+    hint = "a service lives on the internal networks, not among the partners"
+    from_validation = True
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return iter(())
+
+
+RULES = [OverlappingTunnelAddresses, PartnerAddressOverlapsInternal, DuplicateWireguardKey, PartnerAddressOverlapsGateway,
+         PartnerAddressOverlapsService, SpecialPurposeAddress, PartnerNetworkTooWide, ServiceInTunnelPool]

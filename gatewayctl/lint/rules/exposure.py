@@ -21,26 +21,25 @@ INSECURE = {
 
 
 class DestinationAny(Rule):
-    """What it does: reports services whose address is 0.0.0.0/0 or ::/0.
+    """What it does: refuses services whose addresses together cover every IPv4 or every IPv6
+    address, in one network (0.0.0.0/0, ::/0) or split (0.0.0.0/1 and 128.0.0.0/1, four /2s...),
+    and partners whose grants together do (0.0.0.0/1 in one service, 128.0.0.0/1 in another).
+    `validate` refuses them; no suppression lifts this.
 
     Why it matters: a grant of such a service lets the partner reach every host behind the gateway
     on that port; least privilege is gone.
 
-    Example: `addresses: [0.0.0.0/0]`.
+    Example: `addresses: [0.0.0.0/0]`, or `addresses: [0.0.0.0/1, 128.0.0.0/1]`.
 
     Fix: list the hosts or networks the service really lives on."""
 
     code, name, severity = "GW401", "destination-any", "error"
     summary = "A service's destination is the whole address space."
     hint = "list the service's real hosts or networks"
+    from_validation = True
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        doc = ctx.estate.services.doc
-        for name, service in ctx.estate.services.model.services.items():
-            for index, net in enumerate(service.addresses):
-                if net.prefixlen == 0:
-                    yield self.at(doc, ("services", name, "addresses", index),
-                                  f"service {name!r} has destination {net}: every address", ("service", name))
+        return iter(())  # validate reports it (gatewayctl/validate_addresses.py)
 
 
 class DestinationTooBroad(Rule):
@@ -146,29 +145,23 @@ class ServiceOutsideInternalNetworks(Rule):
 
 
 class GatewayItself(Rule):
-    """What it does: reports services whose addresses include one of the gateway's own tunnel
-    addresses.
+    """What it does: refuses services whose addresses include one of the gateway's own addresses
+    (its tunnel addresses, and its endpoint when that is an address). `validate` refuses them; no
+    suppression lifts this.
 
-    Why it matters: access to the gateway is access to the control point of every partner; it is
-    denied unless a grant allows it, and such a grant deserves a second look.
+    Why it matters: access to the gateway is access to the control point of every partner.
 
     Example: a service at 10.250.0.1/32, the gateway's tunnel address.
 
-    Fix: remove the service, or suppress with the reason (e.g. a monitored health endpoint)."""
+    Fix: remove the service; the gateway is not a service partners are granted."""
 
     code, name, severity = "GW406", "gateway-itself", "error"
     summary = "A service is the gateway itself."
-    hint = "do not grant access to the gateway, or suppress with the reason"
+    hint = "do not grant access to the gateway"
+    from_validation = True
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        own = [iface.ip for iface in ctx.estate.gateway.model.wireguard.addresses]
-        doc = ctx.estate.services.doc
-        for name, service in ctx.estate.services.model.services.items():
-            for index, net in enumerate(service.addresses):
-                hits = [str(a) for a in own if a.version == net.version and a in net]
-                if hits and net.prefixlen:
-                    yield self.at(doc, ("services", name, "addresses", index),
-                                  f"service {name!r} includes the gateway's own address {hits[0]}", ("service", name))
+        return iter(())  # validate reports it (gatewayctl/validate_addresses.py)
 
 
 RULES = [DestinationAny, DestinationTooBroad, WidePortRange, InsecureService, ServiceOutsideInternalNetworks, GatewayItself]

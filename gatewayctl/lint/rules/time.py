@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 from gatewayctl.lint.finding import Finding
@@ -31,6 +32,15 @@ class GrantExpired(Rule):
                                   ("grant", partner.model.id, str(index)))
 
 
+def last_day(expires: dt.date, today: dt.date) -> str:
+    """How far off an (inclusive) last day is, in words: 'today is its last day', 'its last day is
+    tomorrow', 'its last day is in 12 days'."""
+    days = (expires - today).days
+    if days == 0:
+        return "today is its last day"
+    return "its last day is tomorrow" if days == 1 else f"its last day is in {days} days"
+
+
 class GrantExpiringSoon(Rule):
     """What it does: reports grants that end within `lint.expiry_warning_days` (default 30).
 
@@ -51,8 +61,8 @@ class GrantExpiringSoon(Rule):
             for index, grant in enumerate(partner.model.grants):
                 if grant.expires and 0 <= (grant.expires - ctx.today).days < window:
                     yield self.at(partner.doc, ("grants", index, "expires"),
-                                  f"grant of {grant.service!r} to partner {partner.model.id!r} ends on {grant.expires}, "
-                                  f"in {(grant.expires - ctx.today).days + 1} days", ("grant", partner.model.id, str(index)))
+                                  f"grant of {grant.service!r} to partner {partner.model.id!r} ends on {grant.expires}: "
+                                  f"{last_day(grant.expires, ctx.today)}", ("grant", partner.model.id, str(index)))
 
 
 class AgreementExpired(Rule):
