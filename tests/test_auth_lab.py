@@ -2,20 +2,27 @@
 
 Globex's grants wait for a session. Before authentication its granted flow fails; a curl with a good
 client certificate through the real front opens it; it then works; after the session times out it
-fails again; rejected certificates open nothing. Needs root, nginx, curl, nftables, wireguard-go.
+fails again; rejected certificates open nothing. The CAs have names as long as real PIV CAs', the
+front runs as a user of its own (created here with useradd, removed afterwards), a process of that
+user that is not nginx gets nothing, an apply that removes globex's gated grants refuses the next
+session with no restart of the authorizer, and nginx limits the rate per source.
+Needs root, nginx, curl, nftables, wireguard-go.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +31,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gatewayctl.certs.names import openssl_rfc2253
 from gatewayctl.loader.yaml12 import read_document
+from gatewayctl.render.environment import nginx_string
 from tests.conftest import PROFILES
+from tests.front_user import front_user
 from tests.lab_helpers import LabHandle
 from tests.netns import sh
+from tests.piv_pki import PivPki
 from tests.pki import Pki, pem
 
 SESSION_S = 12
@@ -44,9 +55,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for tool in ("nginx", "curl"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             pytest.fail(f"{tool} is missing: ./setup.sh installs it")
+    with front_user() as user:
+        yield from _setup(tmp_path_factory, user)
+
+
+def _setup(tmp_path_factory: pytest.TempPathFactory, user: str) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("auth")
     now = dt.datetime.now(dt.UTC)
-    pki = Pki(now)
+    pki = PivPki(now)  # CA names as long as real PIV CAs' (nginx's map must be sized for them)
     profiles = base / "profiles"
     shutil.copytree(PROFILES, profiles)
     (profiles / "ca" / "globex-issuing-ca.pem").write_bytes(pem(pki.issuing))
@@ -61,14 +77,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     alice, revoked = pki.user(), pki.user(upn="bob@globex.example")
     sibling_key, sibling, sibling_crl = pki.sibling("Globex Contractors CA")
     crl_file.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in (pki.crl([revoked]), pki.root_crl(), sibling_crl)))
-    # nginx's workers (www-data) must reach the socket: pytest's temporary folders are private to root
+    # nginx's workers (the front's user) must reach the socket: pytest's temporary folders are private to root
     run_dir = Path(tempfile.mkdtemp(prefix="gatewayctl-test-", dir="/run"))
     run_dir.chmod(0o755)
     out = base / "out"
     gateway = read_document(profiles / "gateway.yaml", "gateway.yaml").data
     gateway["auth"] = {"port": 8443, "session": "8h", "server_certificate": str(secrets / "front.crt"),
                        "server_key": str(secrets / "front.key"), "crl_file": str(crl_file),
-                       "front_dir": str(out / "front"), "socket": str(run_dir / "auth.sock"), "front_user": "www-data"}
+                       "front_dir": str(out / "front"), "socket": str(run_dir / "auth.sock"), "front_user": user}
     (profiles / "gateway.yaml").write_text(json.dumps(gateway, indent=1))
     globex = read_document(profiles / "partners" / "globex.yaml", "globex.yaml").data
     globex["certificates"].update(ca_chain=["ca/globex-root-ca.pem"], revocation="required",
@@ -102,7 +118,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         users.mkdir()
         yield {"lab": lab, "pki": pki, "users": users, "alice": alice, "revoked": revoked,
                "sibling": pki.user(signer=(sibling_key, sibling)), "sibling_ca": pem(sibling), "server_ca": profiles / "ca" /
-               "globex-root-ca.pem", "logs": logs, "out": out}
+               "globex-root-ca.pem", "logs": logs, "out": out, "front_user": user, "socket": run_dir / "auth.sock"}
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -163,8 +179,14 @@ def test_the_front_is_built_and_nginx_accepts_it(setup: dict[str, Any]) -> None:
     out: Path = setup["out"]
     conf = (out / "front" / "nginx.conf").read_text()
     assert "ssl_verify_client on;" in conf and "ssl_crl " in conf
-    assert '"globex|CN=Globex Smart Card Issuing CA" 1;' in conf
+    issuer = openssl_rfc2253(setup["pki"].issuing.subject)
+    assert len(issuer) > 100 and "\\," in issuer  # as long as a real PIV CA's name, with an escaped comma
+    assert f'"globex|{nginx_string(issuer)}" 1;' in conf
+    assert f"\nuser {setup['front_user']};\n" in conf
     assert (out / "systemd" / "gatewayctl-auth.service").exists() and (out / "systemd" / "gatewayctl-front.service").exists()
+    checked = subprocess.run(["ip", "netns", "exec", setup["lab"].gw, "nginx", "-t", "-c", str(out / "front" / "nginx.conf")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
     assert _listening(setup["lab"].gw, 8443)  # the real nginx runs it (the fixture started it)
 
 
@@ -252,3 +274,70 @@ def test_drift_reports_sessions_that_should_not_exist(setup: dict[str, Any]) -> 
         assert _sessions(lab)["problems"]
     finally:
         lab.gw_run("nft", "delete", "element", "inet", "gatewayctl", "sessions4", f"{{ {acme}, {globex_lan} }}")
+
+
+_CLIENT = """
+import json, socket, sys
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+client.settimeout(20)
+client.connect(sys.argv[1])
+headers = json.loads(sys.argv[2])
+client.sendall(("GET /session HTTP/1.0\\r\\n" + "".join(f"{k}: {v}\\r\\n" for k, v in headers.items()) + "\\r\\n").encode())
+reply = b""
+while chunk := client.recv(4096):
+    reply += chunk
+print(reply.decode().split()[1])
+"""
+
+
+def test_a_process_of_the_front_user_is_not_the_front(setup: dict[str, Any]) -> None:
+    """With alice's public certificate, every header nginx would set, but no TLS handshake (so not
+    through nginx, and without the front's secret): nothing opens, for any address."""
+    lab: LabHandle = setup["lab"]
+    alice: x509.Certificate = setup["alice"]
+    user = setup["front_user"]
+    before = len(_decisions(lab))
+    opened = {(x["source"], x["opened"]) for x in _sessions(lab)["sessions"]}  # alice's may still run
+    for source in (lab.peer("globex")["tunnel"][0].split("/")[0], "100.64.20.9"):
+        forged = {"X-Gatewayctl-Address": source, "X-Gatewayctl-Partner": "globex", "X-Gatewayctl-Verify": "SUCCESS",
+                  "X-Gatewayctl-Certificate": urllib.parse.quote(pem(alice).decode()),
+                  "X-Gatewayctl-Fingerprint": hashlib.sha1(alice.public_bytes(Encoding.DER)).hexdigest()}
+        asked = subprocess.run(["/usr/bin/python3", "-c", _CLIENT, str(setup["socket"]), json.dumps(forged)], user=user,
+                               group=pwd.getpwnam(user).pw_gid, extra_groups=[], capture_output=True, text=True, timeout=60)
+        assert asked.stdout.strip() == "403", asked.stdout + asked.stderr
+    assert {(x["source"], x["opened"]) for x in _sessions(lab)["sessions"]} <= opened  # none opened, none renewed
+    logged = _decisions(lab)[before:]
+    assert len(logged) == 2 and all("not from the front" in d["reasons"][0] for d in logged)
+    secret = setup["socket"].parent / "front-secret.conf"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600" and secret.stat().st_uid == 0
+
+
+def test_an_apply_that_removes_the_gated_grants_refuses_new_sessions(setup: dict[str, Any]) -> None:
+    """While `auth serve` runs (no restart): alice opens a session; an apply removes globex's gated
+    grants; the same good certificate is then refused; restoring them opens sessions again."""
+    lab: LabHandle = setup["lab"]
+    code, body = _curl(setup, setup["alice"], "alice")
+    assert code == 200, body
+
+    def no_grants(doc: dict[str, Any]) -> None:
+        doc["grants"] = []
+
+    with lab.edited("globex", no_grants):
+        applied = lab.ctl("apply", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        code, body = _curl(setup, setup["alice"], "alice")
+        assert code == 403 and "no grant in force waits for a session" in body, (code, body)
+        assert _decisions(lab)[-1]["outcome"] == "rejected"
+    code, body = _curl(setup, setup["alice"], "alice")  # edited() restored the grants and applied them
+    assert code == 200, body
+    assert "an apply changed the access in force" in (setup["logs"] / "auth.log").read_text()
+
+
+def test_the_front_limits_the_rate_per_source(setup: dict[str, Any]) -> None:
+    """Last: it spends globex's tokens. nginx answers 429 once a source's burst is spent."""
+    pki: Pki = setup["pki"]
+    wrong = pki.user(policies=())  # a complete handshake, refused by the authorizer
+    codes = [_curl(setup, wrong, "wrong")[0] for _ in range(14)]
+    assert 429 in codes and set(codes) <= {403, 429}, codes
+    assert codes.index(429) <= 11  # the burst of 10 (plus what refilled meanwhile), then refused
+
