@@ -255,6 +255,20 @@ def test_too_many_services_keeps_the_first_ones_in_file_order(estate: Path, tmp_
     assert "10.250.3.1 . 10.1.0.10" in nft
 
 
+def test_a_stage_with_only_a_classification_ceiling_still_holds(estate: Path, tmp_path: Path) -> None:
+    """strategic reduced to a classification list (a repeated entry, no other ceiling): restricted erp-db is out."""
+    assert ". 10.2.0.5 . tcp . 5432" in ruleset(estate, tmp_path)[0]  # as written, globex reaches erp-db
+    edit(estate, "gateway.yaml", """    max_services: 10
+    classifications: [public, internal, confidential, restricted]
+    max_grant_days: 730
+    preshared_key_for: [confidential, restricted]
+    smartcard_for: [restricted]""", "    classifications: [public, internal, internal, confidential]")
+    nft, stderr = ruleset(estate, tmp_path)
+    assert "10.1.0.5 . tcp . 443" in nft  # globex's crm-api (confidential) is still compiled
+    assert ". 10.2.0.5 . tcp . 5432" not in nft  # erp-db (restricted, 10.2.0.5 tcp/5432) is not
+    assert "grant of 'erp-db' to partner 'globex' NOT COMPILED" in stderr
+
+
 def test_query_explains_a_grant_beyond_its_stage(estate: Path) -> None:
     crm_to_initech(estate)
     result = run_cli("--profiles", str(estate), "query", "--from", "10.250.3.1", "--to", "10.1.0.5:443/tcp", "--at", AT)

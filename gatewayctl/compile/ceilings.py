@@ -38,6 +38,10 @@ def judge_partner(gateway: GatewayFile, levels: Mapping[str, str], partner: Part
                   at: dt.datetime, exceptions: Mapping[tuple[str, ObjectKey], Standing]) -> Verdict:
     """Decide every grant of `partner` not in `skip` (already left out); `levels` maps services to classifications."""
     verdict = Verdict({}, {}, {})
+    stage = gateway.stages[partner.stage]
+    if not (stage.max_services or stage.max_grant_days or stage.preshared_key_for or stage.smartcard_for
+            or not set(gateway.classifications) <= set(stage.classifications)):
+        return verdict  # a stage without any ceiling: nothing to decide, at no cost per grant
     for index in range(len(partner.grants)):
         if index in skip:
             continue

@@ -48,7 +48,8 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
     warnings: list[str] = []
     catalogue = {name: _ServiceFacts.of(service) for name, service in estate.services.model.services.items()}
     exceptions = _exceptions(estate, at, warnings)
-    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings, exceptions) for loaded in estate.partners)
+    levels = {name: facts.service.classification for name, facts in catalogue.items()}
+    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings, (exceptions, levels)) for loaded in estate.partners)
     gw = estate.gateway.model
     wg = gw.wireguard
     interface = WgInterfaceIR(
@@ -99,7 +100,8 @@ def _exceptions(estate: Estate, at: dt.datetime, warnings: list[str]) -> dict[tu
 
 def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded[PartnerFile],
              cas: dict[str, list[x509.Certificate]], at: dt.datetime, warnings: list[str],
-             exceptions: dict[tuple[str, ObjectKey], Standing]) -> PartnerIR:
+             ceilings: tuple[dict[tuple[str, ObjectKey], Standing], dict[str, str]]) -> PartnerIR:
+    """One partner's IR; `ceilings` holds the standing exceptions and each service's classification."""
     model = loaded.model
     peers = tuple(_peer(model.id, peer, estate.gateway.model.host.preshared_key_dir) for peer in model.peers)
     sources = tuple(net for peer in peers for net in peer.allowed_ips)
@@ -108,13 +110,14 @@ def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded
     agreement_end = day_end(model.agreement.expires)
     ids = _grant_ids(model)
     ended = {i: r for i, g in enumerate(model.grants) if (r := _exclusion(g.expires, model.agreement.expires, at))}
-    verdict = judge_partner(estate.gateway.model, {name: f.service.classification for name, f in catalogue.items()},
-                            model, ended, at, exceptions)
+    exceptions, levels = ceilings
+    verdict = judge_partner(estate.gateway.model, levels, model, ended, at, exceptions)
     for index, grant in enumerate(model.grants):
         facts = catalogue[grant.service]
         service = facts.service
         reason = ended.get(index) or verdict.excluded.get(index)
-        where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
+        if reason or index in verdict.excepted:  # line_of walks the YAML nodes: only for the few grants that need it
+            where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
         if index in verdict.excepted:
             warnings.append(f"{where}: grant of {grant.service!r} to partner {model.id!r} compiled beyond its stage "
                             f"under gateway exception: {verdict.excepted[index]}")
