@@ -62,9 +62,14 @@ def judge(estate: Estate, at: dt.datetime) -> list[Standing]:
     return judged
 
 
-def standing(estate: Estate, at: dt.datetime) -> dict[tuple[str, ObjectKey], Standing]:
-    """The exceptions that hold at `at`, by (rule code, object)."""
-    return {(s.exception.rule, s.obj): s for s in judge(estate, at) if s.holds(at)}
+def standing(judged: list[Standing], at: dt.datetime) -> dict[tuple[str, ObjectKey], Standing]:
+    """The exceptions that hold at `at`, by (rule code, object); of two for one finding, the one that ends first."""
+    found: dict[tuple[str, ObjectKey], Standing] = {}
+    for s in judged:
+        key = (s.exception.rule, s.obj)
+        if s.holds(at) and (key not in found or s.exception.expires < found[key].exception.expires):
+            found[key] = s
+    return found
 
 
 def _object(estate: Estate, exc: GatewayException) -> ObjectKey:

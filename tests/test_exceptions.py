@@ -169,6 +169,14 @@ def test_approved_gateway_exception_lifts_the_ceiling_until_it_ends(estate: Path
     assert len(active(findings, "GW102")) == 1 and len(active(findings, "GW901")) == 1
 
 
+def test_of_two_exceptions_for_one_grant_the_one_ending_first_decides(estate: Path, tmp_path: Path) -> None:
+    crm_to_initech(estate)
+    gateway_exceptions(estate, *(f"{{rule: GW102, partner: initech, grant: crm-api, reason: CRM pilot, approved_by: {CISO}, "
+                                 f"expires: {day}}}" for day in ("2027-01-20", "2027-01-10", "2027-01-31")))
+    [line] = element_lines(ruleset(estate, tmp_path)[0], INITECH_CRM)
+    assert "timeout 41d " in line  # until 2027-01-10 inclusive: 41 days from 2026-12-01
+
+
 def test_exception_limit_is_configurable_with_a_hard_maximum(estate: Path) -> None:
     crm_to_initech(estate)
     gateway_exceptions(estate, f"{{rule: GW102, partner: initech, grant: crm-api, reason: CRM pilot, approved_by: {CISO}, "

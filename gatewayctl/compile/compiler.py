@@ -21,7 +21,7 @@ from gatewayctl.compile.ir import (
     WgInterfaceIR,
 )
 from gatewayctl.compile.nft import build_table
-from gatewayctl.exceptions import ObjectKey, Standing, judge
+from gatewayctl.exceptions import ObjectKey, Standing, judge, standing
 from gatewayctl.keyfiles import preshared_key_path
 from gatewayctl.loader.profiles import Estate, Loaded
 from gatewayctl.model import PartnerFile
@@ -95,7 +95,7 @@ def _exceptions(estate: Estate, at: dt.datetime, warnings: list[str]) -> dict[tu
         for code, problem in s.problems:
             warnings.append(f"{doc.shown_path}:{doc.line_of(('exceptions', s.index))}: {problem}; the exception is "
                             f"refused ({code}) and lifts nothing")
-    return {(s.exception.rule, s.obj): s for s in judged if s.holds(at)}
+    return standing(judged, at)
 
 
 def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded[PartnerFile],
