@@ -7,6 +7,7 @@ ports hold it (worked out here), never by asking the compiler.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -25,7 +26,7 @@ from gatewayctl.compile.ir import PortRange, SetElement
 from gatewayctl.compile.origin import element_at, explain_refusal, grant_locator
 from gatewayctl.pipeline import Compiled, compile_profiles
 from gatewayctl.render.artifacts import render_ruleset
-from gatewayctl.render.environment import make_environment
+from gatewayctl.render.environment import element_text, exact_timeouts, make_environment
 from gatewayctl.synth import gateway_doc
 from gatewayctl.synth import write_estate as write_synth
 
@@ -224,6 +225,26 @@ def test_a_refused_element_names_the_profile_lines_of_its_grants(needs_root: Non
     shown = result.estate.partners[0].doc.shown_path
     assert f"grant acme/db-host ({shown}:{lines['db-host']})" in message, message
     assert f"grant acme/db ({shown}:{lines['db']})" in message, message  # the element it collides with
+
+
+def test_a_refused_element_update_names_its_grants(needs_root: None, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # apply's in-place path: an empty table, then `add element` commands (one a line, as apply writes them)
+    monkeypatch.setattr(compile_nft, "disjoint", lambda merged: [merged[k] for k in sorted(merged)])
+    result = compiled(tmp_path)
+    table = result.policy.table
+    empty = render_ruleset(dataclasses.replace(result.policy, table=table.without_elements()), make_environment())
+    timeouts = exact_timeouts(AT)
+    adds = [f"add element inet {table.name} ranges4 {{ {element_text(e, timeouts)} }}" for e in table.by_set()["ranges4"]
+            if isinstance(e, SetElement)]
+    text = empty + "\n".join(adds) + "\n"
+    refused = nft_check(text)
+    assert refused.returncode != 0 and "File exists" in refused.stderr
+    message = explain_refusal(refused.stderr.strip(), text, table, grant_locator(result.estate, result.policy))
+    lines = grant_lines(tmp_path / "profiles" / "partners" / "acme.yaml")
+    shown = result.estate.partners[0].doc.shown_path
+    assert "of set ranges4, from grant acme/" in message, message
+    assert f"({shown}:{lines['db-host']})" in message and f"({shown}:{lines['db']})" in message, message
 
 
 def test_element_at_finds_the_element_its_set_and_what_it_overlaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

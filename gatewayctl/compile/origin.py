@@ -17,8 +17,9 @@ from gatewayctl.loader.profiles import Estate
 
 Locate = Callable[[str], str | None]  # grant id -> "path:line" in the profiles, None when unknown
 
-_POSITION = re.compile(r":(\d+):\d+(?:-\d+)?: Error:")
+_POSITION = re.compile(r":(\d+):(\d+)(?:-(\d+))?: Error:")  # nft's FILE:LINE:FIRST[-LAST column]: Error:
 _SET = re.compile(r"^\t(?:set|map) (\S+) \{")
+_ADD = re.compile(r"^add element \S+ \S+ (\S+) \{")
 _TAIL = re.compile(r'( counter packets \d+ bytes \d+)?( timeout \S+)?( expires \S+)?( comment "[^"]*")?,?$')
 _MAX_OTHERS = 3
 
@@ -33,16 +34,27 @@ class Origin:
     overlapping: tuple[SetElement, ...]
 
 
-def element_at(ruleset: str, line: int, table: NftTableIR) -> Origin | None:
-    """The grant element written on `line` (1-based) of `ruleset`, rendered from `table`; None when
-    that line holds no grant element (a rule, a declaration, a deny entry)."""
+def element_at(ruleset: str, line: int, table: NftTableIR, columns: tuple[int, int] | None = None) -> Origin | None:
+    """The grant element written on `line` (1-based) of `ruleset`, rendered from `table`: an element
+    line of a set declaration, or, when nft's `columns` (1-based, inclusive) are given, the element
+    they mark, also inside an `add element` command. None when that holds no grant element (a rule,
+    a declaration, a deny entry)."""
     lines = ruleset.splitlines()
-    if not 1 <= line <= len(lines) or not lines[line - 1].startswith("\t\t\t"):
+    if not 1 <= line <= len(lines):
         return None
-    key = _TAIL.sub("", lines[line - 1].strip())
-    name = next((m.group(1) for text in reversed(lines[: line - 1]) if (m := _SET.match(text))), None)
+    text = lines[line - 1]
+    command = _ADD.match(text)
+    if command is not None:
+        name: str | None = command.group(1)
+    elif text.startswith("\t\t\t"):
+        name = next((m.group(1) for above in reversed(lines[: line - 1]) if (m := _SET.match(above))), None)
+    else:
+        return None
+    keys = [text[columns[0] - 1: columns[1]].strip()] if columns else []
+    if command is None:
+        keys.append(_TAIL.sub("", text.strip()))  # the whole line, without timeout and comment
     elements = [e for e in table.by_set().get(name or "", ()) if isinstance(e, SetElement)]
-    element = next((e for e in elements if e.key == key), None)
+    element = next((e for key in keys for e in elements if e.key == key), None)
     if name is None or element is None:
         return None
     overlapping = tuple(e for e in elements if e is not element and meet(e, element))
@@ -71,8 +83,9 @@ def explain_refusal(message: str, ruleset: str, table: NftTableIR, locate: Locat
     and the elements of the same set it overlaps, with theirs. The message as it was when it points
     at no grant element."""
     notes = []
-    for line in dict.fromkeys(int(m.group(1)) for m in _POSITION.finditer(message)):
-        origin = element_at(ruleset, line, table)
+    spots = [(int(m[1]), int(m[2]), int(m[3] or m[2])) for m in _POSITION.finditer(message)]
+    for line, first, last in dict.fromkeys(spots):
+        origin = element_at(ruleset, line, table, (first, last))
         if origin is not None:
             notes.append(_describe(origin, locate))
     return "\n".join([message, *notes])
