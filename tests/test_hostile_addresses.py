@@ -306,3 +306,11 @@ def test_relative_key_file_is_taken_inside_the_folder(estate: Path, tmp_path: Pa
     assert run_cli("--profiles", str(estate), "build", "-o", str(out), "--at", AT).exit_code == 0
     conf = (out / "wireguard/wg-partners.conf").read_text()
     assert "preshared-key /etc/gatewayctl/psk/acme-hq.psk" in conf
+
+
+def test_a_shared_key_file_is_reported_at_every_peer_that_uses_it(estate: Path) -> None:
+    edit(estate, "partners/acme.yaml", ACME_PSK, "preshared_key_file: globex-dc1.psk")
+    code, lines = validate(estate)
+    assert code == 2
+    assert errors_about(lines, "profiles/partners/acme.yaml:20:", "peer 'globex-dc1' of partner 'globex'"), lines
+    assert errors_about(lines, "profiles/partners/globex.yaml:23:", "peer 'acme-hq' of partner 'acme'"), lines
