@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import AT, PROFILES, run_cli
+from tests.conftest import AT, AT_DT, PROFILES, run_cli
 from tests.test_invalid_cases import apply_case
 from tests.test_lint_cases import prepare
 from tests.test_review import Repo, git, kinds
@@ -115,6 +115,13 @@ def test_other_rules_may_still_be_suppressed_locally(estate: Path) -> None:
     assert code == 0
     assert [f["suppressed"] for f in findings if f["code"] == "GW404"] == [True]
     assert not active(findings, "GW904")
+
+
+def test_nothing_lifts_a_secret_finding(estate: Path) -> None:
+    prepare(estate, {"generate_secret": {"path": "ca/globex-issuing-ca.key", "kind": "pem"}}, AT_DT)
+    gateway_exceptions(estate, f"{{rule: GW801, reason: test key, approved_by: {CISO}, expires: 2027-01-31}}")
+    code, findings = lint(estate)
+    assert code == 1 and len(active(findings, "GW801")) == 1 and len(active(findings, "GW902")) == 1
 
 
 # -- gateway-owned exceptions: approved, short, and then they work
