@@ -50,6 +50,8 @@ auth:
   crl_file: /etc/gatewayctl/front/crls.pem
 lint:
   approvers: [Maria Lopez (CISO delegate), "Dr. Ines Wolf (CFO office)", Tom Becker (service owner)]
+limits:
+  max_partner_network_prefix: {ipv4: 16, ipv6: 48}
 """
 
 
@@ -160,6 +162,8 @@ LOOSENINGS: list[tuple[str, list[tuple[str, str, str]], list[tuple[str, str, str
       ("", "gateway-changed", "stages.pilot.classifications", "added confidential"),
       ("", "gateway-changed", "stages.established.preshared_key_for", "removed confidential"),
       ("", "gateway-changed", "stages.strategic.smartcard_for", "removed restricted")]),
+    ("partners may claim wider networks", [(GW, "{ipv4: 16, ipv6: 48}", "{ipv4: 12, ipv6: 48}")],
+     [("", "gateway-changed", "limits.max_partner_network_prefix.ipv4", "16 -> 12")]),
     ("approver added", [(GW, "Tom Becker (service owner)]", "Tom Becker (service owner), Eve Mallory]")],
      [("", "gateway-changed", "lint.approvers", "added Eve Mallory")]),
 ]

@@ -193,12 +193,18 @@ def _deny_logging(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any
 
 
 def _lint(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any, Any]]:
+    """lint's thresholds and approvers, and validate's hard limits (exceptions: compare.suppression_changes)."""
     a, b = old.lint, new.lint
     return [(_s("lint.approvers", "allow-list", none="anyone"), a.approvers or None, b.approvers or None),
             (_s("lint.max_prefix_ipv4", "less-is-looser"), a.max_prefix_ipv4, b.max_prefix_ipv4),
             (_s("lint.max_prefix_ipv6", "less-is-looser"), a.max_prefix_ipv6, b.max_prefix_ipv6),
             (_s("lint.max_port_range", "more-is-looser"), a.max_port_range, b.max_port_range),
-            (_s("lint.expiry_warning_days", "neutral"), a.expiry_warning_days, b.expiry_warning_days)]
+            (_s("lint.expiry_warning_days", "neutral"), a.expiry_warning_days, b.expiry_warning_days),
+            # a smaller prefix length lets a partner claim a wider network
+            (_s("limits.max_partner_network_prefix.ipv4", "less-is-looser"),
+             old.limits.max_partner_network_prefix.ipv4, new.limits.max_partner_network_prefix.ipv4),
+            (_s("limits.max_partner_network_prefix.ipv6", "less-is-looser"),
+             old.limits.max_partner_network_prefix.ipv6, new.limits.max_partner_network_prefix.ipv6)]
 
 
 def _host(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any, Any]]:
