@@ -1,6 +1,6 @@
 """Long-lived flows for the tests: a service that echoes and pushes, a partner client that logs what arrives.
 
-    python -m tests.flowtool serve --tcp 9000,9010 --udp 9100 --log FILE
+    python -m tests.flowtool serve --tcp 9000,9010 --udp 9100 --udp-on 10.1.0.10 --log FILE
     python -m tests.flowtool client --src SRC --dst DST --proto tcp --port 9000 --log FILE
 
 Both sides send a small message every 50 ms for as long as they run, and log one line per message
@@ -37,7 +37,7 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def serve(tcp: list[int], udp: list[int], log: Log) -> None:
+def serve(tcp: list[int], udp: list[int], udp_on: list[str], log: Log) -> None:
     selector = selectors.DefaultSelector()
     for port in tcp:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -47,10 +47,10 @@ def serve(tcp: list[int], udp: list[int], log: Log) -> None:
         sock.listen(16)
         selector.register(sock, selectors.EVENT_READ, "tcp")
     for port in udp:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(("::", port))
-        selector.register(sock, selectors.EVENT_READ, "udp")
+        for address in udp_on:  # bound to the service address, so replies leave from the address asked
+            sock = socket.socket(_family(address), socket.SOCK_DGRAM)
+            sock.bind((address, port))
+            selector.register(sock, selectors.EVENT_READ, "udp")
     while True:
         for key, _ in selector.select():
             sock = key.fileobj  # type: ignore[assignment]
@@ -71,6 +71,10 @@ def _plain(address: str) -> str:
 def _serve_tcp(conn: socket.socket, peer: str, port: int, log: Log) -> None:
     """Read what the partner sends and push a line every INTERVAL, whatever the partner does."""
     def push() -> None:
+        try:  # the lab's banner first, so the lab's one-shot probes count this service as reached
+            conn.sendall(f"gatewayctl-lab {port}\n".encode())
+        except OSError:
+            return
         while True:
             try:
                 conn.sendall(b"push\n")
@@ -136,6 +140,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["serve", "client"])
     parser.add_argument("--tcp", default="")
     parser.add_argument("--udp", default="")
+    parser.add_argument("--udp-on", default="127.0.0.1")
     parser.add_argument("--src")
     parser.add_argument("--dst")
     parser.add_argument("--proto", choices=["tcp", "udp"])
@@ -145,7 +150,7 @@ def main() -> None:
     Path(options.log).touch()
     log = Log(options.log)
     if options.mode == "serve":
-        serve(_ports(options.tcp), _ports(options.udp), log)
+        serve(_ports(options.tcp), _ports(options.udp), options.udp_on.split(","), log)
     else:
         client(options.src, options.dst, options.proto, options.port, log)
 

@@ -96,3 +96,30 @@ class LabHandle:
             path.write_text(original)
             result = self.ctl("apply", "--yes")
             assert result.returncode == 0, result.stderr
+
+
+@contextmanager
+def running_lab(root: Path, profiles: Path) -> Iterator[LabHandle]:
+    """`gatewayctl lab up` in `root` from `profiles`; `lab down` afterwards, checking it removed its namespaces."""
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the lab needs root: CI must run as root")
+        pytest.skip("the lab needs root")
+    up = subprocess.run([sys.executable, "-m", "gatewayctl", "--profiles", str(profiles), "lab", "up", "--dir", str(root)],
+                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    handle = LabHandle(root)
+    handle.up_output = up.stdout + up.stderr  # type: ignore[attr-defined]
+    lab_id = handle.data["id"] if (root / "lab.json").exists() else None
+    try:
+        assert up.returncode == 0, handle.up_output  # type: ignore[attr-defined]
+        yield handle
+    finally:
+        down = subprocess.run([sys.executable, "-m", "gatewayctl", "lab", "down", "--dir", str(root)], capture_output=True,
+                              text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        if lab_id:  # lab down removed every namespace it made
+            assert f"gwl{lab_id}-" not in sh("ip", "netns", "list").stdout

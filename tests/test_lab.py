@@ -18,31 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROFILES
-from tests.lab_helpers import LabHandle
-from tests.netns import sh
+from tests.lab_helpers import LabHandle, running_lab
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the lab needs root: CI must run as root")
-        pytest.skip("the lab needs root")
-    root = tmp_path_factory.mktemp("lab") / "lab"
-    up = subprocess.run([sys.executable, "-m", "gatewayctl", "--profiles", str(PROFILES), "lab", "up", "--dir", str(root)],
-                        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    handle = LabHandle(root)
-    handle.up_output = up.stdout + up.stderr  # type: ignore[attr-defined]
-    lab_id = handle.data["id"] if (root / "lab.json").exists() else None
-    try:
-        assert up.returncode == 0, handle.up_output  # type: ignore[attr-defined]
+    with running_lab(tmp_path_factory.mktemp("lab") / "lab", PROFILES) as handle:
         yield handle
-    finally:
-        down = subprocess.run([sys.executable, "-m", "gatewayctl", "lab", "down", "--dir", str(root)], capture_output=True,
-                              text=True, timeout=120)
-        assert down.returncode == 0, down.stderr
-        if lab_id:  # lab down removed every namespace it made
-            assert f"gwl{lab_id}-" not in sh("ip", "netns", "list").stdout
 
 
 def test_lab_up_proves_every_grant_and_every_denial(lab: LabHandle) -> None:

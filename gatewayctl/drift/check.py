@@ -44,6 +44,7 @@ class DriftReport:
     findings: tuple[Finding, ...]
     applied: dict[str, Any] | None
     checked_at: dt.datetime
+    revocations: tuple[str, ...] = ()  # emergency revocations standing on the host (not drift: listed)
 
     @property
     def host_findings(self) -> tuple[Finding, ...]:
@@ -51,10 +52,11 @@ class DriftReport:
 
 
 def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None, now: dt.datetime,
-          sessions: Sequence[SessionProblem] = ()) -> DriftReport:
+          sessions: Sequence[SessionProblem] = (), flows: Sequence[Finding] = ()) -> DriftReport:
     """Pure: the drift report from desired state, live state and the record of the last apply
     (and the smart-card sessions that should not exist)."""
     findings: list[Finding] = [Finding("host", p.kind, p.partner, f"session {p.source}", p.detail) for p in sessions]
+    findings += flows
     if applied is not None:
         last = spec_from_json(applied)
         labels = {k: p.label for k, p in last.peers.items()}

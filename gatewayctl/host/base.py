@@ -85,6 +85,14 @@ class Host(Protocol):
 
     def route(self, ifname: str, dst: str, add: bool) -> None: ...
 
+    def conntrack_list(self) -> list[dict[str, Any]]:
+        """Every tracked flow, by its original direction: {family, proto, src, dst, sport, dport, icmp_id, icmp_type}."""
+        ...
+
+    def conntrack_delete(self, flows: list[dict[str, Any]]) -> int:
+        """Delete exactly these tracked flows (never the whole table); return how many went."""
+        ...
+
 
 def read(host: Host, ifname: str, table: str) -> LiveState:
     return parse_snapshot(host.snapshot(ifname, table))

@@ -39,6 +39,7 @@ class FakeHost:
     # and elements whose timer ran out are gone, as in the kernel.
     elapsed_s: int = 0
     calls: list[str] = field(default_factory=list)
+    flows: list[dict[str, Any]] = field(default_factory=list)  # tracked connections, as conntrack_list gives them
 
     def _maybe_fail(self, operation: str) -> None:
         self.calls.append(operation)
@@ -147,10 +148,25 @@ class FakeHost:
         self._maybe_fail("route")
         _toggle(self._link(ifname)["routes"], dst, add)
 
+    def conntrack_list(self) -> list[dict[str, Any]]:
+        self._maybe_fail("conntrack_list")
+        return copy.deepcopy(self.flows)
+
+    def conntrack_delete(self, flows: list[dict[str, Any]]) -> int:
+        self._maybe_fail("conntrack_delete")
+        before = len(self.flows)
+        gone = [_flow_tuple(f) for f in flows]
+        self.flows = [f for f in self.flows if _flow_tuple(f) not in gone]
+        return before - len(self.flows)
+
     def _link(self, ifname: str) -> dict[str, Any]:
         if ifname not in self.links:
             raise HostError(f"interface {ifname} does not exist")
         return self.links[ifname]
+
+
+def _flow_tuple(flow: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(flow.get(k) for k in ("family", "proto", "src", "dst", "sport", "dport", "icmp_id", "icmp_type"))
 
 
 def _element_key(line: str) -> str:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.host import foreign, kernel_wg, links, nft, uapi
+from gatewayctl.host import conntrack, foreign, kernel_wg, links, nft, uapi
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceUpdate
@@ -105,6 +105,12 @@ class RealHost:
 
     def route(self, ifname: str, dst: str, add: bool) -> None:
         links.route(ifname, dst, add)
+
+    def conntrack_list(self) -> list[dict[str, Any]]:
+        return conntrack.list_flows()
+
+    def conntrack_delete(self, flows: list[dict[str, Any]]) -> int:
+        return conntrack.delete_flows(flows)
 
 
 class ForkedSnapshot:
