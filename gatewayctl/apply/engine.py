@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.apply.failpoints import checkpoint
+from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
 from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy
 from gatewayctl.host import uapi
@@ -29,7 +29,7 @@ from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
 from gatewayctl.plan.flows import Flow, stale_flows
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
-from gatewayctl.render.artifacts import render_ruleset
+from gatewayctl.render.artifacts import render_guard, render_ruleset
 from gatewayctl.render.environment import element_text, exact_timeouts, nft_timeout
 
 
@@ -99,20 +99,80 @@ def digest(spec: GatewaySpec) -> str:
 
 
 def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> Rollback:
-    """Carry out the plan; on any failure restore the previous state and raise ApplyError."""
+    """Carry out the plan; on any failure restore the previous state, read it back, and raise ApplyError.
+
+    When gatewayctl's table is not in force (a fresh host) or the interface must be created, a guard
+    table drops all partner traffic first, and goes only once the full table is in force, or once the
+    previous state is read back restored; if it cannot be, the guard stays and the error says so."""
     rollback = _rollback_of(prep, host)
+    guard = _guard(prep, host, env)  # nothing has changed if loading the guard fails
     try:
+        checkpoint("after-guard")
         backend = _steps(prep, host, env, secrets)
         left = _verify(prep, host, backend)
         if left:
             raise HostError("the host does not match the plan after applying: " + "; ".join(left[:5]))
+        checkpoint("after-widen")
     except Exception as exc:
-        try:
-            restore(rollback, host)
-        except Exception as second:  # both failures are reported; the first one is the cause
-            raise ApplyError(f"{exc}; and the rollback failed too: {second}", rolled_back=False) from exc
-        raise ApplyError(str(exc), rolled_back=True) from exc
+        _recover(exc, rollback, host, guard)
+    if guard:
+        host.nft_delete(guard)
     return rollback
+
+
+def _guard(prep: Prepared, host: Host, env: jinja2.Environment) -> str | None:
+    """Load the guard table when partner traffic could pass unfiltered during this apply; its name."""
+    if not (prep.plan.create_interface or prep.live.nft is None):
+        return None
+    name = f"{prep.desired.table_name}_guard"
+    nets = {k for n in ("partner_nets4", "partner_nets6") if n in prep.desired.table.sets
+            for k in prep.desired.table.sets[n].elements}
+    if prep.live.nft is not None:
+        nets |= {k for n in ("partner_nets4", "partner_nets6") if n in prep.live.nft.sets for k in prep.live.nft.sets[n].elements}
+    host.nft_load(render_guard(name, prep.desired.ifname, sorted(nets), env))
+    return name
+
+
+def _recover(exc: Exception, rollback: Rollback, host: Host, guard: str | None) -> None:
+    """Restore, read back, and raise ApplyError saying exactly what state the host is in."""
+    blocked = f"; partner traffic stays blocked by the guard table inet {guard}" if guard else ""
+    try:
+        restore(rollback, host)
+        problems = restored_problems(rollback, host)
+    except Exception as second:  # both failures are reported; the first one is the cause
+        raise ApplyError(f"{exc}; and the rollback failed too: {second}{blocked}", rolled_back=False) from exc
+    if problems:
+        raise ApplyError(f"{exc}; the rollback left the host unlike before: {'; '.join(problems)}{blocked}",
+                         rolled_back=False) from exc
+    if guard:
+        host.nft_delete(guard)
+    raise ApplyError(f"{exc}; {_before(rollback)} (read back from the host)", rolled_back=True) from exc
+
+
+def _before(rollback: Rollback) -> str:
+    if rollback.link is None:
+        return f"the host is as before: no interface {rollback.ifname}, no peers, no table {rollback.table}"
+    peers = len(uapi.restorable(rollback.wg_raw).upsert) if rollback.wg_raw else 0
+    table = f"the previous table {rollback.table}" if rollback.nft_text or rollback.undo_add is not None else \
+        f"no table {rollback.table} (as before)"
+    return f"the host is as before: interface {rollback.ifname} with its {peers} previous peer(s), {table}"
+
+
+def restored_problems(rollback: Rollback, host: Host) -> list[str]:
+    """What differs, read back from the host, from the state the rollback record describes."""
+    current = parse_snapshot(host.snapshot(rollback.ifname, rollback.table))
+    problems = []
+    if rollback.link is None and (current.link is not None or current.wg is not None):
+        problems.append(f"interface {rollback.ifname} still exists")
+    had_table = rollback.nft_text is not None or rollback.undo_add is not None or rollback.undo_delete is not None
+    if had_table != (current.nft is not None):
+        problems.append(f"table {rollback.table} " + ("is missing" if had_table else "still exists"))
+    if rollback.wg_raw is not None:
+        want = {p.public_key for p in uapi.restorable(rollback.wg_raw).upsert}
+        have = set(current.wg.peers) if current.wg else set()
+        if want != have:
+            problems.append(f"{len(want - have)} previous peer(s) missing, {len(have - want)} new peer(s) left")
+    return problems
 
 
 def close_stale_flows(prep: Prepared, host: Host) -> list[Flow]:
@@ -157,11 +217,12 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     backend = live.wg_backend
     if plan.create_interface:
         backend = host.wg_create(desired.ifname)
+        checkpoint("after-create")
     assert backend is not None
     sessions = carried_sessions(live, desired, prep.policy, prep.now)
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
-        host.nft_load(narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions)
+        host.nft_load(spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))
     elif plan.nft_delete:  # narrow in place: other elements keep their counters
         host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
     checkpoint("after-narrow")
@@ -183,8 +244,9 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
         host.route(desired.ifname, dst, True)
     for dst in plan.routes_remove:
         host.route(desired.ifname, dst, False)
+    checkpoint("before-widen")
     if plan.nft_replace:
-        host.nft_load(render_ruleset(prep.policy, env, prep.now) + sessions)
+        host.nft_load(spoil("load-full", render_ruleset(prep.policy, env, prep.now) + sessions))
     elif plan.nft_add:
         by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
         timeouts = exact_timeouts(prep.now)
@@ -255,6 +317,9 @@ def restore(rollback: Rollback, host: Host) -> None:
         prefix = f"table inet {rollback.table} {{}}\ndelete table inet {rollback.table}\n"
         host.nft_load(prefix + rollback.nft_text)
     current = parse_snapshot(host.snapshot(rollback.ifname, rollback.table))
+    if rollback.link is None and current.link is not None:  # apply created it: a fresh host goes back to none
+        host.wg_destroy(rollback.ifname, current.wg_backend or "userspace")
+        return
     if rollback.wg_raw is None or current.wg is None:
         return
     previous = uapi.restorable(rollback.wg_raw)

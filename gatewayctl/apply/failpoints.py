@@ -1,7 +1,8 @@
 """Fail points for fault-injection tests: GATEWAYCTL_FAILPOINT=NAME:ACTION.
 
 ACTION is `raise` (fail as if the host refused) or `sleep=SECONDS` (hold still, e.g. to be killed).
-Unset in normal use; the names are the steps of apply (see engine.py).
+`NAME:corrupt` at a ruleset step (`load-narrowed`, `load-full`) spoils the text so the real kernel
+refuses it. Unset in normal use; the names are the steps of apply (see engine.py, POINTS).
 """
 
 from __future__ import annotations
@@ -21,3 +22,15 @@ def checkpoint(name: str) -> None:
         raise HostError(f"fail point {name} triggered")
     if action.startswith("sleep="):
         time.sleep(float(action[6:]))
+
+
+POINTS = ("after-guard", "after-create", "after-narrow", "after-peers", "before-widen", "after-widen")
+RULESET_POINTS = ("load-narrowed", "load-full")
+
+
+def spoil(name: str, text: str) -> str:
+    """The ruleset text as loaded at step `name`: spoiled (an unknown statement) when the fail point says so."""
+    point, _, action = os.environ.get("GATEWAYCTL_FAILPOINT", "").partition(":")
+    if point == name and action == "corrupt":
+        return text + "\ntable inet gatewayctl_failpoint { chain c { no-such-statement } }\n"
+    return text

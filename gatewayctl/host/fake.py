@@ -132,6 +132,11 @@ class FakeHost:
                 "allowed_ips": [str(ipaddress.ip_network(ip)) for ip in peer.allowed_ips],
             }
 
+    def wg_destroy(self, ifname: str, backend: str) -> None:
+        self._maybe_fail("wg_destroy")
+        self.links.pop(ifname, None)
+        self.devices.pop(ifname, None)
+
     def link_configure(self, ifname: str, mtu: int | None, up: bool | None) -> None:
         self._maybe_fail("link_configure")
         link = self._link(ifname)

@@ -93,3 +93,17 @@ def _index(ipr: Any, ifname: str) -> int:
     if not found:
         raise HostError(f"interface {ifname} does not exist")
     return int(found[0])
+
+
+def delete(ifname: str) -> None:
+    """Delete a link; gone already is not an error."""
+    from pyroute2 import NetlinkError
+
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if found:
+            try:
+                ipr.link("del", index=found[0])
+            except NetlinkError as exc:
+                if exc.code != 19:  # ENODEV: it went meanwhile
+                    raise HostError(f"cannot delete {ifname}: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -75,21 +76,61 @@ class RealHost:
             return "kernel"
         return self._start_userspace(ifname)
 
+    def _pidfile(self, ifname: str) -> Path | None:
+        return self.log_dir / f"wireguard-go-{ifname}.pid" if self.log_dir else None
+
+    def _running(self, ifname: str) -> int | None:
+        """The PID of the wireguard-go this state folder started for `ifname`, if it still runs."""
+        pidfile = self._pidfile(ifname)
+        if pidfile is None or not pidfile.exists():
+            return None
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
     def _start_userspace(self, ifname: str) -> str:
         binary = shutil.which("wireguard-go")
         if binary is None:
             raise HostError(f"cannot create {ifname}: the kernel has no WireGuard module and wireguard-go is not installed")
+        running = self._running(ifname)
+        if running is not None or _served(uapi.socket_path(ifname)):
+            raise HostError(f"the wireguard-go that serves {ifname} is still running" + (f" (pid {running})" if running else "")
+                            + f" but there is no interface {ifname}: it was renamed or moved. Rename it back "
+                            f"(ip link set NAME name {ifname}) or stop that process; the gateway stays closed meanwhile")
         log = open(self.log_dir / f"wireguard-go-{ifname}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
         env = dict(os.environ, WG_PROCESS_FOREGROUND="1")
         proc = subprocess.Popen([binary, "-f", ifname], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
-        if self.log_dir:  # so that whoever stops it can do so by PID
-            (self.log_dir / f"wireguard-go-{ifname}.pid").write_text(f"{proc.pid}\n")
+        pidfile = self._pidfile(ifname)
+        if pidfile is not None:  # so that whoever stops it can do so by PID
+            pidfile.write_text(f"{proc.pid}\n")
         for _ in range(100):
             if os.path.exists(uapi.socket_path(ifname)) and links.raw_link(ifname) is not None:
                 return "userspace"
+            if proc.poll() is not None:
+                break
             time.sleep(0.05)
-        raise HostError(f"wireguard-go did not create {ifname} within 5 s")
+        _stop(proc.pid)
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
+        raise HostError(f"wireguard-go did not create {ifname} within 5 s (see its log in the state folder)")
+
+    def wg_destroy(self, ifname: str, backend: str) -> None:
+        pid = self._running(ifname)
+        links.delete(ifname)
+        if pid is not None:
+            _stop(pid)
+            pidfile = self._pidfile(ifname)
+            if pidfile is not None:
+                pidfile.unlink(missing_ok=True)
+        for _ in range(100):  # wireguard-go removes its socket as it exits
+            if not os.path.exists(uapi.socket_path(ifname)):
+                return
+            time.sleep(0.05)
+        raise HostError(f"the WireGuard socket of {ifname} is still there after removing the interface")
 
     def wg_update(self, ifname: str, backend: str, update: DeviceUpdate) -> None:
         if backend == "userspace":
@@ -146,3 +187,44 @@ class ForkedSnapshot:
             raise HostError(str(payload["error"]))
         snapshot: dict[str, Any] = payload["snapshot"]
         return snapshot
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM a process this host started, and reap it if it is our child."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: wait for it to be gone
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            done = 0
+        if done:
+            return
+        time.sleep(0.05)
+
+
+def _served(path: str) -> bool:
+    """Whether a process answers on this UAPI socket; a stale socket file (its process killed) is removed."""
+    import socket
+
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return True

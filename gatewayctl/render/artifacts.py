@@ -153,3 +153,10 @@ def _ca_summary(cert: x509.Certificate) -> dict[str, str]:
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sha256": cert.fingerprint(_sha256()).hex(),
     }
+
+
+def render_guard(name: str, interface: str, nets: list[str], env: jinja2.Environment) -> str:
+    """apply's guard table: drops all partner traffic while the interface or peers change unfiltered."""
+    return env.get_template("nftables/guard.nft.j2").render(
+        name=name, interface=interface, nets4=sorted(n for n in nets if ":" not in n),
+        nets6=sorted(n for n in nets if ":" in n))

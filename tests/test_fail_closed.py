@@ -1,0 +1,149 @@
+"""No moment without the firewall: applies that fail at every fail point, on fresh and existing gateways,
+while a prober sends real packets; not one passes beyond what both the old and the new policy allow.
+
+The expected flows are written here from the lab's estate (tests/conftest.py PROFILES): acme
+(10.250.1.1) is granted crm-api (10.1.0.5 tcp 443) and never port 22 of that host or the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewayctl.apply.failpoints import POINTS, RULESET_POINTS
+from tests.conftest import PROFILES
+from tests.lab_helpers import LabHandle, running_lab
+
+REPO = Path(__file__).resolve().parents[1]
+ACME = "10.250.1.1"
+GRANTED = {"src": ACME, "dst": "10.1.0.5", "proto": "tcp", "port": 443}  # in both policies
+NEW_ONLY = {"src": ACME, "dst": "10.1.0.5", "proto": "tcp", "port": 22}  # granted by the new policy only
+NEVER = [{"src": ACME, "dst": "10.250.0.1", "proto": "tcp", "port": 22},   # the gateway itself
+         {"src": ACME, "dst": "10.1.0.20", "proto": "tcp", "port": 443}]   # a granted host, ungranted port
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    with running_lab(tmp_path_factory.mktemp("closed") / "lab", PROFILES) as handle:
+        def service(doc: dict[str, Any]) -> None:
+            doc["services"]["crm-ssh"] = {"description": "Fail-closed test.", "owner": "Test <t@example.com>",
+                                          "classification": "internal", "addresses": ["10.1.0.5/32"], "protocol": "tcp",
+                                          "ports": [22]}
+        path = handle.profiles / "services.yaml"
+        from gatewayctl.loader.yaml12 import read_document
+
+        doc = read_document(path, path.name).data
+        service(doc)
+        path.write_text(json.dumps(doc, indent=1))
+        yield handle
+
+
+class Prober:
+    """tests/prober.py in acme's namespace for the duration of a `with` block."""
+
+    def __init__(self, lab: LabHandle, specs: list[dict[str, Any]]) -> None:
+        self.ns, self.specs = lab.peer("acme")["ns"], specs
+        self.result: dict[str, Any] = {}
+
+    def __enter__(self) -> Prober:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-m", "tests.prober",
+                                      json.dumps(self.specs)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                                     stdin=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        self.result = json.loads(out)
+
+    def passed(self, spec: dict[str, Any]) -> int:
+        return int(self.result["passed"][self.specs.index(spec)])
+
+
+def make_fresh(lab: LabHandle) -> None:
+    """What a gateway looks like before its first apply: no table, no interface, no wireguard-go."""
+    lab.gw_run("nft", "delete", "table", "inet", "gatewayctl")
+    pidfile = lab.state / f"wireguard-go-{lab.ifname}.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+    assert lab.ifname not in lab.gw_run("ip", "-o", "link")
+
+
+def host_has_nothing(lab: LabHandle) -> None:
+    assert lab.ifname not in lab.gw_run("ip", "-o", "link")
+    tables = lab.gw_run("nft", "list", "tables")
+    assert "gatewayctl" not in tables, tables
+
+
+FAILURES = [f"{p}:raise" for p in POINTS if p != "after-widen"] + [f"{p}:corrupt" for p in RULESET_POINTS]
+
+
+def test_failed_first_applies_leave_a_fresh_gateway_closed_and_say_so(lab: LabHandle) -> None:
+    make_fresh(lab)
+    for failpoint in FAILURES:
+        with Prober(lab, [GRANTED, *NEVER]) as prober:
+            result = lab.ctl("apply", "--yes", env={"GATEWAYCTL_FAILPOINT": failpoint})
+        assert result.returncode == 1, (failpoint, result.stdout, result.stderr)
+        assert "the host is as before: no interface" in result.stderr, (failpoint, result.stderr)
+        host_has_nothing(lab)
+        assert all(prober.passed(s) == 0 for s in [GRANTED, *NEVER]), (failpoint, prober.result)
+        journal = [json.loads(line) for line in (lab.state / "journal.jsonl").read_text().splitlines()]
+        assert journal[-1]["event"] == "failed" and journal[-1]["rolled_back"] is True
+    with Prober(lab, NEVER) as prober:
+        result = lab.ctl("apply", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert prober.result["rounds"] > 0 and all(prober.passed(s) == 0 for s in NEVER), prober.result
+    assert "gatewayctl_guard" not in lab.gw_run("nft", "list", "tables")
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+
+
+def test_failed_applies_on_a_running_gateway_never_open_beyond_both_policies(lab: LabHandle) -> None:
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+
+    def add(doc: dict[str, Any]) -> None:
+        doc["stage"] = "strategic"  # established allows 4 services, which acme has
+        doc["grants"].append({"service": "crm-ssh", "justification": "Fail-closed test (CHG-2).",
+                              "approved_by": "Test Owner", "expires": "2027-06-30"})
+
+    path = lab.profiles / "partners" / "acme.yaml"
+    original = path.read_text()
+    doc = json.loads(original)
+    add(doc)
+    path.write_text(json.dumps(doc, indent=1))
+    try:
+        for failpoint in ("after-narrow:raise", "after-peers:raise", "before-widen:raise"):
+            with Prober(lab, [GRANTED, NEW_ONLY, *NEVER]) as prober:
+                result = lab.ctl("apply", "--yes", env={"GATEWAYCTL_FAILPOINT": failpoint})
+            assert result.returncode == 1, (failpoint, result.stdout, result.stderr)
+            assert "the host is as before: interface" in result.stderr, result.stderr
+            assert prober.passed(NEW_ONLY) == 0 and all(prober.passed(s) == 0 for s in NEVER), (failpoint, prober.result)
+            assert prober.passed(GRANTED) > 0, (failpoint, prober.result)  # the old policy stayed in force
+        with Prober(lab, NEVER) as prober:
+            result = lab.ctl("apply", "--yes")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert all(prober.passed(s) == 0 for s in NEVER), prober.result
+        assert lab.reach("acme", "10.1.0.5", 22)
+    finally:
+        path.write_text(original)
+        assert lab.ctl("apply", "--yes").returncode == 0
