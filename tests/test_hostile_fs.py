@@ -5,6 +5,7 @@ line-separator characters in free text, unexpected exceptions, and a swappable t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -405,3 +406,85 @@ def test_an_evaluation_date_past_what_dates_can_hold_is_status_2(estate: Path) -
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# --- 10: the compiled-template cache cannot be swapped -----------------------------------------------------
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "cache-home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.delenv("GATEWAYCTL_TEMPLATE_CACHE", raising=False)
+    return home
+
+
+def test_the_cache_is_used_when_every_folder_is_safe(cache_home: Path) -> None:
+    from gatewayctl.render.environment import template_cache
+
+    assert template_cache() is not None
+    assert (cache_home / "gatewayctl/templates").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_linked_cache_folder_is_not_used(cache_home: Path, tmp_path: Path) -> None:
+    from gatewayctl.render.environment import template_cache
+
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o700)  # ours and private: only the link is wrong
+    (cache_home / "gatewayctl").symlink_to(planted)
+    assert template_cache() is None
+
+
+def test_a_folder_others_can_write_above_the_cache_is_refused(cache_home: Path) -> None:
+    from gatewayctl.render.environment import template_cache
+
+    os.chmod(cache_home.parent, 0o777)  # someone else could rename the cache base away and put theirs
+    try:
+        assert template_cache() is None
+    finally:
+        os.chmod(cache_home.parent, 0o700)
+    os.chmod(cache_home, 0o770)
+    assert template_cache() is None
+
+
+def test_a_cache_entry_swapped_for_a_link_is_not_loaded(cache_home: Path, tmp_path: Path) -> None:
+    import marshal
+    import pickle
+
+    import jinja2
+    from jinja2.bccache import bc_magic
+
+    from gatewayctl.render.environment import template_cache
+
+    source = "real {{ value }}\n"
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl/t.j2").write_text(source)
+
+    def render() -> str:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path / "tpl")), bytecode_cache=template_cache(),
+                                 keep_trailing_newline=True)
+        return env.get_template("t.j2").render(value=1)
+
+    assert render() == "real 1\n"  # compiled and cached
+    [entry] = (cache_home / "gatewayctl/templates").iterdir()
+    evil_code = jinja2.Environment(keep_trailing_newline=True).compile("PWNED {{ value }}\n", "t.j2", str(tmp_path / "tpl/t.j2"))
+    forged = bc_magic + pickle.dumps(hashlib.sha1(source.encode()).hexdigest(), 2) + marshal.dumps(evil_code)
+    outside = tmp_path / "forged.cache"
+    outside.write_bytes(forged)
+    outside.chmod(0o600)
+    entry.unlink()
+    entry.symlink_to(outside)
+    assert render() == "real 1\n"
+    entry.unlink()
+    entry.write_bytes(forged)  # the same bytes as a private regular file are loaded: the link is what is refused
+    entry.chmod(0o600)
+    assert render() == "PWNED 1\n"
+
+
+def test_a_missing_cache_base_is_made_private(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gatewayctl.render.environment import template_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home / "new"))
+    assert template_cache() is not None
+    assert (cache_home / "new").stat().st_mode & 0o777 == 0o700

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import os
+import secrets
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.bccache
 
 from gatewayctl.compile.ir import AuthClient, DenyEntry, Elements, PartnerNet, SetElement
 
@@ -26,24 +30,100 @@ def default_templates() -> Path:
     raise FileNotFoundError("gatewayctl's templates folder is missing from this installation")
 
 
+CACHE_ENV = "GATEWAYCTL_TEMPLATE_CACHE"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def template_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates kept between runs, as Python keeps .pyc files: compiling the templates is
     about 20 ms of every build. Entries are keyed by the template's name and a checksum of its source,
     so an edited or site template is compiled again. The folder ($XDG_CACHE_HOME or ~/.cache, then
-    gatewayctl/templates) is created 0700 and used only when it belongs to this user and nobody else
-    can write to it: its files are loaded as code. GATEWAYCTL_TEMPLATE_CACHE=off turns it off."""
-    if os.environ.get("GATEWAYCTL_TEMPLATE_CACHE", "").lower() in ("off", "0", "no"):
+    gatewayctl/templates) is created 0700. Its files are loaded as code, so it is used only when
+    nobody else could have put a file there: every folder from / down to it is reached without
+    following a link, belongs to root or to this user and is writable by nobody else (a root-owned
+    sticky folder such as /tmp may be on the way above the cache base), and the last three belong
+    to this user. Else None (templates are compiled each time). GATEWAYCTL_TEMPLATE_CACHE=off turns
+    it off."""
+    if os.environ.get(CACHE_ENV, "").lower() in ("off", "0", "no"):
         return None
     try:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        folder = base / "gatewayctl" / "templates"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = folder.stat()
+        fd = _trusted_folder(Path(os.path.abspath(base)), ("gatewayctl", "templates"))
     except (OSError, RuntimeError):  # no home, read-only file system
         return None
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        return None
-    return jinja2.FileSystemBytecodeCache(str(folder))
+    return None if fd is None else DescriptorBytecodeCache(fd)
+
+
+def _trusted_folder(base: Path, private: tuple[str, ...]) -> int | None:
+    """A descriptor of base/private..., checked component by component from /; None if any is unsafe."""
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        if not _trusted(os.fstat(fd), sticky_ok=False):
+            os.close(fd)
+            return None
+        # the cache base (~/.cache) is made if missing, as are the private folders; never its parents
+        above = base.parts[1:]
+        steps = [(part, False) for part in above[:-1]] + [(part, True) for part in (*above[-1:], *private)]
+        for index, (part, create) in enumerate(steps):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)  # a link raises ELOOP or ENOTDIR
+            os.close(fd)
+            fd = child
+            st = os.fstat(fd)
+            mine = index >= len(steps) - len(private) - 1  # the cache base and the folders made in it
+            if not _trusted(st, sticky_ok=not mine) or (mine and st.st_uid != os.geteuid()):
+                os.close(fd)
+                return None
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _trusted(st: os.stat_result, sticky_ok: bool) -> bool:
+    """Owned by root or this user, and nobody else may add, rename or remove entries in it."""
+    if st.st_uid not in (0, os.geteuid()):
+        return False
+    if not st.st_mode & 0o022:
+        return True
+    return sticky_ok and st.st_uid == 0 and bool(st.st_mode & stat.S_ISVTX)
+
+
+class DescriptorBytecodeCache(jinja2.BytecodeCache):
+    """Jinja2's file cache, with every file opened relative to the cache folder's descriptor with
+    O_NOFOLLOW: an entry swapped for a link (to a file that was never a cache entry) is not loaded."""
+
+    def __init__(self, folder_fd: int) -> None:
+        self.folder_fd = folder_fd  # open for the life of the process, like the environment
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            fd = os.open(f"__jinja2_{bucket.key}.cache", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=self.folder_fd)
+        except OSError:
+            return
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+                bucket.load_bytecode(handle)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        name = f"__jinja2_{bucket.key}.cache"
+        tmp = f".{name}.{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self.folder_fd)
+        except OSError:
+            return  # a cache that cannot be written costs time, not correctness
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                bucket.write_bytecode(handle)
+            os.rename(tmp, name, src_dir_fd=self.folder_fd, dst_dir_fd=self.folder_fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.folder_fd)
 
 
 def make_environment(override: Path | None = None) -> jinja2.Environment:
