@@ -92,6 +92,12 @@ def element_grants(policy: CompiledPolicy) -> dict[str, list[str]]:
     return {e.key: list(e.grants) for e in (*table.grants4, *table.grants6, *table.icmp4, *table.icmp6)}
 
 
+def grant_ends(policy: CompiledPolicy) -> dict[str, str | None]:
+    """When each grant in force ends (revoke re-times an element shared with a grant it keeps)."""
+    return {g.id: g.ends_at.strftime("%Y-%m-%dT%H:%M:%SZ") if g.ends_at else None
+            for p in policy.partners for g in p.grants}
+
+
 def digest(spec: GatewaySpec) -> str:
     data = spec_to_json(spec)
     data.pop("element_ends")

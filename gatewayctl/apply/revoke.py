@@ -47,6 +47,7 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     table = applied["table_name"]
     present = {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
     host.nft_elements(table, {n: k for n, k in present.items() if k}, {})
+    _retime(host, applied, new)
     for name, keys in gone.items():
         sets = applied["table"]["sets"][name]
         sets["elements"] = sorted(set(sets["elements"]) - set(keys))
@@ -82,3 +83,30 @@ def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
     mine = [f for f in parse_flows(host.conntrack_list()) if any(ipaddress.ip_address(f.src) in n for n in nets)]
     stale = [f for f in mine if not coverage.covers(f)]
     return host.conntrack_delete([f.raw for f in stale]) if stale else 0
+
+
+def _retime(host: Host, applied: dict[str, Any], revocation: Revocation) -> None:
+    """An element shared by a revoked grant and one that stands stays, but only until the standing
+    grants end: when the revoked grant held it open longer, it is put back with the shorter timer."""
+    grants: dict[str, list[str]] = applied.get("element_grants", {})
+    ends: dict[str, str | None] = applied.get("grant_ends", {})
+    now = dt.datetime.now(dt.UTC)
+    delete: dict[str, list[str]] = {}
+    add: dict[str, list[str]] = {}
+    for name, data in applied["table"]["sets"].items():
+        for key in data["elements"]:
+            ids = grants.get(key, [])
+            left = [g for g in ids if not revocation.covers(g)]
+            if not left or len(left) == len(ids) or any(ends.get(g) is None for g in left):
+                continue
+            end = max(dt.datetime.strptime(str(ends[g]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) for g in left)
+            current = applied["element_ends"].get(key)
+            if current is not None and current <= end.strftime("%Y-%m-%dT%H:%M:%SZ"):
+                continue
+            seconds = max(int((end - now).total_seconds()), 1)
+            delete.setdefault(name, []).append(key)
+            add.setdefault(name, []).append(f'{key} timeout {seconds}s comment "{" ".join(left)}"')
+            grants[key] = left
+            applied["element_ends"][key] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if delete:
+        host.nft_elements(applied["table_name"], delete, add)

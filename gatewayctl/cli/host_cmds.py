@@ -14,7 +14,16 @@ import click
 
 from gatewayctl.apply import confirm as confirming
 from gatewayctl.apply import revocations
-from gatewayctl.apply.engine import ApplyError, Prepared, close_stale_flows, digest, element_grants, execute, prepare
+from gatewayctl.apply.engine import (
+    ApplyError,
+    Prepared,
+    close_stale_flows,
+    digest,
+    element_grants,
+    execute,
+    grant_ends,
+    prepare,
+)
 from gatewayctl.build import atomic_write
 from gatewayctl.cli.common import Context, load_or_exit
 from gatewayctl.drift.check import Finding, check
@@ -196,7 +205,8 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         raise SystemExit(1 if exc.rolled_back else 4) from None
     applied = spec_to_json(prep.desired)
     applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy))
+                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
+                   grant_ends=grant_ends(prep.policy))
     state.write_json("applied.json", applied)
     entry = {"event": "applied", **meta}
     if confirm_timeout:
