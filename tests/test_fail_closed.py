@@ -7,6 +7,7 @@ The expected flows are written here from the lab's estate (tests/conftest.py PRO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +78,8 @@ def make_fresh(lab: LabHandle) -> None:
     pidfile = lab.state / f"wireguard-go-{lab.ifname}.pid"
     if pidfile.exists():
         pid = int(pidfile.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         for _ in range(100):
             try:
                 os.kill(pid, 0)
