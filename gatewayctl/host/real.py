@@ -86,10 +86,11 @@ class RealHost:
             return None
         try:
             pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            # a killed process nobody reaped yet (a zombie) is not running
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ValueError, IndexError, OSError):
             return None
-        return pid
+        return None if state in ("Z", "X") else pid
 
     def _start_userspace(self, ifname: str) -> str:
         binary = shutil.which("wireguard-go")
@@ -198,10 +199,11 @@ def _stop(pid: int) -> None:
     for _ in range(100):
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not our child: wait for it to be gone
+        except ChildProcessError:  # not our child: wait for it to be gone (or a zombie nobody reaps)
             try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+            except (OSError, IndexError):
                 return
             done = 0
         if done:
