@@ -217,3 +217,47 @@ def test_plan_output_never_shows_a_key(estate: Path, tmp_path: Path) -> None:
     publics = [p.public_key for p in policy_of(estate).interface.peers]
     assert not any(s in rendered for s in secrets + publics)
     assert "+ peer acme/acme-hq: allowed IPs 10.250.1.1/32" in rendered
+
+
+class RefusingHost(FakeHost):
+    """Refuses the full ruleset the way nft does, pointing at the line of one grant element."""
+
+    def __init__(self, element: str) -> None:
+        super().__init__()
+        self.element = element
+
+    def nft_load(self, text: str) -> None:
+        lines = text.splitlines()
+        hit = next((i for i, line in enumerate(lines, 1) if line.strip().startswith(self.element)), None)
+        if hit is not None:
+            raise HostError(f"the kernel refused the ruleset; nothing was changed: ruleset:{hit}:4-40: Error: "
+                            "Could not process rule: File exists")
+        super().nft_load(text)
+
+
+def test_a_refused_element_is_named_with_its_grant_and_profile_line(estate: Path) -> None:
+    from gatewayctl.compile.origin import grant_locator
+
+    compiled = compile_profiles(estate, AT_DT)
+    host = RefusingHost("10.250.1.1 . 10.1.0.5 . tcp . 443")
+    prep = prepare(compiled.policy, host, ENV, Secrets(), AT_DT, {})
+    prep = dataclasses.replace(prep, locate=grant_locator(compiled.estate, compiled.policy))
+    with pytest.raises(ApplyError) as failed:
+        execute(prep, host, ENV, Secrets())
+    acme = (estate / "partners" / "acme.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(acme, 1) if text.strip() == "- service: crm-api")
+    assert f"partners/acme.yaml:{line}" in str(failed.value), str(failed.value)
+    assert "acme/crm-api" in str(failed.value) and failed.value.rolled_back
+
+
+def test_allowed_ips_difference_says_what_the_host_has_and_what_the_profiles_say() -> None:
+    from gatewayctl.host.wgtypes import PeerState
+    from gatewayctl.plan.diff import peer_differences
+    from gatewayctl.plan.spec import PeerSpec
+
+    spec = PeerSpec("acme", "hq", "k", frozenset({"10.250.1.1/32", "100.64.1.0/24"}), None, 0, None, None)
+    live = PeerState("k", None, None, 0, frozenset({"10.250.1.1/32", "10.1.0.0/16"}))
+    (words, kind), = peer_differences(spec, live)
+    assert kind == "allowed-ips-changed"
+    assert words == ("allowed IPs: the host has 10.1.0.0/16, 10.250.1.1/32, the profiles say 10.250.1.1/32, "
+                     "100.64.1.0/24 (apply adds 100.64.1.0/24 and removes 10.1.0.0/16)")

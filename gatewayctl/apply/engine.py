@@ -20,6 +20,7 @@ import jinja2
 from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
 from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy
+from gatewayctl.compile.origin import Locate, explain_refusal
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
 from gatewayctl.host.errors import HostError
@@ -53,6 +54,7 @@ class Prepared:
     now: dt.datetime
     labels: dict[str, str]
     revoked: tuple[Revocation, ...] = ()  # revocations standing on this host (their grants are out of `policy`)
+    locate: Locate | None = None  # grant id -> profile file:line, for messages about a refused ruleset
     unrevoked: tuple[Revocation, ...] = ()  # revocations whose access the profiles no longer grant: they end
 
 
@@ -228,7 +230,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     sessions = carried_sessions(live, desired, prep.policy, prep.now)
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
-        host.nft_load(spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))
+        _load(prep, host, spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))
     elif plan.nft_delete:  # narrow in place: other elements keep their counters
         host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
     checkpoint("after-narrow")
@@ -252,13 +254,21 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
         host.route(desired.ifname, dst, False)
     checkpoint("before-widen")
     if plan.nft_replace:
-        host.nft_load(spoil("load-full", render_ruleset(prep.policy, env, prep.now) + sessions))
+        _load(prep, host, spoil("load-full", render_ruleset(prep.policy, env, prep.now) + sessions))
     elif plan.nft_add:
         by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
         timeouts = exact_timeouts(prep.now)
         add = {name: [element_text(by_key[name][key], timeouts) for key in keys] for name, keys in plan.nft_add.items()}
         host.nft_elements(desired.table_name, {}, add)
     return backend
+
+
+def _load(prep: Prepared, host: Host, text: str) -> None:
+    """Load a ruleset; a refusal names the grants behind the element nft points at, with their profile lines."""
+    try:
+        host.nft_load(text)
+    except HostError as exc:
+        raise HostError(explain_refusal(str(exc), text, prep.policy.table, prep.locate)) from None
 
 
 def carried_sessions(live: LiveState, desired: GatewaySpec, policy: CompiledPolicy, now: dt.datetime) -> str:

@@ -26,6 +26,7 @@ from gatewayctl.apply.engine import (
 )
 from gatewayctl.build import atomic_write
 from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
 from gatewayctl.errors import ProfileErrors
@@ -97,7 +98,8 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     try:
         prep = prepare(policy, host, make_environment(templates), secrets, now, labels_from(state),
                        cache=state.root / "canonical-cache.json", early=collect)
-        prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended))
+        prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended),
+                                   locate=grant_locator(compiled.estate, compiled.policy))
     except HostError as exc:
         fail(str(exc))
     return prep, secrets

@@ -167,8 +167,12 @@ def peer_differences(spec: PeerSpec, current: PeerState) -> list[tuple[str, str]
     added = spec.allowed_ips - current.allowed_ips
     removed = current.allowed_ips - spec.allowed_ips
     if added or removed:
-        parts = [f"+{ip}" for ip in sorted(added, key=_net_key)] + [f"-{ip}" for ip in sorted(removed, key=_net_key)]
-        details.append((f"allowed IPs {' '.join(parts)}", "allowed-ips-changed"))
+        def listed(ips: frozenset[str]) -> str:
+            return ", ".join(sorted(ips, key=_net_key)) or "none"
+
+        moves = ([f"adds {listed(added)}"] if added else []) + ([f"removes {listed(removed)}"] if removed else [])
+        details.append((f"allowed IPs: the host has {listed(current.allowed_ips)}, the profiles say "
+                        f"{listed(spec.allowed_ips)} (apply {' and '.join(moves)})", "allowed-ips-changed"))
     if spec.endpoint is not None and current.endpoint != spec.endpoint:
         details.append((f"endpoint {current.endpoint or 'none'} -> {spec.endpoint}", "endpoint-changed"))
     if current.keepalive != spec.keepalive:
