@@ -227,3 +227,16 @@ def test_a_thousand_partners_stay_usable(tmp_path: Path) -> None:
     assert seen["interaction"]["visible"] == 50  # paginated: 50 partners a page
     assert seen["interaction"]["label"] == "page 2 of 20 (1000 shown)"
     assert non_blank(tmp_path / "big.png") > 20
+
+
+def test_revocations_in_force_are_listed(estate: Path) -> None:
+    state = estate.parent / "state"
+    state.mkdir(exist_ok=True)
+    (state / "revocations.json").write_text(json.dumps({"revocations": [
+        {"partner": "acme", "service": "crm-api", "reason": "INC-9 key leaked", "by": "alice", "at": "2026-11-30T10:00:00Z"}]}))
+    doc = as_json(estate)
+    assert doc["revocations"] == [{"partner": "acme", "service": "crm-api", "reason": "INC-9 key leaked", "by": "alice",
+                                   "at": "2026-11-30T10:00:00Z"}]
+    assert as_json(estate, "--partner", "umbrella")["revocations"] == []
+    _, markdown, _ = report(estate, "--format", "markdown")
+    assert "acme/crm\\-api: revoked by alice" in markdown or "acme/crm-api: revoked by alice" in markdown, markdown

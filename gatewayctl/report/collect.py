@@ -6,6 +6,7 @@ document, so a partner report (`scope.partner`) is filtered once, here, before a
 from __future__ import annotations
 
 import datetime as dt
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ class Live:
     journal: list[dict[str, Any]]
     applied: dict[str, Any] | None
     decisions: list[dict[str, Any]]
+    revocations: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # standing on the host (revoke)
 
 
 def _stamp(when: dt.datetime | None) -> str | None:
@@ -124,6 +126,7 @@ def collect(compiled: Compiled, lint: LintResult, tests: list[Outcome], live: Li
         "sessions": {"problems": session_problems},
         # the journal names people and revisions of the whole gateway: not part of a partner's report
         "journal": live.journal if partner is None else None,
+        "revocations": [r for r in live.revocations if partner is None or r["partner"] == partner],
     }
 
 

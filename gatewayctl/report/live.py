@@ -14,6 +14,7 @@ from gatewayctl.host.real import RealHost
 from gatewayctl.pipeline import Compiled
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.render.environment import make_environment
+from gatewayctl.apply import revocations
 from gatewayctl.report.collect import Live
 from gatewayctl.state import StateDir
 
@@ -29,13 +30,18 @@ def read_live(compiled: Compiled, state_root: Path, now: dt.datetime, offline: b
         reason = f"the state folder {state_root} could not be read: {exc}"
         return Live(None, None, reason, journal, applied, decisions)
     if offline:
-        return Live(None, None, "not read (--offline)", journal, applied, decisions)
+        return Live(None, None, "not read (--offline)", journal, applied, decisions,
+                    [r.to_json() for r in revocations.load(state)])
+    standing, _ = revocations.still_granted(revocations.load(state), compiled.policy)
+    revoked = [r.to_json() for r in standing]
+    policy = revocations.restrict(compiled.policy, standing)  # the access in force on this host
     try:
         host = RealHost(log_dir=None)
-        prep = prepare(compiled.policy, host, make_environment(), Secrets(), now, {}, cache=None)
+        prep = prepare(policy, host, make_environment(), Secrets(), now, {}, cache=None)
     except HostError as exc:
-        return Live(None, None, str(exc), journal, applied, decisions)
+        return Live(None, None, str(exc), journal, applied, decisions, revoked)
     except Exception as exc:  # netlink, permissions, ...: the report says so, and does not fail
-        return Live(None, None, f"{type(exc).__name__}: {exc}", journal, applied, decisions)
-    sessions = session_problems(prep.live.nft, compiled.policy, decisions, now)
-    return Live(prep.live, check(prep.desired, prep.live, applied, now, sessions), None, journal, applied, decisions)
+        return Live(None, None, f"{type(exc).__name__}: {exc}", journal, applied, decisions, revoked)
+    sessions = session_problems(prep.live.nft, policy, decisions, now)
+    return Live(prep.live, check(prep.desired, prep.live, applied, now, sessions), None, journal, applied, decisions,
+                revoked)
