@@ -5,8 +5,8 @@ document, so a partner report (`scope.partner`) is filtered once, here, before a
 
 from __future__ import annotations
 
-import datetime as dt
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from gatewayctl.apply import revocations
 from gatewayctl.apply.engine import prepare
 from gatewayctl.auth import log as auth_log
 from gatewayctl.auth.sessions import session_problems
@@ -14,7 +15,6 @@ from gatewayctl.host.real import RealHost
 from gatewayctl.pipeline import Compiled
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.render.environment import make_environment
-from gatewayctl.apply import revocations
 from gatewayctl.report.collect import Live
 from gatewayctl.state import StateDir
 
