@@ -146,3 +146,28 @@ def test_failed_applies_on_a_running_gateway_never_open_beyond_both_policies(lab
     finally:
         path.write_text(original)
         assert lab.ctl("apply", "--yes").returncode == 0
+
+
+def test_a_renamed_interface_stays_filtered_and_apply_says_why(lab: LabHandle) -> None:
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+    renamed = f"x{lab.ifname}"[:15]
+    lab.gw_run("ip", "link", "set", lab.ifname, "name", renamed)
+    try:
+        with Prober(lab, [GRANTED, *NEVER]) as prober:
+            time.sleep(2)
+        # partner traffic is recognised by its addresses: grants still hold, nothing else passes
+        assert prober.passed(GRANTED) > 0 and all(prober.passed(s) == 0 for s in NEVER), prober.result
+        drift = lab.ctl("drift", "--format", "json")
+        assert drift.returncode == 1, drift.stdout + drift.stderr
+        kinds = {f["kind"] for f in json.loads(drift.stdout)["findings"]}
+        assert "interface-renamed" in kinds, kinds
+        with Prober(lab, NEVER) as prober:
+            result = lab.ctl("apply", "--yes")
+        assert result.returncode == 2 and "it was renamed or moved" in result.stderr, result.stdout + result.stderr
+        assert all(prober.passed(s) == 0 for s in NEVER), prober.result
+        pid = int((lab.state / f"wireguard-go-{lab.ifname}.pid").read_text())
+        os.kill(pid, 0)  # the PID file still names the running wireguard-go
+    finally:
+        lab.gw_run("ip", "link", "set", renamed, "name", lab.ifname)
+    assert lab.ctl("apply", "--yes").returncode == 0
+    assert lab.ctl("drift").returncode == 0

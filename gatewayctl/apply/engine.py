@@ -170,8 +170,10 @@ def restored_problems(rollback: Rollback, host: Host) -> list[str]:
     """What differs, read back from the host, from the state the rollback record describes."""
     current = parse_snapshot(host.snapshot(rollback.ifname, rollback.table))
     problems = []
-    if rollback.link is None and (current.link is not None or current.wg is not None):
+    if rollback.link is None and current.link is not None:
         problems.append(f"interface {rollback.ifname} still exists")
+    if rollback.wg_raw is None and current.wg is not None:
+        problems.append(f"a WireGuard device answers for {rollback.ifname}")
     had_table = rollback.nft_text is not None or rollback.undo_add is not None or rollback.undo_delete is not None
     if had_table != (current.nft is not None):
         problems.append(f"table {rollback.table} " + ("is missing" if had_table else "still exists"))

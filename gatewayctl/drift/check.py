@@ -75,6 +75,8 @@ def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None,
 
 
 def _blocker_kind(text: str) -> str:
+    if "renamed or moved" in text:
+        return "interface-renamed"
     return "forwarding-off" if "forwarding" in text else "wireguard-unreachable"
 
 

@@ -89,6 +89,10 @@ def _blockers(desired: GatewaySpec, live: LiveState) -> list[str]:
                      "`sysctl -w net.ipv6.conf.all.forwarding=1`")
     if live.wg_error:
         found.append(live.wg_error)
+    if live.link is None and live.wg is not None:
+        found.append(f"the WireGuard device of {desired.ifname} answers on its socket but there is no interface "
+                     f"{desired.ifname}: it was renamed or moved. Rename it back (ip link set NAME name {desired.ifname}); "
+                     "its partner traffic is still filtered by address meanwhile")
     return found
 
 
