@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
 from gatewayctl.keyfiles import key_file_problem, preshared_key_path
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
+from gatewayctl.loader.safefs import read_regular
 from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import parse_port_spec
 from gatewayctl.ports import contained
@@ -196,17 +197,19 @@ def _load_cas(root: Path, partners: tuple[Loaded[PartnerFile], ...],
         for field in ("issuing_cas", "ca_chain"):
             for index, rel in enumerate(getattr(reqs, field)):
                 try:
-                    cas[rel] = _read_pem(root / rel)
+                    cas[rel] = _read_pem(root / rel, root)
                 except ValueError as exc:
                     errors.append(partner.doc.error(("certificates", field, index), f"certificates.{field}[{index}]: {rel}: {exc}"))
     return cas
 
 
-def _read_pem(path: Path) -> list[x509.Certificate]:
+def _read_pem(path: Path, root: Path) -> list[x509.Certificate]:
+    """The certificates in the CA file `path`, a regular file below `root` reached without a link;
+    raises ValueError saying why not (never quoting the file: a link could have pointed at a secret)."""
     from cryptography import x509  # only estates with CA files pay for the import
 
     try:
-        data = path.read_bytes()
+        data = read_regular(path, root=root)  # UnsafeFile is an OSError whose strerror is the reason
     except OSError as exc:
         raise ValueError(f"cannot read {display_path(path)}: {exc.strerror}") from None
     if b"PRIVATE KEY" in data:

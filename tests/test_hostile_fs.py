@@ -488,3 +488,131 @@ def test_a_missing_cache_base_is_made_private(cache_home: Path, monkeypatch: pyt
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home / "new"))
     assert template_cache() is not None
     assert (cache_home / "new").stat().st_mode & 0o777 == 0o700
+
+
+# --- 6: CA files, policy test files and the secrets scan read no link and no more than a bound -------------
+
+
+def bounded(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """gatewayctl as its own process with at most 1 GB of address space: a read of a huge file or a device
+    fails (MemoryError) instead of taking the machine's memory; a wait on a FIFO trips the timeout."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1_000_000_000, 1_000_000_000))
+
+    result = subprocess.run([sys.executable, "-m", "gatewayctl", *args], capture_output=True, text=True,
+                            timeout=timeout, check=False, preexec_fn=limit)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr[-500:]
+    return result
+
+
+CA = "ca/globex-issuing-ca.pem"  # the example estate's one CA file, named by partners/globex.yaml
+
+
+def ca_error_prefix(estate: Path) -> str:
+    globex = estate / "partners/globex.yaml"
+    return f"partners/globex.yaml:{line_of(globex, 'issuing_cas')}: certificates.issuing_cas[0]: {CA}: cannot read "
+
+
+def test_a_ca_file_linked_out_of_the_profiles_is_refused_and_never_printed(estate: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.pem"
+    outside.write_text((estate / CA).read_text() + SECRET + "\n")  # a good CA: only the link is wrong
+    (estate / CA).unlink()
+    (estate / CA).symlink_to(outside)
+    result = bounded("--profiles", str(estate), "validate", "--at", AT)
+    assert result.returncode == 2, result.stderr
+    assert f"{ca_error_prefix(estate)}{estate / CA}: is a symbolic link" in result.stderr
+    assert "j9T" not in result.stderr + result.stdout
+
+
+def test_a_ca_file_in_a_linked_folder_is_refused(estate: Path, tmp_path: Path) -> None:
+    (estate / "ca").rename(tmp_path / "ca-elsewhere")
+    (estate / "ca").symlink_to(tmp_path / "ca-elsewhere")
+    result = bounded("--profiles", str(estate), "validate", "--at", AT)
+    assert result.returncode == 2, result.stderr
+    assert f"{ca_error_prefix(estate)}{estate / CA}: its folder 'ca' is a symbolic link" in result.stderr
+
+
+def test_a_fifo_as_ca_file_is_refused_without_waiting(estate: Path) -> None:
+    (estate / CA).unlink()
+    os.mkfifo(estate / CA)
+    result = bounded("--profiles", str(estate), "validate", "--at", AT)  # the old read waited for a writer
+    assert result.returncode == 2, result.stderr
+    assert f"{ca_error_prefix(estate)}{estate / CA}: is a FIFO (named pipe)" in result.stderr
+
+
+def outside_tests(tmp_path: Path) -> Path:
+    """A folder outside the profiles with a policy test file whose errors would quote its content."""
+    folder = tmp_path / "outside-tests"
+    folder.mkdir()
+    (folder / "x.yaml").write_text(f"# {SECRET}\nhunter2-secret: 1\ntests:\n  - name: hunter2-secret\n")
+    return folder
+
+
+def test_a_linked_policy_test_file_is_refused_and_never_printed(estate: Path, tmp_path: Path) -> None:
+    (estate / "tests/x.yaml").symlink_to(outside_tests(tmp_path) / "x.yaml")
+    result = bounded("--profiles", str(estate), "test", "--at", AT)
+    assert result.returncode == 2, result.stderr
+    assert f"{estate}/tests/x.yaml: is a symbolic link" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout and "j9T" not in result.stderr + result.stdout
+
+
+def test_a_linked_policy_tests_folder_is_refused_and_never_printed(estate: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(estate / "tests")
+    (estate / "tests").symlink_to(outside_tests(tmp_path))
+    result = bounded("--profiles", str(estate), "test", "--at", AT)
+    assert result.returncode == 2, result.stderr
+    assert f"{estate}/tests/x.yaml: its folder 'tests' is a symbolic link" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout and "j9T" not in result.stderr + result.stdout
+
+
+def test_the_secrets_scan_follows_no_link_and_reads_a_bounded_prefix(estate: Path, tmp_path: Path) -> None:
+    import time
+
+    clean = bounded("--profiles", str(estate), "lint", "--format", "json", "--at", AT)
+    assert clean.returncode == 0, clean.stderr
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as handle:  # sparse: 3 GB to read, no disk or memory until then
+        handle.truncate(3 * 1024**3)
+    key = tmp_path / "gateway.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VuBCIEIA==\n-----END PRIVATE KEY-----\n")
+    (estate / "zero.txt").symlink_to("/dev/zero")
+    (estate / "huge-link.txt").symlink_to(huge)
+    (estate / "ca/gateway.key").symlink_to(key)  # what a link points at is not stored with the profiles
+    (estate / "notes").symlink_to(tmp_path)  # nor what a linked folder holds
+    os.mkfifo(estate / "fifo.txt")
+    with (estate / "huge-inside.txt").open("wb") as handle:
+        handle.truncate(3 * 1024**3)
+    start = time.monotonic()
+    result = bounded("--profiles", str(estate), "lint", "--format", "json", "--at", AT)
+    assert time.monotonic() - start < 20
+    assert (result.returncode, result.stdout) == (clean.returncode, clean.stdout), result.stderr[-500:]
+
+
+def test_the_secrets_scan_still_finds_a_key_in_a_regular_file(estate: Path) -> None:
+    (estate / "ca/leaked.pem").write_text("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n")
+    result = bounded("--profiles", str(estate), "lint", "--at", AT)
+    assert result.returncode == 1, result.stderr
+    assert f"{estate}/ca/leaked.pem:1: GW801 EC private key in leaked.pem" in result.stdout
+
+
+# --- 9: the --at instant is held to the range profile dates are held to ------------------------------------
+
+
+@pytest.mark.parametrize("value", ["2101-01-01", "9999-12-31", "1969-12-31T23:59:59", "2100-12-31T23:00-05:00",
+                                   "9999-12-31T23:00-05:00", "0001-01-01T00:00+01:00"])
+@pytest.mark.parametrize("command", ["validate", "lint", "test"])
+def test_an_at_outside_the_date_range_is_a_usage_error(estate: Path, command: str, value: str) -> None:
+    result = run_cli("--profiles", str(estate), command, "--at", value)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == f"error: --at {value!r}: must be an instant from 1970-01-01 to 2100-12-31 (UTC), " \
+                            "the range every profile date is held to\n"
+
+
+@pytest.mark.parametrize("value", ["1970-01-01", "2100-12-31T23:59:59", "2101-01-01T00:30+02:00"])
+def test_an_at_at_the_ends_of_the_range_is_accepted(estate: Path, value: str) -> None:
+    result = run_cli("--profiles", str(estate), "validate", "--at", value)
+    assert result.exit_code == 0, result.stderr

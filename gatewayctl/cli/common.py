@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from gatewayctl.errors import ProfileErrors
-from gatewayctl.pipeline import Compiled, compile_profiles, parse_at
+from gatewayctl.pipeline import AtOutOfRange, Compiled, compile_profiles, parse_at
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,8 +30,12 @@ def at_option(func: F) -> F:
 
 
 def resolve_at(text: str | None) -> dt.datetime:
+    """The --at instant (see parse_at); a bad one is a usage error, status 2."""
     try:
         return parse_at(text)
+    except AtOutOfRange as exc:  # one line that names the range (the text itself was well formed)
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from None
 

@@ -73,12 +73,16 @@ class Outcome:
 
 
 def load_tests(root: Path) -> list[Loaded]:
+    """The assertions in `root`/tests/*.yaml; raises ProfileErrors listing every bad file or entry.
+
+    Each file is read as profile input is (a regular file below `root`, no link on the way): a
+    linked test file or tests folder is refused, so its target is never read or echoed."""
     folder = root / TESTS_DIR
     errors: list[ProfileError] = []
     loaded: list[Loaded] = []
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
-            doc = read_document(path, display_path(path))
+            doc = read_document(path, display_path(path), root)
             model = PolicyTestFile.model_validate(doc.data)
         except ProfileErrors as exc:
             errors.extend(exc.errors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from gatewayctl.errors import display_path
 from gatewayctl.lint.finding import Finding
 from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.loader.safefs import UnsafeFile, open_regular
 
 PEM_PRIVATE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
 WG_ASSIGNMENT = re.compile(rb"(?i)(private[_ -]?key|preshared[_ -]?key)\s*[:=]\s*['\"]?([A-Za-z0-9+/]{43}=)")
@@ -18,10 +20,33 @@ WG_BARE = re.compile(rb"^\s*([A-Za-z0-9+/]{43}=)\s*$")
 MAX_SCAN = 8 * 1024 * 1024
 
 
-def scan_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and ".git" not in path.relative_to(root).parts:
-            yield path
+def scan_files(root: Path) -> Iterator[tuple[Path, bytes]]:
+    """Each regular file under `root` (outside .git folders), in path order, with its first MAX_SCAN bytes.
+
+    Links are skipped, never followed: what a link points at is not stored with the profiles, and
+    following one read /etc/shadow or a huge file outside. FIFOs and devices are skipped unopened,
+    and only MAX_SCAN bytes of a file are ever read (a huge sparse file cannot exhaust memory)."""
+    for path in sorted(_regular_below(root)):
+        try:
+            fd = open_regular(path, root)  # again without links: a component may have been swapped since
+        except UnsafeFile:
+            continue
+        try:
+            data = os.read(fd, MAX_SCAN)
+        finally:
+            os.close(fd)
+        yield path, data
+
+
+def _regular_below(root: Path) -> Iterator[Path]:
+    """The paths under `root` that lstat calls regular files; folders named .git and links are not entered."""
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != ".git":
+                    yield from _regular_below(root / entry.name)
+            elif entry.name != ".git" and entry.is_file(follow_symlinks=False):
+                yield root / entry.name
 
 
 def _line(data: bytes, offset: int) -> int:
@@ -54,8 +79,7 @@ class PemPrivateKey(Rule):
 
     def scan(self, root: Path) -> Iterator[Finding]:
         """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
-        for path in scan_files(root):
-            data = path.read_bytes()[:MAX_SCAN]
+        for path, data in scan_files(root):
             for match in PEM_PRIVATE.finditer(data):
                 kind = match.group(1).decode().strip()
                 label = f"{kind} private key" if kind else "private key"
@@ -84,8 +108,7 @@ class WireguardPrivateKey(Rule):
 
     def scan(self, root: Path) -> Iterator[Finding]:
         """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
-        for path in scan_files(root):
-            data = path.read_bytes()[:MAX_SCAN]
+        for path, data in scan_files(root):
             hits = [(m.start(), m.group(1).decode()) for m in WG_ASSIGNMENT.finditer(data) if _is_key(m.group(2))]
             bare = WG_BARE.match(data) if path.suffix != ".pub" else None
             if bare and _is_key(bare.group(1)) and not hits:
