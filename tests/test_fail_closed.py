@@ -171,3 +171,36 @@ def test_a_renamed_interface_stays_filtered_and_apply_says_why(lab: LabHandle) -
         lab.gw_run("ip", "link", "set", renamed, "name", lab.ifname)
     assert lab.ctl("apply", "--yes").returncode == 0
     assert lab.ctl("drift").returncode == 0
+
+
+def test_failed_table_replacing_applies_on_a_running_gateway_never_open_beyond_both_policies(lab: LabHandle) -> None:
+    """A change of chains (shared deny logging) replaces the table: the kernel refusing the narrowed or the
+    full ruleset, or a failure on the way, leaves the old policy in force and nothing beyond it."""
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+    gateway, acme = lab.profiles / "gateway.yaml", lab.profiles / "partners" / "acme.yaml"
+    saved = {gateway: gateway.read_text(), acme: acme.read_text()}
+    doc = json.loads(saved[gateway])
+    doc["deny_logging"]["per_partner"] = False
+    gateway.write_text(json.dumps(doc, indent=1))
+    doc = json.loads(saved[acme])
+    doc["stage"] = "strategic"
+    doc["grants"].append({"service": "crm-ssh", "justification": "Fail-closed test (CHG-3).", "approved_by": "Test Owner",
+                          "expires": "2027-06-30"})
+    acme.write_text(json.dumps(doc, indent=1))
+    try:
+        for failpoint in ("load-narrowed:corrupt", "load-full:corrupt", "after-narrow:raise", "before-widen:raise",
+                          "after-widen:raise"):
+            with Prober(lab, [GRANTED, NEW_ONLY, *NEVER]) as prober:
+                result = lab.ctl("apply", "--yes", env={"GATEWAYCTL_FAILPOINT": failpoint})
+            assert result.returncode == 1, (failpoint, result.stdout, result.stderr)
+            assert "the host is as before: interface" in result.stderr, result.stderr
+            assert all(prober.passed(s) == 0 for s in NEVER), (failpoint, prober.result)
+            if failpoint != "after-widen:raise":  # after widening the new policy was in force until the rollback
+                assert prober.passed(NEW_ONLY) == 0, (failpoint, prober.result)
+            assert prober.passed(GRANTED) > 0, (failpoint, prober.result)
+            assert not lab.reach("acme", "10.1.0.5", 22)  # the old policy is back
+            assert "chain deny_acme" in lab.gw_run("nft", "list", "table", "inet", "gatewayctl")
+    finally:
+        for path, text in saved.items():
+            path.write_text(text)
+        assert lab.ctl("apply", "--yes").returncode == 0
