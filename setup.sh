@@ -17,7 +17,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables
+    conntrack iptables iperf3
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).

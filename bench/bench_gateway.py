@@ -41,15 +41,11 @@ def timed(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     return time.perf_counter() - start, result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--partners", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
-    options = parser.parse_args()
-    token = secrets.token_hex(3)
-    root = WORK / f"gateway-{options.partners}"
+def gateway_estate(root: Path, partners: int, token: str) -> Path:
+    """A synthetic estate under `root` (emptied first) for a gateway namespace: a private key generated
+    now (0600), the WireGuard interface named wgb<token> (unique on the machine). Returns the profiles."""
     shutil.rmtree(root, ignore_errors=True)
-    profiles = write_estate(root / "profiles", options.partners)
+    profiles = write_estate(root / "profiles", partners)
     key = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     keyfile = root / "gateway.key"
     keyfile.write_text(base64.b64encode(key).decode() + "\n")
@@ -57,6 +53,17 @@ def main() -> None:
     gateway = json.loads(json.dumps(__import__("yaml").safe_load((profiles / "gateway.yaml").read_text())))
     gateway["wireguard"].update(interface=f"wgb{token}", public_key=public_of(key), private_key_file=str(keyfile))
     (profiles / "gateway.yaml").write_text(json.dumps(gateway))
+    return profiles
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partners", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    options = parser.parse_args()
+    token = secrets.token_hex(3)
+    root = WORK / f"gateway-{options.partners}"
+    profiles = gateway_estate(root, options.partners, token)
     ns, state = f"gwb{token}", root / "state"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     base = [sys.executable, "-m", "gatewayctl", "-q", "--profiles", str(profiles)]

@@ -90,4 +90,82 @@ def render(results: dict[str, Any]) -> str:
         g = r["gateway"]
         lines.append(f"| {r['partners']} | {_s(g['first_apply_s'])} | {_s(g['one_partner_apply_median_s'])} | "
                      f"{len(g['one_partner_apply_touched'])} partners, one per run |")
+    if "per_packet" in results:
+        lines += per_packet(results["per_packet"])
     return "\n".join(lines) + "\n"
+
+
+# (key, label, unit, scale): rates are higher-is-better, the connection time is lower-is-better
+_TESTS = (("tcp_up", "one TCP stream, partner to service", "Gbit/s", 1e-9),
+          ("tcp_down", "one TCP stream, service to partner", "Gbit/s", 1e-9),
+          ("tcp_up_range", "one TCP stream, partner to service, a port-range grant (interval set)", "Gbit/s", 1e-9),
+          ("udp_up", "64-byte UDP, partner to service", "kpps", 1e-3),
+          ("udp_down", "64-byte UDP, service to partner", "kpps", 1e-3),
+          ("connections", "new TCP connection", "µs each", 1e6))
+
+
+def per_packet(section: dict[str, Any]) -> list[str]:
+    """The section of bench/bench_dataplane.py and bench/bench_revoke.py (issue 13.7), with its own date."""
+    lines = ["", f"## Every partner packet checked (issue 13), measured {section['date']}", "",
+             "Written by bench/bench_dataplane.py (also part of `make bench`). \"old\" is the ruleset of commit",
+             f"{section['old_ruleset']} (only a connection's first packet meets the grant sets: `ct state established,related",
+             "accept` first), \"new\" today's (every packet from a partner is looked up in the grant sets, every packet",
+             "toward a partner must be a reply of a granted flow), both built from the same synthetic estate with the",
+             "measured flows granted to its last partner; \"none\" is the router with no ruleset at all (no connection",
+             "tracking either). Partner, router and services namespaces joined by veths (the router's end toward the",
+             "partner has the WireGuard interface's name); iperf3 from Debian. Medians of the rounds; each round ran",
+             "every ruleset and size in turn, the order rotating. UDP: datagrams per second out of the router (the",
+             "receiving veth's counter; the one sender core is the limit). Connections: opened one after another.", "",
+             "Ratios of the medians, and in brackets the median of the ratios within each round (paired: the",
+             "rulesets of one size ran back to back, so a change in the machine's speed between rounds weighs less).",
+             "For rates, below 1 is slower; for the connection time, above 1 is slower.", "",
+             "| partners | test | none | old | new | new/old | old/none | new/none | rounds (new) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for row in section["data_plane"]:
+        for key, label, unit, scale in _TESTS:
+            if key == "connections":
+                values = [row[m][key]["median"] * scale / row["connections"] for m in ("none", "old", "new")]
+                rounds = [round(v * scale / row["connections"], 1) for v in row["new"][key]["rounds"]]
+            else:
+                values = [row[m][key]["median"] * scale for m in ("none", "old", "new")]
+                rounds = [round(v * scale, 2 if unit == "Gbit/s" else 1) for v in row["new"][key]["rounds"]]
+            digits = 2 if unit == "Gbit/s" else 1
+            r, p = row["ratios"][key], row["paired"][key]
+            lines.append(f"| {row['partners']} | {label} ({unit}) | " + " | ".join(f"{v:.{digits}f}" for v in values)
+                         + f" | **{r['new/old']}** ({p['new/old']}) | {r['old/none']} ({p['old/none']}) | "
+                         f"{r['new/none']} ({p['new/none']}) | {rounds} |")
+    lines += ["", "Ungranted port (tcp, same partner and service): " + "; ".join(
+        f"{r['partners']} partners: " + ", ".join(f"{m} {r[m]['ungranted_port']}" for m in ("none", "old", "new"))
+        for r in section["data_plane"]) + "."]
+    dp = {r["partners"]: r for r in section["data_plane"]}
+    if len(dp) >= 2:
+        small, large = dp[min(dp)], dp[max(dp)]
+        growth = large["new"]["connections"]["median"] / small["new"]["connections"]["median"]
+        lines += ["", f"New-connection cost with the new ruleset at {max(dp)} partners against {min(dp)}: {growth:.3f}x "
+                  f"(target within 10%); against no ruleset at {max(dp)}: {large['ratios']['connections']['new/none']}x "
+                  "(target within 20%)."]
+    if "gateway" in section:
+        lines += gateway_ops(section["gateway"])
+    return lines
+
+
+def gateway_ops(g: dict[str, Any]) -> list[str]:
+    """revoke and one-partner apply on a gateway namespace, and where their time goes if over target."""
+    lines = ["", f"### revoke and one-partner apply, {g['partners']} partners", "",
+             "Whole processes on a gateway namespace with wireguard-go (bench/bench_revoke.py), each run of a",
+             f"different partner. Target: under {g['target_s']:g} s each.", "",
+             "| partners | first apply | one-partner apply (median) | runs | revoke (median) | runs |",
+             "|---:|---:|---:|---|---:|---|",
+             f"| {g['partners']} | {_s(g['first_apply_s'])} | {_s(g['one_partner_apply_s']['median'])} | "
+             f"{g['one_partner_apply_s']['runs']} | {_s(g['revoke_s']['median'])} | {g['revoke_s']['runs']} |"]
+    for key, name in (("apply_profile", "apply"), ("revoke_profile", "revoke")):
+        if key not in g:
+            continue
+        prof = g[key]
+        lines += ["", f"Where {name}'s time goes (one more run under cProfile, main process, {prof['total_s']} s with the "
+                  "profiler's overhead; seconds are cumulative):", ""]
+        for caller, steps in prof["steps"].items():
+            named = ", ".join(f"`{s['function'].split(':')[0].split('/')[-1]}:{s['function'].split('(')[-1].rstrip(')')}` "
+                              f"{s['cumulative_s']}" for s in steps if s["cumulative_s"] >= 0.03)
+            lines.append(f"- `{caller.split('(')[-1].rstrip(')')}` ({caller.split(':')[0]}): {named}")
+    return lines
