@@ -62,8 +62,10 @@ def check(desired: GatewaySpec, live: LiveState, applied: dict[str, Any] | None,
         labels = {k: p.label for k, p in last.peers.items()}
         plan = diff(last, live, now, labels)
         findings += [_finding("host", c, last) for c in plan.changes]
-        findings += [Finding("host", _blocker_kind(b), "-", "host", b) for b in plan.blockers]
-        findings += [Finding("host", k, "-", s, d) for k, s, d in bypass.host_findings(live, (last, desired))]
+        scanned = [Finding("host", k, "-", s, d) for k, s, d in bypass.host_findings(live, (last, desired))]
+        seen = {f.kind for f in scanned}  # the device scan names both names of a renamed interface: say it once
+        findings += [Finding("host", kind, "-", "host", b) for b in plan.blockers if (kind := _blocker_kind(b)) not in seen]
+        findings += scanned
         pending = diff(desired, as_live(last, now), now, labels)
         findings += [_finding("profiles", c, desired) for c in pending.changes]
     else:
