@@ -68,3 +68,37 @@ def test_revocations_end_when_the_profiles_no_longer_grant(estate: Path) -> None
     kept = revocations.Revocation("acme", "crm-api", "r", "u", "t")
     standing, ended = revocations.still_granted([gone, kept], policy_of(estate))
     assert standing == [kept] and ended == [gone]
+
+
+OVERLAPPING = """  ov-a:
+    description: Overlap test, a network and a port range.
+    owner: Test <t@example.com>
+    classification: internal
+    addresses: [10.2.1.0/29]
+    protocol: tcp
+    ports: ["8000-8010"]
+  ov-b:
+    description: Overlap test, one host of it and a wider range.
+    owner: Test <t@example.com>
+    classification: internal
+    addresses: [10.2.1.3/32]
+    protocol: tcp
+    ports: ["8005-8020"]
+"""
+
+
+def test_revoking_both_of_two_overlapping_grants_closes_their_shared_piece(estate: Path, tmp_path: Path) -> None:  # noqa: F811
+    (estate / "services.yaml").write_text((estate / "services.yaml").read_text() + OVERLAPPING)
+    path = estate / "partners" / "globex.yaml"
+    text = path.read_text().replace("grants:\n", "grants:\n  - service: ov-a\n    justification: Overlap test.\n"
+                                    "    approved_by: Test Owner\n  - service: ov-b\n    justification: Overlap test.\n"
+                                    "    approved_by: Test Owner\n", 1)
+    path.write_text(text)
+    state = StateDir(tmp_path / "state")
+    host = applied_host(estate, state)
+    shared = "10.250.2.1 . 10.2.1.3 . tcp . 8005-8010"  # both grants cover it (the pieces are disjoint)
+    assert elements(host, "ranges4", [shared]) == {shared}
+    revoke(host, state, "globex", "ov-b", "first")
+    assert elements(host, "ranges4", [shared]) == {shared}  # ov-a still holds it
+    revoke(host, state, "globex", "ov-a", "second")
+    assert elements(host, "ranges4", [shared]) == frozenset()

@@ -42,12 +42,13 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     new = Revocation(partner, service, reason, current_user(), now)
     if service is not None and not any(new.covers(g) for ids in grants.values() for g in ids):
         raise HostError(f"partner {partner!r} has no grant of service {service!r} in force on this gateway")
-    save(state, add(load(state), new))
-    gone = _gone(applied, new)
+    standing = add(load(state), new)
+    save(state, standing)
+    gone = _gone(applied, standing)  # every revocation in force counts: an element shared by two revoked grants goes
     table = applied["table_name"]
     present = {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
     host.nft_elements(table, {n: k for n, k in present.items() if k}, {})
-    _retime(host, applied, new)
+    _retime(host, applied, standing)
     for name, keys in gone.items():
         sets = applied["table"]["sets"][name]
         sets["elements"] = sorted(set(sets["elements"]) - set(keys))
@@ -62,12 +63,16 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     return RevokeResult(new, count, flows)
 
 
-def _gone(applied: dict[str, Any], revocation: Revocation) -> dict[str, list[str]]:
-    """The elements, by set, whose every grant the revocation covers."""
+def _revoked(grant: str, revocations: list[Revocation]) -> bool:
+    return any(r.covers(grant) for r in revocations)
+
+
+def _gone(applied: dict[str, Any], revocations: list[Revocation]) -> dict[str, list[str]]:
+    """The elements, by set, whose every grant a revocation in force covers."""
     grants: dict[str, list[str]] = applied.get("element_grants", {})
     gone: dict[str, list[str]] = {}
     for name, data in applied["table"]["sets"].items():
-        keys = [k for k in data["elements"] if grants.get(k) and all(revocation.covers(g) for g in grants[k])]
+        keys = [k for k in data["elements"] if grants.get(k) and all(_revoked(g, revocations) for g in grants[k])]
         if keys:
             gone[name] = keys
     return gone
@@ -85,7 +90,7 @@ def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
     return host.conntrack_delete([f.raw for f in stale]) if stale else 0
 
 
-def _retime(host: Host, applied: dict[str, Any], revocation: Revocation) -> None:
+def _retime(host: Host, applied: dict[str, Any], revocations: list[Revocation]) -> None:
     """An element shared by a revoked grant and one that stands stays, but only until the standing
     grants end: when the revoked grant held it open longer, it is put back with the shorter timer."""
     grants: dict[str, list[str]] = applied.get("element_grants", {})
@@ -96,7 +101,7 @@ def _retime(host: Host, applied: dict[str, Any], revocation: Revocation) -> None
     for name, data in applied["table"]["sets"].items():
         for key in data["elements"]:
             ids = grants.get(key, [])
-            left = [g for g in ids if not revocation.covers(g)]
+            left = [g for g in ids if not _revoked(g, revocations)]
             if not left or len(left) == len(ids) or any(ends.get(g) is None for g in left):
                 continue
             end = max(dt.datetime.strptime(str(ends[g]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) for g in left)

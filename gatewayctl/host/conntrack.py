@@ -15,13 +15,18 @@ PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 136: "ud
 NUMBERS = {name: number for number, name in PROTOCOLS.items()}
 
 
-def _conntrack() -> Any:
+FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def _conntrack(family: int) -> Any:
+    """A conntrack netlink socket for one address family (the kernel dumps one family per request;
+    AF_UNSPEC answers with IPv4 only)."""
     try:
         from pyroute2 import Conntrack
     except ImportError as exc:  # pragma: no cover - pyroute2 is a dependency
         raise HostError(f"cannot read connection tracking: {exc}") from None
     try:
-        return Conntrack()
+        return Conntrack(nfgen_family=family)
     except Exception as exc:
         raise HostError(f"cannot open the connection tracking netlink socket: {exc}") from None
 
@@ -29,12 +34,13 @@ def _conntrack() -> Any:
 def list_flows() -> list[dict[str, Any]]:
     """Every tracked flow, as {family, proto, src, dst, sport, dport} of its original direction."""
     flows = []
-    with _conntrack() as ct:
-        try:
-            for entry in ct.dump_entries():
-                flows.append(_raw(entry.tuple_orig))
-        except Exception as exc:
-            raise HostError(f"cannot list connection tracking entries: {exc}") from None
+    for family in FAMILIES:
+        with _conntrack(family) as ct:
+            try:
+                for entry in ct.dump_entries():
+                    flows.append(_raw(entry.tuple_orig))
+            except Exception as exc:
+                raise HostError(f"cannot list connection tracking entries: {exc}") from None
     return flows
 
 
@@ -46,10 +52,19 @@ def _raw(orig: Any) -> dict[str, Any]:
 
 def delete_flows(flows: list[dict[str, Any]]) -> int:
     """Delete these flows (by original tuple); return how many were deleted (gone already is not an error)."""
+    deleted = 0
+    for family in FAMILIES:
+        deleted += _delete(family, [f for f in flows if (f["family"] == 6) == (family == socket.AF_INET6)])
+    return deleted
+
+
+def _delete(family: int, flows: list[dict[str, Any]]) -> int:
     from pyroute2.conntrack import NFCTAttrTuple
 
+    if not flows:
+        return 0
     deleted = 0
-    with _conntrack() as ct:
+    with _conntrack(family) as ct:
         for flow in flows:
             proto = NUMBERS.get(flow["proto"]) or int(flow["proto"])
             icmp = flow["proto"] in ("icmp", "icmpv6")
