@@ -138,6 +138,22 @@ def gateway_spans(gateway: Loaded[GatewayFile], code: str = "GW504") -> list[Spa
     return spans
 
 
+def endpoint_spans(partners: tuple[Loaded[PartnerFile], ...]) -> list[Span]:
+    """The peers' underlay endpoints given as address literals: routed into a tunnel, a peer's
+    endpoint would carry that peer's own WireGuard packets into the tunnel (its own or another's)."""
+    found = []
+    for partner in partners:
+        for index, peer in enumerate(partner.model.peers):
+            if peer.endpoint is None:
+                continue
+            host = peer.endpoint.rsplit(":", 1)[0].strip("[]")
+            with contextlib.suppress(ValueError):  # a host name: what it resolves to is not known here
+                found.append(span(ipaddress.ip_network(host), "GW501",
+                                  f"the underlay endpoint of peer {peer.name!r} of partner {partner.model.id!r}",
+                                  partner.doc, ("peers", index, "endpoint"), host))
+    return found
+
+
 def service_spans(gateway: Loaded[GatewayFile], services: Loaded[ServicesFile] | None) -> list[Span]:
     """The service addresses a partner may not claim. Addresses refused in services.yaml itself (the
     gateway, the pool, special ranges) are left out: they are reported there, not at every partner."""
@@ -168,7 +184,7 @@ def check_partner_claims(gateway: Loaded[GatewayFile], services: Loaded[Services
     pool = [span(p, "", "the tunnel pool", gdoc, ("wireguard", "pool", i)) for i, p in enumerate(model.wireguard.pool)]
     internal = [span(n, "GW502", "internal network", gdoc, ("internal_networks", i))
                 for i, n in enumerate(model.internal_networks)]
-    protected = Ranges(internal + gateway_spans(gateway) + service_spans(gateway, services))
+    protected = Ranges(internal + gateway_spans(gateway) + service_spans(gateway, services) + endpoint_spans(partners))
     pools = Ranges(pool)
     limits = model.limits.max_partner_network_prefix
     widest = {4: limits.ipv4, 6: limits.ipv6}

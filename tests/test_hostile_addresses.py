@@ -314,3 +314,25 @@ def test_a_shared_key_file_is_reported_at_every_peer_that_uses_it(estate: Path) 
     assert code == 2
     assert errors_about(lines, "profiles/partners/acme.yaml:20:", "peer 'globex-dc1' of partner 'globex'"), lines
     assert errors_about(lines, "profiles/partners/globex.yaml:23:", "peer 'acme-hq' of partner 'acme'"), lines
+
+
+# --- found by the adversarial review --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("network", ['"fd00:9::%x/48"', '"fd00:9::%x\\n[Interface]\\nPreUp = touch /tmp/pwned/48"',
+                                     '"fd00:9::%\\u202eevil/48"', '"10.9.0.0/24 "'])
+def test_address_text_carries_nothing_but_an_address(estate: Path, tmp_path: Path, network: str) -> None:
+    """Python's ipaddress takes an IPv6 zone of any text and prints it back: refused, nothing is built."""
+    claim_lan(estate, f"[{network}]")
+    code, lines = validate(estate)
+    assert code == 2 and errors_about(lines, "profiles/partners/initech.yaml:", "no IPv6 zone"), "\n".join(lines)
+    result = run_cli("--profiles", str(estate), "build", "-o", str(tmp_path / "out"), "--at", AT)
+    assert result.exit_code == 2 and not (tmp_path / "out" / "wireguard").exists()
+    assert "[Interface]" not in result.stdout + result.stderr.replace("\\n[Interface]", "")
+
+
+def test_a_partner_cannot_claim_another_peers_endpoint(estate: Path) -> None:
+    claim_lan(estate, "[203.0.113.20/32]")  # globex-dc1's underlay endpoint
+    code, lines = validate(estate)
+    assert code == 2 and errors_about(lines, "profiles/partners/initech.yaml:", "'203.0.113.20/32'",
+                                      "underlay endpoint of peer 'globex-dc1'"), "\n".join(lines)

@@ -150,9 +150,21 @@ Duration = Annotated[
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 
 
+# Address text holds only these characters. Python's ipaddress also takes an IPv6 zone ("fd00::%eth0/64",
+# where the zone may be any text, newlines included) and prints it back verbatim: refused here, so no
+# address can carry text into a rendered config or ruleset.
+_ADDRESS_TEXT = re.compile(r"[0-9A-Fa-f:./]{2,49}")
+
+
+def _address_text(value: str) -> None:
+    if not _ADDRESS_TEXT.fullmatch(value):
+        raise ValueError("may hold only digits, hex letters, ':', '.' and '/' (no IPv6 zone such as %eth0, no spaces)")
+
+
 def _network(value: Any) -> IPNetwork:
     if not isinstance(value, str):
         raise ValueError("must be an address or network in text form, such as 10.1.0.0/24 or fd00::/64")
+    _address_text(value)
     try:
         return ipaddress.ip_network(value, strict=True)
     except ValueError:
@@ -167,6 +179,7 @@ def _network(value: Any) -> IPNetwork:
 def _interface(value: Any) -> IPInterface:
     if not isinstance(value, str) or "/" not in value:
         raise ValueError("must be an address with its prefix length, such as 10.250.0.1/16")
+    _address_text(value)
     try:
         return ipaddress.ip_interface(value)
     except ValueError:
