@@ -1,7 +1,7 @@
 """The cost of checking every partner packet (issue 13.7): bulk TCP, small-UDP packet rate and new
 connections through a router namespace, for the ruleset before issue 13, the current one, and none.
 
-    .venv/bin/python bench/bench_dataplane.py [--sizes 10,5000] [--rounds 5] [--seconds 2] [--write]
+    .venv/bin/python bench/bench_dataplane.py [--sizes 10,5000] [--rounds 9] [--seconds 1] [--write]
 
 As root. "old" is the ruleset rendered by the template of commit 1a8c38a (its partner chain begins
 with `ct state established,related accept`: only a connection's first packet meets the grant sets);
@@ -302,8 +302,8 @@ def section(sizes: list[int], rounds: int, seconds: int, count: int, gateway: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,5000")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=1)
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--gateway", type=int, default=5000, help="partners for revoke and apply (0: skip)")
     parser.add_argument("--write", action="store_true", help="add the results to bench/results.json and results.md")

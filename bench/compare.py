@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--dataplane", default="10,5000")
     parser.add_argument("--connections", type=int, default=2000)
-    parser.add_argument("--per-packet-rounds", type=int, default=5, help="rounds of bench_dataplane.py (0: skip it)")
+    parser.add_argument("--per-packet-rounds", type=int, default=9, help="rounds of bench_dataplane.py (0: skip it)")
     parser.add_argument("--output", type=Path, default=REPO / "bench")
     options = parser.parse_args()
     if os.geteuid() != 0:
@@ -273,7 +273,7 @@ def main() -> None:
     if options.per_packet_rounds:  # issue 13: the cost of checking every partner packet; revoke and apply
         from bench.bench_dataplane import section
 
-        results["per_packet"] = section(sizes, options.per_packet_rounds, 2, options.connections, max(sizes))
+        results["per_packet"] = section(sizes, options.per_packet_rounds, 1, options.connections, max(sizes))
     from bench.results_md import render
 
     (options.output / "results.json").write_text(json.dumps(results, indent=1) + "\n")
