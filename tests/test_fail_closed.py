@@ -204,3 +204,47 @@ def test_failed_table_replacing_applies_on_a_running_gateway_never_open_beyond_b
         for path, text in saved.items():
             path.write_text(text)
         assert lab.ctl("apply", "--yes").returncode == 0
+
+
+def test_a_killed_first_apply_leaves_the_guard_and_the_next_apply_removes_it(lab: LabHandle) -> None:
+    make_fresh(lab)
+    command = [sys.executable, "-m", "gatewayctl", "-q", "--profiles", str(lab.profiles), "apply", "--yes",
+               "--netns", lab.gw, "--state-dir", str(lab.state)]
+    with Prober(lab, [GRANTED, *NEVER]) as prober:
+        proc = subprocess.Popen(command, env={**os.environ, "GATEWAYCTL_FAILPOINT": "after-peers:sleep=30"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4)
+        proc.kill()
+        proc.wait()
+        time.sleep(2)
+    assert all(prober.passed(s) == 0 for s in [GRANTED, *NEVER]), prober.result  # peers up, guard holding
+    assert "gatewayctl_guard" in lab.gw_run("nft", "list", "tables")
+    plan = lab.ctl("plan")
+    assert plan.returncode == 1 and "guard table inet gatewayctl_guard" in plan.stdout, plan.stdout
+    assert lab.ctl("apply", "--yes").returncode == 0
+    assert "gatewayctl_guard" not in lab.gw_run("nft", "list", "tables")
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+    assert lab.ctl("drift").returncode == 0
+
+
+def test_a_refused_apply_on_an_unfiltered_gateway_closes_it(lab: LabHandle) -> None:
+    """Renamed interface and no table: nothing filters partner traffic; apply refuses and closes it."""
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+    renamed = f"x{lab.ifname}"[:15]
+    lab.gw_run("ip", "link", "set", lab.ifname, "name", renamed)
+    lab.gw_run("nft", "delete", "table", "inet", "gatewayctl")
+    try:
+        result = lab.ctl("apply", "--yes")
+        assert result.returncode == 2 and "blocked by the guard table inet gatewayctl_guard" in result.stderr, result.stderr
+        with Prober(lab, [GRANTED, *NEVER]) as prober:
+            time.sleep(2)
+        assert all(prober.passed(s) == 0 for s in [GRANTED, *NEVER]), prober.result
+        drift = lab.ctl("drift", "--format", "json")
+        kinds = {f["kind"] for f in json.loads(drift.stdout)["findings"]}
+        assert drift.returncode == 1 and {"interface-renamed", "table-missing", "guard-left"} <= kinds, kinds
+    finally:
+        lab.gw_run("ip", "link", "set", renamed, "name", lab.ifname)
+    assert lab.ctl("apply", "--yes").returncode == 0
+    assert "gatewayctl_guard" not in lab.gw_run("nft", "list", "tables")
+    assert lab.eventually_reach("acme", "10.1.0.5", 443)
+    assert lab.ctl("drift").returncode == 0

@@ -123,9 +123,27 @@ def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secret
         checkpoint("after-widen")
     except Exception as exc:
         _recover(exc, rollback, host, guard)
-    if guard:
-        host.nft_delete(guard)
+    if guard or prep.plan.remove_guard:
+        host.nft_delete(guard or f"{prep.desired.table_name}_guard")
     return rollback
+
+
+def close_while_refused(prep: Prepared, host: Host, env: jinja2.Environment) -> str | None:
+    """apply refuses (a blocker) on a host where partner traffic is unfiltered (no table of ours, a
+    WireGuard device up): load the guard and leave it; return its name, or None when not needed."""
+    if prep.live.nft is not None or (prep.live.wg is None and prep.live.link is None):
+        return None
+    name = f"{prep.desired.table_name}_guard"
+    host.nft_load(render_guard(name, prep.desired.ifname, _guard_nets(prep), env))
+    return name
+
+
+def _guard_nets(prep: Prepared) -> list[str]:
+    nets = {k for n in ("partner_nets4", "partner_nets6") if n in prep.desired.table.sets
+            for k in prep.desired.table.sets[n].elements}
+    if prep.live.nft is not None:
+        nets |= {k for n in ("partner_nets4", "partner_nets6") if n in prep.live.nft.sets for k in prep.live.nft.sets[n].elements}
+    return sorted(nets)
 
 
 def _guard(prep: Prepared, host: Host, env: jinja2.Environment) -> str | None:
@@ -133,11 +151,7 @@ def _guard(prep: Prepared, host: Host, env: jinja2.Environment) -> str | None:
     if not (prep.plan.create_interface or prep.live.nft is None):
         return None
     name = f"{prep.desired.table_name}_guard"
-    nets = {k for n in ("partner_nets4", "partner_nets6") if n in prep.desired.table.sets
-            for k in prep.desired.table.sets[n].elements}
-    if prep.live.nft is not None:
-        nets |= {k for n in ("partner_nets4", "partner_nets6") if n in prep.live.nft.sets for k in prep.live.nft.sets[n].elements}
-    host.nft_load(render_guard(name, prep.desired.ifname, sorted(nets), env))
+    host.nft_load(render_guard(name, prep.desired.ifname, _guard_nets(prep), env))
     return name
 
 
@@ -300,7 +314,8 @@ def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:
     that only changed peers and elements reads back the device and the sets it changed."""
     desired, plan = prep.desired, prep.plan
     if plan.nft_replace or plan.link_changes or plan.private_key or plan.listen_port is not None:
-        return [str(c) for c in diff(desired, read(host, desired.ifname, desired.table_name), prep.now).changes]
+        changes = diff(desired, read(host, desired.ifname, desired.table_name), prep.now).changes
+        return [str(c) for c in changes if c.kind != "guard-left"]  # the guard goes once this check passes
     left: list[str] = []
     if plan.peers_upsert or plan.peers_remove:
         device = uapi.parse_get(host.wg_read(desired.ifname, backend), only={*plan.peers_upsert, *plan.peers_remove})

@@ -18,6 +18,7 @@ from gatewayctl.apply.engine import (
     ApplyError,
     Prepared,
     close_stale_flows,
+    close_while_refused,
     digest,
     element_grants,
     execute,
@@ -185,7 +186,11 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     prep, secrets = prepare_or_exit(obj, host, state, templates, at)
     click.echo(plan_text(prep.plan) + _revoked_text(prep.revoked))
     if prep.plan.blockers:
-        fail("refusing to apply: " + "; ".join(prep.plan.blockers))
+        guard = close_while_refused(prep, host, make_environment(templates))
+        if guard:
+            state.journal({"event": "refused", "blockers": list(prep.plan.blockers), "guard": guard})
+        fail("refusing to apply: " + "; ".join(prep.plan.blockers)
+             + (f"; partner traffic is blocked by the guard table inet {guard} until an apply succeeds" if guard else ""))
     _refuse_lint_errors(obj, prep)
     _end_revocations(state, prep)
     if prep.plan.empty:

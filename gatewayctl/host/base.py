@@ -37,6 +37,7 @@ class LiveState:
     foreign_chains: tuple[ForeignChain, ...]
     forwarding4: bool
     forwarding6: bool
+    guard: bool = False  # apply's guard table is loaded (left by an interrupted apply, or a refused one)
     foreign: ForeignState = field(default_factory=ForeignState)  # other tables, iptables-legacy, other WireGuard devices
 
 
@@ -117,5 +118,5 @@ def parse_snapshot(raw: dict[str, Any]) -> LiveState:
         link=link_state, wg_backend=raw.get("wg_backend"), wg=wg, wg_error=raw.get("wg_error"), nft=nft,
         foreign_chains=parse_foreign_chains(raw.get("nft_chains") or {}, table),
         forwarding4=forwarding.get("ipv4") == "1", forwarding6=forwarding.get("ipv6") == "1",
-        foreign=parse_foreign(raw.get("foreign"), table),
+        foreign=parse_foreign(raw.get("foreign"), table), guard=bool(raw.get("guard")),
     )

@@ -118,7 +118,7 @@ def parse_base_chains(listing: dict[str, Any], own_table: str, device_text: dict
             maps[(m["family"], m["table"], m["name"])] = m.get("elem", [])
         elif "chain" in item and "hook" in item["chain"]:
             c = item["chain"]
-            if not (c["family"] == "inet" and c["table"] == own_table):
+            if not (c["family"] == "inet" and c["table"] in (own_table, f"{own_table}_guard")):  # the guard: guard-left
                 bases.append(c)
     for c in bases:
         walker = _Walker(c["family"], c["table"], rules, maps)

@@ -56,6 +56,7 @@ class FakeHost:
             "wg_raw": _uapi_text(device) if device else None, "wg_error": None,
             "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables else None,
             "nft_chains": chains, "forwarding": dict(self.forwarding), "foreign": self._foreign(ifname),
+            "guard": f"{table}_guard" in self.tables,
         }
 
     def _foreign(self, ifname: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class RealHost:
             "wg_error": wg_error, "nft_table": nft.list_json(f"list table inet {table}"),
             "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
             "foreign": foreign.acquire(ifname, table),
+            "guard": nft.list_json(f"list table inet {table}_guard") is not None,
         }
 
     @staticmethod

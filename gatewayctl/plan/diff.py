@@ -51,6 +51,7 @@ class Plan:
     nft_replace: bool = False
     nft_delete: dict[str, tuple[str, ...]] = field(default_factory=dict)
     nft_add: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    remove_guard: bool = False  # apply's guard table is there: the apply ends by deleting it
 
     @property
     def link_changes(self) -> bool:
@@ -71,6 +72,10 @@ def diff(desired: GatewaySpec, live: LiveState, now: dt.datetime, labels: dict[s
     fields: dict[str, object] = {}
     _interface(desired, live, changes, fields)
     _peers(desired, live, labels, changes, unchanged, fields)
+    if live.guard:
+        fields["remove_guard"] = True
+        changes.append(Change("-", "firewall", f"guard table inet {desired.table_name}_guard",
+                              "left by an interrupted or refused apply; it drops all partner traffic", "guard-left"))
     firewall = _firewall(desired, live.nft, now)
     if firewall.changes:
         fields.update(nft_replace=firewall.replace, nft_delete=firewall.delete, nft_add=firewall.add)
@@ -90,9 +95,12 @@ def _blockers(desired: GatewaySpec, live: LiveState) -> list[str]:
     if live.wg_error:
         found.append(live.wg_error)
     if live.link is None and live.wg is not None:
+        meanwhile = ("its partner traffic is still filtered by address meanwhile" if live.nft is not None else
+                     f"gatewayctl's table is missing too, so apply loads the guard table {desired.table_name}_guard, "
+                     "which drops all partner traffic until an apply succeeds")
         found.append(f"the WireGuard device of {desired.ifname} answers on its socket but there is no interface "
                      f"{desired.ifname}: it was renamed or moved. Rename it back (ip link set NAME name {desired.ifname}); "
-                     "its partner traffic is still filtered by address meanwhile")
+                     + meanwhile)
     return found
 
 
