@@ -230,7 +230,7 @@ class RefusingHost(FakeHost):
         lines = text.splitlines()
         hit = next((i for i, line in enumerate(lines, 1) if line.strip().startswith(self.element)), None)
         if hit is not None:
-            raise HostError(f"the kernel refused the ruleset; nothing was changed: ruleset:{hit}:4-40: Error: "
+            raise HostError(f"the kernel refused the ruleset (the live ruleset is as it was): ruleset:{hit}:4-40: Error: "
                             "Could not process rule: File exists")
         super().nft_load(text)
 

@@ -77,7 +77,7 @@ class FakeHost:
         self._maybe_fail("nft_load")
         match = re.search(r"^table inet (\S+) \{$", text, re.M)
         if not match:
-            raise HostError("the kernel refused the ruleset; nothing was changed: no table")
+            raise HostError("the kernel refused the ruleset (the live ruleset is as it was): no table")
         self.tables[match.group(1)] = text
 
     def nft_list_text(self, table: str) -> str | None:

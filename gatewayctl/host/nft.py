@@ -99,7 +99,7 @@ def load(text: str, label: str = "ruleset") -> None:
     finally:
         os.unlink(path)
     if rc != 0:
-        raise HostError(f"the kernel refused the {label}; nothing was changed: {err.strip().replace(path, label)}")
+        raise HostError(f"the kernel refused the {label} (the live ruleset is as it was): {err.strip().replace(path, label)}")
 
 
 def delete_table(name: str) -> None:
