@@ -1,4 +1,4 @@
-# make bench: every benchmark, side by side with Aerleon (as root; about 15 minutes on 2 cores).
+# make bench: every benchmark, side by side with Aerleon (as root; about 22 minutes on 2 cores).
 # Writes bench/results.md and bench/results.json. See bench/README.md.
 .PHONY: bench test
 
