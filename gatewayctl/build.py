@@ -48,10 +48,17 @@ class WriteResult:
     mode: int
 
 
+# What each output folder holds: a stale file is removed only when its name could be one a build writes.
+OUTPUT_SUFFIXES = {"wireguard": (".conf",), "nftables": (".nft",), "systemd": (".service", ".timer"),
+                   "front": (".conf", ".pem"), "partners": (".conf", ".pem", ".json")}
+
+
 def is_build_path(rel: str) -> bool:
-    """True when `rel` is a path a build writes (and so may remove): relative, no '..', no hidden part."""
+    """True when `rel` is a path a build writes (and so may remove): relative, no '..', no hidden part,
+    a name of the kind its folder holds."""
     parts = rel.split("/")
-    return OUTPUT_DEPTHS.get(parts[0]) == len(parts) and all(_NAME.fullmatch(part) for part in parts[1:])
+    return (OUTPUT_DEPTHS.get(parts[0]) == len(parts) and all(_NAME.fullmatch(part) for part in parts[1:])
+            and parts[-1].endswith(OUTPUT_SUFFIXES[parts[0]]))
 
 
 def write_artifacts(artifacts: list[Artifact], out: Path) -> list[WriteResult]:

@@ -33,6 +33,9 @@ from gatewayctl.errors import ProfileError, ProfileErrors, display_path
 TIMEOUT_S = 120.0
 # The names that make a folder a git directory (git's is_git_directory): all three present.
 GIT_DIR_NAMES = frozenset({"HEAD", "objects", "refs"})
+# A HEAD beside any of these is refused too: `commondir` (or `gitdir`) lets git find objects and refs
+# elsewhere, so the three need not sit side by side (found by the adversarial review).
+GIT_DIR_COMPANIONS = frozenset({"objects", "refs", "commondir", "gitdir", "config", "packed-refs", "index"})
 CONFIG = ("core.fsmonitor=false", "core.hooksPath=/dev/null", "safe.bareRepository=explicit",
           "core.untrackedCache=false", "core.attributesFile=/dev/null", "core.alternateRefsCommand=",
           "core.excludesFile=/dev/null", "protocol.allow=never", "diff.external=", "core.pager=cat",
@@ -88,13 +91,14 @@ def refuse_nested(folder: Path, repo: Repository | None) -> None:
 
 def nested_repositories(folder: Path, repo: Repository | None) -> list[Path]:
     """Folders inside `folder` (itself included) that git could take for a repository: a `.git`
-    entry of any kind, or `HEAD`, `objects` and `refs` side by side. Links are not followed."""
+    entry of any kind, or `HEAD` beside `objects`, `refs`, `commondir`, `gitdir`, `config`,
+    `packed-refs` or `index`. Links are not followed."""
     own = repo.dotgit if repo else None
     found: list[Path] = []
     for top, dirs, files in os.walk(folder, followlinks=False):
         here = Path(top)
         names = set(dirs) | set(files)
-        if names >= GIT_DIR_NAMES:
+        if names >= GIT_DIR_NAMES or ("HEAD" in names and names & GIT_DIR_COMPANIONS):
             found.append(here)
         for name in names:
             if name.lower() == ".git" and (own is None or (here / name).resolve() != own.resolve()):

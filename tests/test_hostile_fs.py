@@ -616,3 +616,23 @@ def test_an_at_outside_the_date_range_is_a_usage_error(estate: Path, command: st
 def test_an_at_at_the_ends_of_the_range_is_accepted(estate: Path, value: str) -> None:
     result = run_cli("--profiles", str(estate), "validate", "--at", value)
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_planted_manifest_cannot_remove_files_a_build_never_writes(tmp_path: Path) -> None:
+    """Only names of the kind each output folder holds are removed as stale (found by the adversarial review)."""
+    from tests.conftest import PROFILES
+
+    out = tmp_path / "out"
+    (out / "nftables").mkdir(parents=True)
+    (out / "partners" / "x").mkdir(parents=True)
+    keep = [out / "nftables" / "notes.txt", out / "partners" / "x" / "contract.pdf"]
+    for path in keep:
+        path.write_text("not gatewayctl's\n")
+    stale = out / "partners" / "x" / "old-peer.conf"
+    stale.write_text("[Interface]\n")
+    (out / ".gatewayctl-build.json").write_text(json.dumps(
+        {"format": "gatewayctl-build/1", "files": ["nftables/notes.txt", "partners/x/contract.pdf", "partners/x/old-peer.conf"]}))
+    result = run_cli("--profiles", str(PROFILES), "build", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert all(path.read_text() == "not gatewayctl's\n" for path in keep)
+    assert not stale.exists()  # a config an earlier build wrote is still cleaned up

@@ -229,3 +229,25 @@ def test_a_git_link_is_not_followed(estate: Path, tmp_path: Path) -> None:
         profile_revision(estate / "profiles")
     assert [(e.path, e.message.split(";")[0]) for e in caught.value.errors] == [
         (str(estate / ".git"), "a .git that is a symbolic link is not used")]
+
+
+def test_a_git_directory_split_by_commondir_is_refused(estate: Path, tmp_path: Path) -> None:
+    """HEAD and `commondir` in profiles/, objects, refs and config one folder down: plain git takes
+    profiles/ for a repository (found by the adversarial review); gatewayctl refuses the folder."""
+    attacker = tmp_path / "attacker"
+    shutil.copytree(estate / "profiles", attacker)
+    git(attacker, "init", "-q", "-b", "main")
+    inside = estate / "profiles"
+    shutil.copy(attacker / ".git" / "HEAD", inside / "HEAD")
+    (inside / "commondir").write_text("sub\n")
+    (inside / "sub").mkdir()
+    for name in ("config", "objects", "refs"):
+        source = attacker / ".git" / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, inside / "sub" / name)
+    assert subprocess.run(["git", "-C", str(inside), "rev-parse", "--git-dir"], capture_output=True, text=True,
+                          env={**os.environ, "GIT_CEILING_DIRECTORIES": str(estate)}).stdout.strip() == "."
+    result = run_cli("--profiles", str(inside), "report", "--offline", "--format", "json",
+                     "--state-dir", str(tmp_path / "state"))
+    assert result.exit_code == 2 and "the profiles folder contains a git repository" in result.stderr, result.output
+    with pytest.raises(ProfileErrors):
+        profile_revision(inside)
