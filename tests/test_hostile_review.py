@@ -399,3 +399,23 @@ def test_partner_with_nothing_in_force_gets_a_config_wg_accepts(tmp_path: Path, 
         allowed = ns.run("wg", "show", ifname, "allowed-ips").stdout.split()
         assert allowed == [gateway_key, "(none)"], allowed
         assert ns.run("wg", "show", ifname, "endpoints").stdout.split() == [gateway_key, "203.0.113.10:51820"]
+
+
+def test_naming_the_first_approvers_is_a_risk_not_a_tightening(repo: Repo) -> None:
+    """An empty lint.approvers lets no one approve an exception: filling it opens that door (found by the
+    adversarial review, which saw it labelled "tightened")."""
+    approvers = '  approvers: [Maria Lopez (CISO delegate), "Dr. Ines Wolf (CFO office)", Tom Becker (service owner)]'
+    repo.edit(GW, approvers, "  approvers: []")
+    repo.commit("no approvers")
+    repo.edit(GW, "  approvers: []", "  approvers: [Eve Mallory]")
+    changes, _ = repo.changes()
+    change = find(changes, "", "gateway-changed", "lint.approvers")
+    assert change["risk"] and "tightened" not in change["detail"], change
+
+
+def test_moving_the_key_folder_or_replacing_a_peer_key_is_a_risk(repo: Repo) -> None:
+    repo.edit(GW, "limits:\n", "host:\n  preshared_key_dir: /etc/gatewayctl/psk\nlimits:\n")
+    repo.commit("key folder written out")
+    repo.edit(GW, "preshared_key_dir: /etc/gatewayctl/psk", "preshared_key_dir: /etc/gatewayctl")
+    changes, _ = repo.changes()
+    assert find(changes, "", "gateway-changed", "host.preshared_key_dir")["risk"]

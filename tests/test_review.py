@@ -77,7 +77,7 @@ CHANGES = [
     ("stage lowered", [("partners/umbrella.yaml", "stage: established", "stage: strategic"),
                        ("partners/acme.yaml", "stage: established", "stage: pilot")], None),
     ("key rotated", [("partners/initech.yaml", "YmRKylJgVl1SvrThguWkAnSu5nWCEmrwpfWM3YSe1RE=",
-                      "mA9ltJmdlOqkqMl2bUt1zlYYkbHsCTEcMZ6uLzCq1m8=")], {("initech", "key-rotated", False)}),
+                      "mA9ltJmdlOqkqMl2bUt1zlYYkbHsCTEcMZ6uLzCq1m8=")], {("initech", "key-rotated", True)}),
     ("peer removed", [("partners/umbrella.yaml", "  - name: umbrella-raccoon", "  - name: umbrella-raccoon-gone")],
      {("umbrella", "peer-added", True), ("umbrella", "peer-removed", False)}),
     ("smart card requirement weakened", [("partners/globex.yaml", "smartcard_required: true", "smartcard_required: false")],

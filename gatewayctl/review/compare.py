@@ -212,7 +212,8 @@ def _same_peer(pid: str, a: PeerIR, b: PeerIR) -> list[Change]:
     name = a.name
     changes = []
     if a.public_key != b.public_key:
-        changes.append(Change(pid, "key-rotated", name, "the peer's public key changed"))
+        changes.append(Change(pid, "key-rotated", name, "the peer's public key changed: whoever holds the new key gets "
+                              "this peer's access (check it came from the partner)", "peer key replaced"))
     changes += _address_changes(pid, name, "peer-addresses", a.tunnel_addresses, b.tunnel_addresses)
     changes += _address_changes(pid, name, "peer-networks", a.networks, b.networks)
     if a.preshared_key_file != b.preshared_key_file:

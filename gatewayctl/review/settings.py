@@ -195,7 +195,9 @@ def _deny_logging(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any
 def _lint(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any, Any]]:
     """lint's thresholds and approvers, and validate's hard limits (exceptions: compare.suppression_changes)."""
     a, b = old.lint, new.lint
-    return [(_s("lint.approvers", "allow-list", none="anyone"), a.approvers or None, b.approvers or None),
+    # an empty list lets anyone approve a grant but no one approve an exception: filling it is no tightening
+    approvers: How = "risky" if not a.approvers and b.approvers else "allow-list"
+    return [(_s("lint.approvers", approvers, none="anyone"), a.approvers or None, b.approvers or None),
             (_s("lint.max_prefix_ipv4", "less-is-looser"), a.max_prefix_ipv4, b.max_prefix_ipv4),
             (_s("lint.max_prefix_ipv6", "less-is-looser"), a.max_prefix_ipv6, b.max_prefix_ipv6),
             (_s("lint.max_port_range", "more-is-looser"), a.max_port_range, b.max_port_range),
@@ -209,7 +211,9 @@ def _lint(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any, Any]]:
 
 def _host(old: GatewayFile, new: GatewayFile) -> list[tuple[Setting, Any, Any]]:
     a, b = old.host.model_dump(), new.host.model_dump()
-    return [(_s(f"host.{k}", "neutral"), a.get(k), b.get(k)) for k in sorted(set(a) | set(b))]
+    # where key files are read from decides which file becomes a peer's preshared key: a reviewer must look
+    return [(_s(f"host.{k}", "risky" if k == "preshared_key_dir" else "neutral"), a.get(k), b.get(k))
+            for k in sorted(set(a) | set(b))]
 
 
 def _auth(old: GatewayFile, new: GatewayFile) -> list[Change]:
