@@ -49,7 +49,7 @@ def _expire(state: StateDir, host: Host, token: str) -> str:
         return "confirmed"
     restore(Rollback(**pending["rollback"]), host)
     if pending["previous_applied"] is not None:
-        state.write_json("applied.json", pending["previous_applied"])
+        state.write_json("applied.json", pending["previous_applied"], compact=True)
     else:
         state.remove("applied.json")
     state.remove(PENDING)

@@ -55,6 +55,7 @@ class Prepared:
     labels: dict[str, str]
     revoked: tuple[Revocation, ...] = ()  # revocations standing on this host (their grants are out of `policy`)
     locate: Locate | None = None  # grant id -> profile file:line, for messages about a refused ruleset
+    lint_errors: tuple[str, ...] = ()  # lint errors apply refuses on (path:line: CODE message)
     unrevoked: tuple[Revocation, ...] = ()  # revocations whose access the profiles no longer grant: they end
 
 

@@ -55,7 +55,7 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
         for key in keys:
             grants.pop(key, None)
             applied["element_ends"].pop(key, None)
-    state.write_json("applied.json", applied)
+    state.write_json("applied.json", applied, compact=True)
     flows = _close_flows(host, applied, partner)
     count = sum(len(k) for k in present.values())
     state.journal({"event": "revoked", "partner": partner, "service": service, "reason": reason, "elements": count,
@@ -82,10 +82,12 @@ def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
     """Delete the partner's tracked flows that the remaining elements do not cover (session-gated
     elements count as covered here: their per-packet rule still needs the session)."""
     nets = [ipaddress.ip_network(n) for p in applied["peers"].values() if p["partner"] == partner for n in p["allowed_ips"]]
+    mine = [f for f in parse_flows(host.conntrack_list()) if any(ipaddress.ip_address(f.src) in n for n in nets)]
+    if not mine:
+        return 0
     sets = {name: NftSet(name, d["kind"], tuple(d["type"]), tuple(d["flags"]), frozenset(d["elements"]))
             for name, d in applied["table"]["sets"].items()}
-    coverage = Coverage(sets, assume_sessions=True)
-    mine = [f for f in parse_flows(host.conntrack_list()) if any(ipaddress.ip_address(f.src) in n for n in nets)]
+    coverage = Coverage(sets, assume_sessions=True, sources={str(ipaddress.ip_address(f.src)) for f in mine})
     stale = [f for f in mine if not coverage.covers(f)]
     return host.conntrack_delete([f.raw for f in stale]) if stale else 0
 

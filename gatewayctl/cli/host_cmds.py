@@ -35,6 +35,7 @@ from gatewayctl.host.errors import HostError
 from gatewayctl.host.netns import enter
 from gatewayctl.host.real import ForkedSnapshot, RealHost
 from gatewayctl.loader.profiles import peek_names
+from gatewayctl.pipeline import Compiled
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import spec_to_json
@@ -76,7 +77,7 @@ def labels_from(state: StateDir) -> dict[str, str]:
 
 
 def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None,
-                    at: dt.datetime | None = None) -> tuple[Prepared, Secrets]:
+                    at: dt.datetime | None = None, lint: bool = False) -> tuple[Prepared, Secrets]:
     """Compile, take out what is revoked on this host, read the host and diff. `at` (never earlier
     than now) compiles for a later instant: every kernel timer is shorter than the real one."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -100,7 +101,8 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
         prep = prepare(policy, host, make_environment(templates), secrets, now, labels_from(state),
                        cache=state.root / "canonical-cache.json", early=collect)
         prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended),
-                                   locate=grant_locator(compiled.estate, compiled.policy))
+                                   locate=grant_locator(compiled.estate, compiled.policy),
+                                   lint_errors=_lint_errors(obj, compiled, now) if lint else ())
     except HostError as exc:
         fail(str(exc))
     return prep, secrets
@@ -183,7 +185,7 @@ def _revision_or_exit(profiles: Path) -> dict[str, Any]:
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
                   templates: Path | None, at: dt.datetime | None) -> None:
     revision = _revision_or_exit(obj.profiles)
-    prep, secrets = prepare_or_exit(obj, host, state, templates, at)
+    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True)
     click.echo(plan_text(prep.plan) + _revoked_text(prep.revoked))
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
@@ -214,7 +216,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
                    grant_ends=grant_ends(prep.policy))
-    state.write_json("applied.json", applied)
+    state.write_json("applied.json", applied, compact=True)
     entry = {"event": "applied", **meta}
     if confirm_timeout:
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
@@ -231,17 +233,22 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
 ENFORCED_AT_COMPILE = frozenset({"GW101", "GW102", "GW103", "GW104", "GW105"})
 
 
+def _lint_errors(obj: Context, compiled: Compiled, now: dt.datetime) -> tuple[str, ...]:
+    """The lint errors apply refuses on, from the estate already loaded (not loaded a second time)."""
+    from gatewayctl.lint.engine import lint_checked
+
+    found = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now).active()
+    return tuple(f"{f.path}:{f.line}: {f.code} {f.message}" for f in found
+                 if f.severity == "error" and f.code not in ENFORCED_AT_COMPILE)
+
+
 def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:
     """apply refuses what lint calls an error (exit 2), with the findings."""
-    from gatewayctl.lint.engine import run_lint
-
-    errors = [f for f in run_lint(obj.profiles, prep.now).active()
-              if f.severity == "error" and f.code not in ENFORCED_AT_COMPILE]
-    if errors:
-        for finding in errors:
-            click.echo(f"error: {finding.path}:{finding.line}: {finding.code} {finding.message}", err=True)
-        fail(f"refusing to apply: lint reports {len(errors)} error(s); fix them, or have the gateway owners approve an "
-             "exception (docs/rules.md)")
+    if prep.lint_errors:
+        for line in prep.lint_errors:
+            click.echo(f"error: {line}", err=True)
+        fail(f"refusing to apply: lint reports {len(prep.lint_errors)} error(s); fix them, or have the gateway owners "
+             "approve an exception (docs/rules.md)")
 
 
 def _end_revocations(state: StateDir, prep: Prepared) -> None:
