@@ -107,8 +107,10 @@ def test_firewall_narrows_before_peers_change_and_widens_after(estate: Path) -> 
     edit(estate, "acme", "keepalive: 25", "keepalive: 10")
     host.calls.clear()
     apply(policy_of(estate), host)
-    # element changes in place (other elements keep their counters): remove, then peers, then add
-    assert host.calls == ["nft_elements", "wg_update", "nft_elements"]
+    # element changes in place (other elements keep their counters): remove (and empty the flow cache),
+    # then peers, then add
+    assert host.calls == ["nft_elements", "nft_load", "wg_update", "nft_elements"]
+    assert host.loaded[-1] == "flush set inet gatewayctl seen4\nflush set inet gatewayctl seen6\n"
     (removed, none), (nothing, added) = host.element_ops[-2:]
     assert removed == {"grants4": ["10.250.1.1 . 10.1.0.20 . tcp . 22"]} and none == {} and nothing == {}
     assert added["ranges4"][0].startswith('10.250.1.1 . 10.1.0.21 . tcp . 8000-8010 timeout ')  # a port range

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import jinja2
 
 from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
-from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy
+from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
 from gatewayctl.compile.origin import Locate, explain_refusal
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
@@ -250,6 +250,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
         _load(prep, host, spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))
     elif plan.nft_delete:  # narrow in place: other elements keep their counters
         host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
+        forget_seen(host, desired.table_name, desired.table.sets)
     checkpoint("after-narrow")
     if plan.mtu is not None or plan.up:
         host.link_configure(desired.ifname, plan.mtu, True if plan.up else None)
@@ -286,6 +287,14 @@ def _load(prep: Prepared, host: Host, text: str) -> None:
         host.nft_load(text)
     except HostError as exc:
         raise HostError(explain_refusal(str(exc), text, prep.policy.table, prep.locate)) from None
+
+
+def forget_seen(host: Host, table: str, sets: Mapping[str, object]) -> None:
+    """Empty the flow cache (seen4/6) after narrowing, so no flow of a removed range grant passes for
+    the rest of its 500 ms: the flows that still hold meet the interval sets once more."""
+    names = [name for name in SEEN_SETS if name in sets]
+    if names:
+        host.nft_load("".join(f"flush set inet {table} {name}\n" for name in names))
 
 
 def carried_sessions(live: LiveState, desired: GatewaySpec, policy: CompiledPolicy, now: dt.datetime) -> str:

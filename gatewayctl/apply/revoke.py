@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from gatewayctl.apply.engine import forget_seen
 from gatewayctl.apply.revocations import Revocation, add, load, save
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
@@ -49,6 +50,7 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     present = {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
     host.nft_elements(table, {n: k for n, k in present.items() if k}, {})
     _retime(host, applied, standing)
+    forget_seen(host, table, applied["table"]["sets"])
     for name, keys in gone.items():
         sets = applied["table"]["sets"][name]
         sets["elements"] = sorted(set(sets["elements"]) - set(keys))

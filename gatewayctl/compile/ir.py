@@ -277,6 +277,7 @@ def _split_exact(elements: tuple[SetElement, ...]) -> tuple[tuple[SetElement, ..
 
 
 SESSION_SETS = ("sessions4", "sessions6")
+SEEN_SETS = ("seen4", "seen6")  # filled by the kernel (flows matched in ranges4/6, kept 500 ms): no compiled elements
 
 
 @dataclass(frozen=True, slots=True)

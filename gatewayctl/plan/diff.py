@@ -6,7 +6,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 
-from gatewayctl.compile.ir import SESSION_SETS
+from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS
 from gatewayctl.host.base import LiveState
 from gatewayctl.host.nftstate import NftSet, NftTableState
 from gatewayctl.host.wgtypes import PeerState
@@ -220,8 +220,8 @@ def _firewall(desired: GatewaySpec, live: NftTableState | None, now: dt.datetime
                                         "table-changed"))
             delta.replace = True
             continue
-        if set_name in SESSION_SETS:
-            continue  # filled by the authorizer at run time; drift checks them against the decision log
+        if set_name in SESSION_SETS or set_name in SEEN_SETS:
+            continue  # filled at run time (sessions: drift checks them against the decision log; seen: the kernel)
         changes, delete, add = element_changes(want, have, owners, desired.element_ends, now)
         delta.changes += changes
         if delete:

@@ -83,6 +83,12 @@ def _front_artifacts(policy: CompiledPolicy, env: jinja2.Environment, common: di
     ]
 
 
+# How long a flow matched in an interval set (ranges4/6) is taken from the hash set seen4/6 before the
+# interval set is asked again: the longest an open connection outlives the end of a network or port-range
+# grant (bench/README.md measures what the cache buys; tests/test_access_ends.py, the end).
+SEEN_TIMEOUT = "500ms"
+
+
 def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at: dt.datetime | None = None) -> str:
     """The nftables ruleset file: an atomic replace of gatewayctl's table.
 
@@ -97,7 +103,8 @@ def render_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at: d
         timeouts = exact_timeouts(loaded_at)
         note = f"Element timeouts are exact for loading at {loaded_at.strftime('%Y-%m-%dT%H:%M:%SZ')}."
     return env.get_template("nftables/ruleset.nft.j2").render(
-        table=policy.table, gateway=policy.gateway, version=__version__, at=at, timeouts=timeouts, timeout_note=note)
+        table=policy.table, gateway=policy.gateway, version=__version__, at=at, timeouts=timeouts, timeout_note=note,
+        seen_timeout=SEEN_TIMEOUT)
 
 
 def partner_allowed_ips(partner: PartnerIR, peer: PeerIR, front: AuthIR | None = None) -> tuple[str, ...]:
