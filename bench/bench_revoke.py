@@ -40,7 +40,7 @@ from bench.common import ENV, WORK  # noqa: E402
 TARGET_S = 1.0
 # the functions whose direct callees are the steps of each command (cli/host_cmds.py, apply/revoke.py)
 # (file, function name: line numbers move as the code changes)
-APPLY_STEPS = ("cli/host_cmds.py(_apply_locked)", "cli/host_cmds.py(prepare_or_exit)", "cli/host_cmds.py(_refuse_lint_errors)",
+APPLY_STEPS = ("cli/apply_cmd.py(_apply_locked)", "cli/host_cmds.py(prepare_or_exit)", "cli/host_cmds.py(_lint_errors)",
                "apply/engine.py(prepare)", "apply/engine.py(close_stale_flows)")
 REVOKE_STEPS = ("cli/revoke_cmd.py(revoke)", "apply/revoke.py(revoke)", "apply/revoke.py(_close_flows)")
 

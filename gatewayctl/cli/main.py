@@ -24,7 +24,7 @@ from gatewayctl import __version__
 # only for the libraries it uses, which is most of a short command's time.
 COMMANDS = {
     "validate": ("build_cmd", "validate"), "build": ("build_cmd", "build"), "schema": ("schema_cmd", "schema"),
-    "plan": ("host_cmds", "plan"), "apply": ("host_cmds", "apply"), "confirm": ("host_cmds", "confirm"),
+    "plan": ("host_cmds", "plan"), "apply": ("apply_cmd", "apply"), "confirm": ("host_cmds", "confirm"),
     "drift": ("host_cmds", "drift"), "_confirm-watch": ("host_cmds", "confirm_watch"), "lab": ("lab_cmd", "lab"),
     "lint": ("lint_cmd", "lint"), "test": ("policy_cmds", "test_cmd"), "query": ("policy_cmds", "query"),
     "diff": ("diff_cmd", "diff"), "cert": ("cert_cmd", "cert"), "auth": ("auth_cmd", "auth"),

@@ -1,0 +1,157 @@
+"""`apply`: change the live gateway to what the profiles say, safely; refuse what must not be applied."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gatewayctl.apply import confirm as confirming
+from gatewayctl.apply import revocations
+from gatewayctl.apply.engine import (
+    ApplyError,
+    Prepared,
+    close_stale_flows,
+    close_while_refused,
+    digest,
+    element_grants,
+    execute,
+    grant_ends,
+)
+from gatewayctl.cli.common import Context
+from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
+from gatewayctl.errors import ProfileErrors
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.real import RealHost
+from gatewayctl.plan.render import plan_text
+from gatewayctl.plan.spec import spec_to_json
+from gatewayctl.render.environment import make_environment
+from gatewayctl.state import StateDir, profile_revision
+
+
+@click.command()
+@host_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-timeout", type=click.IntRange(10, 86400), metavar="SECONDS",
+              help="Roll back by itself unless `gatewayctl confirm` arrives within SECONDS.")
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Site templates that override the built-in ones.")
+@click.option("--at", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]), metavar="INSTANT",
+              help="Apply as of a later instant (UTC, not earlier than now): every timer is shorter, never longer.")
+@click.pass_obj
+def apply(obj: Context, netns: str | None, state_dir: Path | None, yes: bool, confirm_timeout: int | None,
+          templates: Path | None, at: dt.datetime | None) -> None:
+    """Apply the profiles to this host: show the plan, ask, apply, verify.
+
+    Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
+    (untouched peers keep their sessions), and orders the steps so access is never wider
+    than the old or the new policy. On any failure the previous table and peers are
+    restored. Exit 0: applied or nothing to do; 1: failed and rolled back; 2: bad input
+    or refused; 4: failed and the rollback failed too.
+
+    \b
+    Examples:
+      gatewayctl apply
+      gatewayctl apply --yes --confirm-timeout 120   # then: gatewayctl confirm
+      gatewayctl apply --netns gw --yes
+    """
+    host, state = open_host(netns, state_dir)
+    when = at.replace(tzinfo=dt.UTC) if at is not None else None
+    try:
+        with state.lock():
+            _apply_locked(obj, host, state, yes, confirm_timeout, templates, when)
+    except HostError as exc:
+        fail(str(exc))
+
+
+def _revision_or_exit(profiles: Path) -> dict[str, Any]:
+    """The profiles' git revision for the journal; exit 2 before anything is planned when the
+    profiles folder holds a git repository (gatewayctl/gitsafe.py)."""
+    try:
+        return profile_revision(profiles)
+    except ProfileErrors as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
+def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
+                  templates: Path | None, at: dt.datetime | None) -> None:
+    revision = _revision_or_exit(obj.profiles)
+    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True)
+    click.echo(plan_text(prep.plan) + revoked_text(prep.revoked))
+    if prep.plan.blockers:
+        guard = close_while_refused(prep, host, make_environment(templates))
+        if guard:
+            state.journal({"event": "refused", "blockers": list(prep.plan.blockers), "guard": guard})
+        fail("refusing to apply: " + "; ".join(prep.plan.blockers)
+             + (f"; partner traffic is blocked by the guard table inet {guard} until an apply succeeds" if guard else ""))
+    _refuse_lint_errors(obj, prep)
+    _end_revocations(state, prep)
+    if prep.plan.empty:
+        _close_flows(state, host, prep)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("not applying without confirmation: run with --yes when there is no terminal")
+        click.confirm("Apply these changes?", abort=True)
+    previous = state.read_json("applied.json")
+    meta = {"digest": digest(prep.desired), **revision, "changes": len(prep.plan.changes)}
+    try:
+        rollback = execute(prep, host, make_environment(templates), secrets)
+    except ApplyError as exc:
+        state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc), **meta})
+        click.echo(f"error: apply failed: {exc}", err=True)
+        click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
+                   "the rollback failed too: check the host now", err=True)
+        raise SystemExit(1 if exc.rolled_back else 4) from None
+    applied = spec_to_json(prep.desired)
+    applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
+                   grant_ends=grant_ends(prep.policy))
+    state.write_json("applied.json", applied, compact=True)
+    entry = {"event": "applied", **meta}
+    if confirm_timeout:
+        entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
+        entry["confirm_by_s"] = confirm_timeout
+    state.journal(entry)
+    click.echo(f"applied {len(prep.plan.changes)} change(s); verified against the host")
+    _close_flows(state, host, prep)
+    if confirm_timeout:
+        click.echo(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+
+
+def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:
+    """apply refuses what lint calls an error (exit 2), with the findings."""
+    if prep.lint_errors:
+        for line in prep.lint_errors:
+            click.echo(f"error: {line}", err=True)
+        fail(f"refusing to apply: lint reports {len(prep.lint_errors)} error(s); fix them, or have the gateway owners "
+             "approve an exception (docs/rules.md)")
+
+
+def _end_revocations(state: StateDir, prep: Prepared) -> None:
+    """Revocations whose access the profiles no longer grant have done their work: they end here."""
+    if not prep.unrevoked:
+        return
+    revocations.save(state, list(prep.revoked))
+    for r in prep.unrevoked:
+        state.journal({"event": "revocation-ended", "partner": r.partner, "service": r.service,
+                       "why": "the profiles no longer grant this access"})
+        click.echo(f"revocation of {r.label} ended: the profiles no longer grant that access")
+
+
+def _close_flows(state: StateDir, host: RealHost, prep: Prepared) -> None:
+    """End the tracked flows no grant covers any more; a failure here is reported, not fatal (the
+    ruleset already drops their packets one by one)."""
+    try:
+        closed = close_stale_flows(prep, host)
+    except HostError as exc:
+        click.echo(f"warning: could not delete stale connection tracking entries: {exc}", err=True)
+        return
+    if closed:
+        state.journal({"event": "flows-closed", "count": len(closed)})
+        click.echo(f"closed {len(closed)} open connection(s) that no grant covers any more")
