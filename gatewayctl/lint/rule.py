@@ -54,3 +54,13 @@ class Rule:
     def at(self, doc: Document, loc: tuple[int | str, ...], message: str, obj: tuple[str, ...]) -> Finding:
         """A finding of this rule pointing at `loc` in `doc`, attached to object `obj` (for suppressions)."""
         return Finding(doc.shown_path, doc.line_of(loc), self.code, self.name, self.severity, message, self.hint, obj)
+
+
+class ValidationRule(Rule):
+    """A rule whose problems `validate` itself refuses (no suppression lifts them): its findings come
+    from the validation errors that carry its code, so it checks nothing of its own."""
+
+    from_validation: ClassVar[bool] = True
+
+    def check(self, ctx: LintContext) -> Iterator[Finding]:
+        return iter(())

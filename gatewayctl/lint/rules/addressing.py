@@ -2,17 +2,14 @@
 
 Whatever a partner claims is routed into its tunnel, and a service is what partners reach, so
 `validate` itself refuses every problem of this family and no suppression or exception lifts one;
-the linter reports the same problems under these codes (see `from_validation`)."""
+the linter reports the same problems under these codes (see `ValidationRule`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from gatewayctl.lint.finding import Finding
-from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.lint.rule import ValidationRule
 
 
-class OverlappingTunnelAddresses(Rule):
+class OverlappingTunnelAddresses(ValidationRule):
     """What it does: refuses tunnel addresses or partner LAN networks that overlap between peers;
     the message names both entries, file and line.
 
@@ -26,13 +23,9 @@ class OverlappingTunnelAddresses(Rule):
     code, name, severity = "GW501", "overlapping-tunnel-addresses", "error"
     summary = "Tunnel addresses or partner LANs overlap between peers."
     hint = "give each peer its own, non-overlapping addresses"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class PartnerAddressOverlapsInternal(Rule):
+class PartnerAddressOverlapsInternal(ValidationRule):
     """What it does: refuses partner tunnel addresses and LAN networks that overlap the gateway's
     internal networks (`internal_networks` in gateway.yaml).
 
@@ -47,13 +40,9 @@ class PartnerAddressOverlapsInternal(Rule):
     code, name, severity = "GW502", "partner-address-overlaps-internal", "error"
     summary = "A partner address overlaps the gateway's internal networks."
     hint = "have the partner translate its LAN to addresses that do not collide"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class DuplicateWireguardKey(Rule):
+class DuplicateWireguardKey(ValidationRule):
     """What it does: reports a WireGuard public key used by two peers (or by a peer and the gateway).
 
     Why it matters: a key identifies exactly one peer; two peers with one key means a copied
@@ -66,13 +55,9 @@ class DuplicateWireguardKey(Rule):
     code, name, severity = "GW503", "duplicate-wireguard-key", "error"
     summary = "A WireGuard public key is used twice."
     hint = "every peer generates its own key pair"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class PartnerAddressOverlapsGateway(Rule):
+class PartnerAddressOverlapsGateway(ValidationRule):
     """What it does: refuses partner addresses that contain one of the gateway's own addresses: its
     tunnel addresses (where the smart-card front listens too) and its endpoint, when that is an
     address.
@@ -86,13 +71,9 @@ class PartnerAddressOverlapsGateway(Rule):
     code, name, severity = "GW504", "partner-address-overlaps-gateway", "error"
     summary = "A partner address contains the gateway's own tunnel address."
     hint = "exclude the gateway's address from the peer's addresses"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class PartnerAddressOverlapsService(Rule):
+class PartnerAddressOverlapsService(ValidationRule):
     """What it does: refuses partner tunnel addresses and LAN networks that overlap a service's
     addresses in services.yaml.
 
@@ -106,13 +87,9 @@ class PartnerAddressOverlapsService(Rule):
     code, name, severity = "GW505", "partner-address-overlaps-service", "error"
     summary = "A partner address overlaps a service's address."
     hint = "a partner claims only addresses of its own"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class SpecialPurposeAddress(Rule):
+class SpecialPurposeAddress(ValidationRule):
     """What it does: refuses partner addresses and service addresses in special-purpose ranges:
     IPv4-mapped IPv6 (::ffff:0:0/96), NAT64 (64:ff9b::/96, 64:ff9b:1::/48), loopback, link-local,
     multicast, unspecified and reserved ranges (0.0.0.0/8, 240.0.0.0/4, ::/96).
@@ -128,13 +105,9 @@ class SpecialPurposeAddress(Rule):
     code, name, severity = "GW506", "special-purpose-address", "error"
     summary = "A partner or service address is in a special-purpose range."
     hint = "use real unicast addresses"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class PartnerNetworkTooWide(Rule):
+class PartnerNetworkTooWide(ValidationRule):
     """What it does: refuses partner tunnel addresses and LAN networks wider than gateway.yaml's
     `limits.max_partner_network_prefix` (default /16 for IPv4, /48 for IPv6).
 
@@ -148,13 +121,9 @@ class PartnerNetworkTooWide(Rule):
     code, name, severity = "GW507", "partner-network-too-wide", "error"
     summary = "A partner network is wider than gateway.yaml's limit."
     hint = "list the partner's real networks"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
-class ServiceInTunnelPool(Rule):
+class ServiceInTunnelPool(ValidationRule):
     """What it does: refuses service addresses that overlap the gateway's tunnel pool.
 
     Why it matters: the pool holds the partners' tunnel addresses; such a "service" is access from
@@ -167,10 +136,6 @@ class ServiceInTunnelPool(Rule):
     code, name, severity = "GW508", "service-in-tunnel-pool", "error"
     summary = "A service address overlaps the tunnel pool."
     hint = "a service lives on the internal networks, not among the partners"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())
 
 
 RULES = [OverlappingTunnelAddresses, PartnerAddressOverlapsInternal, DuplicateWireguardKey, PartnerAddressOverlapsGateway,

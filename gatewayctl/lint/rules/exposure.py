@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gatewayctl.lint.finding import Finding
-from gatewayctl.lint.rule import LintContext, Rule
+from gatewayctl.lint.rule import LintContext, Rule, ValidationRule
 from gatewayctl.model.types import parse_port_spec
 
 # (protocol, port) -> what it is. SMBv1 rides on NetBIOS session service (139); SMB on 445 can be
@@ -20,7 +20,7 @@ INSECURE = {
 }
 
 
-class DestinationAny(Rule):
+class DestinationAny(ValidationRule):
     """What it does: refuses services whose addresses together cover every IPv4 or every IPv6
     address, in one network (0.0.0.0/0, ::/0) or split (0.0.0.0/1 and 128.0.0.0/1, four /2s...),
     and partners whose grants together do (0.0.0.0/1 in one service, 128.0.0.0/1 in another).
@@ -36,10 +36,6 @@ class DestinationAny(Rule):
     code, name, severity = "GW401", "destination-any", "error"
     summary = "A service's destination is the whole address space."
     hint = "list the service's real hosts or networks"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())  # validate reports it (gatewayctl/validate_addresses.py)
 
 
 class DestinationTooBroad(Rule):
@@ -144,7 +140,7 @@ class ServiceOutsideInternalNetworks(Rule):
                                   f"service {name!r} address {net} is outside the internal networks", ("service", name))
 
 
-class GatewayItself(Rule):
+class GatewayItself(ValidationRule):
     """What it does: refuses services whose addresses include one of the gateway's own addresses
     (its tunnel addresses, and its endpoint when that is an address). `validate` refuses them; no
     suppression lifts this.
@@ -158,10 +154,6 @@ class GatewayItself(Rule):
     code, name, severity = "GW406", "gateway-itself", "error"
     summary = "A service is the gateway itself."
     hint = "do not grant access to the gateway"
-    from_validation = True
-
-    def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return iter(())  # validate reports it (gatewayctl/validate_addresses.py)
 
 
 RULES = [DestinationAny, DestinationTooBroad, WidePortRange, InsecureService, ServiceOutsideInternalNetworks, GatewayItself]
