@@ -52,8 +52,11 @@ class Pki:
         self.issuing = self._ca(f"{name} Smart Card Issuing CA", self.issuing_key, self.root_key, self.root)
         self.keys = _USER_KEYS
 
+    def _ca_name(self, cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
     def _ca(self, cn: str, key: Any, signer: Any, issuer: x509.Certificate | None) -> x509.Certificate:
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        subject = self._ca_name(cn)
         builder = (x509.CertificateBuilder().subject_name(subject)
                    .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(self.at - dt.timedelta(days=365))

@@ -15,9 +15,7 @@ passed in the second before the earliest possible end.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from gatewayctl.loader.yaml12 import read_document
 from tests.front_user import front_user
 from tests.lab_helpers import LabHandle
 from tests.test_access_ends import Flow, Flows, _spawn, _stop
-from tests.test_auth_lab import SESSION_S, _curl, _setup
+from tests.test_auth_lab import SESSION_S, _curl, _setup, require_lab_tools
 
 HOST = "10.1.0.21"  # file-drop's host: globex's partner config already routes it into the tunnel
 TCP_PORT, UDP_PORT = 9500, 9600  # not catalogue ports at `lab up`, so the lab's responder leaves them free
@@ -47,13 +45,7 @@ TICK_S = 0.01
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """test_auth_lab's lab (same checks), plus globex's two gated flow grants, applied."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the lab needs root: CI must run as root")
-        pytest.skip("the lab needs root")
-    for tool in ("nginx", "curl"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.fail(f"{tool} is missing: ./setup.sh installs it")
+    require_lab_tools()
     with front_user() as user:
         built = _setup(tmp_path_factory, user)
         try:
