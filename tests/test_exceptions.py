@@ -17,7 +17,7 @@ import yaml
 from tests.conftest import AT, AT_DT, PROFILES, run_cli
 from tests.test_invalid_cases import apply_case
 from tests.test_lint_cases import prepare
-from tests.test_review import Repo, git, kinds
+from tests.test_review import Repo, kinds, new_repo
 
 CISO = "Maria Lopez (CISO delegate)"
 INITECH_CRM = "10.250.3.1 . 10.1.0.5 . tcp . 443"  # the set element a compiled initech/crm-api grant adds
@@ -295,13 +295,7 @@ def test_query_explains_a_grant_beyond_its_stage(estate: Path) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
-    import shutil
-
-    root = tmp_path / "estate"
-    root.mkdir()
-    shutil.copytree(PROFILES, root / "profiles")
-    git(root, "init", "-q")
-    r = Repo(root)
+    r = new_repo(tmp_path)
     gateway_exceptions(r.profiles, f"{{rule: GW206, partner: acme, grant: lab-ping, reason: health checks, approved_by: {CISO}, "
                        "expires: 2027-01-31}")
     r.edit("services.yaml", "    ports: [22]",

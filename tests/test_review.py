@@ -41,13 +41,18 @@ class Repo:
         return result.exit_code, json.loads(result.stdout)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
+def new_repo(tmp_path: Path) -> Repo:
+    """A git repository holding a copy of the example estate, nothing committed yet."""
     root = tmp_path / "estate"
     root.mkdir()
     shutil.copytree(PROFILES, root / "profiles")
     git(root, "init", "-q")
-    r = Repo(root)
+    return Repo(root)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    r = new_repo(tmp_path)
     r.commit("base")
     return r
 
