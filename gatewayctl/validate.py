@@ -12,6 +12,7 @@ from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
 from gatewayctl.loader.safefs import read_regular
 from gatewayctl.model import GatewayFile, PartnerFile
 from gatewayctl.model.types import parse_port_spec
+from gatewayctl.partner_files import config_file
 from gatewayctl.ports import contained
 from gatewayctl.validate_addresses import check_grant_unions, check_partner_claims, check_services
 
@@ -36,6 +37,7 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
     gateway, services = partial.gateway, partial.services
     _check_partner_ids(partial.partners, errors)
     _check_keys(gateway, partial.partners, errors)
+    _check_config_files(partial.partners, errors)
     cas = _load_cas(partial.root, partial.partners, errors)
     if gateway is not None:
         check_partner_claims(gateway, services, partial.partners, errors)
@@ -140,6 +142,24 @@ def _check_keys(gateway: Loaded[GatewayFile] | None, partners: tuple[Loaded[Part
                               f"peers[{index}].public_key: {peer.public_key} is already used by {seen[peer.public_key]}; "
                               "every peer needs its own key", "GW503"))
             seen.setdefault(peer.public_key, label)
+
+
+def _check_config_files(partners: tuple[Loaded[PartnerFile], ...], errors: list[ProfileError]) -> None:
+    """Two peers of one partner must not get the same partner config file (a long peer name is shortened
+    to 15 characters for wg-quick, see gatewayctl/partner_files.py); partner folders keep partners apart."""
+    for partner in partners:
+        taken: dict[str, int] = {}
+        for index, peer in enumerate(partner.model.peers):
+            name = config_file(peer.name)
+            first = taken.setdefault(name, index)
+            other = partner.model.peers[first].name
+            if first != index and other != peer.name:  # the same name twice is reported by _check_keys
+                line = partner.doc.line_of(("peers", first, "name"))
+                errors.append(partner.doc.error(("peers", index, "name"), (
+                    f"peers[{index}].name: peer {peer.name!r} would get the partner config file {name!r}, the same as "
+                    f"peer {other!r} (line {line}); the file name is the interface name wg-quick uses, so a peer name "
+                    "longer than 15 characters is shortened to its first 10 characters, '-' and 4 hex digits of its "
+                    "SHA-256: rename one of the two peers")))
 
 
 def _check_key_files(gateway: GatewayFile, partners: tuple[Loaded[PartnerFile], ...],

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from gatewayctl.build import atomic_write
 from gatewayctl.loader.yaml12 import read_document
+from gatewayctl.partner_files import config_path
 
 DEFAULT_LAB_DIR = Path("/var/lib/gatewayctl/lab")
 UNDERLAY = ipaddress.ip_network("192.0.2.0/24")
@@ -230,7 +231,7 @@ def configure_peers(lab: Lab, built: Path) -> None:
     """Put each peer's generated partner config in place, keys filled in, as the partner would."""
     keys = lab.root / "keys"
     for peer in lab.data["peers"]:
-        text = (built / "partners" / peer["partner"] / f"{peer['name']}.conf").read_text()
+        text = (built / config_path(peer["partner"], peer["name"])).read_text()
         text = text.replace("<REPLACE WITH THE PRIVATE KEY OF THIS PEER>", (keys / f"peer{peer['index']}.key").read_text().strip())
         if peer["psk"]:
             text = text.replace("<REPLACE WITH THE PRESHARED KEY AGREED WITH THE GATEWAY TEAM>",

@@ -14,6 +14,7 @@ from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
 from gatewayctl.compile.ir import AuthIR, CompiledPolicy, PartnerIR, PeerIR
 from gatewayctl.model.types import IPNetwork
+from gatewayctl.partner_files import config_file, config_path
 from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
 
 if TYPE_CHECKING:
@@ -129,9 +130,9 @@ def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.E
     for peer in partner.peers:
         text = template.render(partner=partner, peer=peer, interface=policy.interface,
                                allowed_ips=partner_allowed_ips(partner, peer, policy.auth),
-                               private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
+                               config_file=config_file(peer.name), private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
                                preshared_key_placeholder=PRESHARED_KEY_PLACEHOLDER, **common)
-        result.append(Artifact(f"partners/{partner.id}/{peer.name}.conf", text, True, "partner WireGuard config"))
+        result.append(Artifact(config_path(partner.id, peer.name), text, True, "partner WireGuard config"))
     req = partner.certificates
     if req is not None:
         from cryptography import x509  # only partners with certificate requirements pay for the import
