@@ -13,11 +13,12 @@ apt-get update -q
 # chromium: the compliance report is checked in a real headless browser (driven by Playwright from PyPI);
 # systemd: `systemd-analyze verify` checks the units `build` writes;
 # conntrack: the tests list and inject connection-tracking entries (gatewayctl itself uses netlink);
-# iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output.
+# iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output;
+# keepalived + conntrackd: a high-availability pair (VRRP floating address, connection-state sync): lab up --ha and its tests.
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables iperf3
+    conntrack iptables iperf3 keepalived conntrackd
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).
