@@ -11,6 +11,7 @@ from gatewayctl.keyfiles import key_file_problem, preshared_key_path
 from gatewayctl.loader.profiles import Estate, Loaded, PartialEstate
 from gatewayctl.loader.safefs import read_regular
 from gatewayctl.model import GatewayFile, PartnerFile
+from gatewayctl.model.ha import ha_problems
 from gatewayctl.model.types import parse_port_spec
 from gatewayctl.partner_files import config_file
 from gatewayctl.ports import contained
@@ -42,6 +43,7 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
     if gateway is not None:
         check_partner_claims(gateway, services, partial.partners, errors)
         _check_key_files(gateway.model, partial.partners, errors)
+        errors.extend(ha_problems(gateway))  # the pair's own block (gatewayctl/model/ha.py)
         for partner in partial.partners:
             _check_stage(gateway.model, partner, errors)
             _check_session(gateway.model, partner, errors)

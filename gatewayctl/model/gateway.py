@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from gatewayctl.model.exceptions import MAX_EXCEPTION_DAYS, GatewayException
+from gatewayctl.model.ha import HaSettings
 from gatewayctl.model.types import (
     AbsolutePath,
     Duration,
@@ -183,6 +184,8 @@ class GatewayFile(Strict):
     limits: Limits = Field(default_factory=Limits, description="hard limits on what partners may claim")
     auth: AuthSettings | None = Field(default=None, description="the smart-card session front, if any partner needs one")
     host: HostPaths = Field(default_factory=HostPaths, description="paths on the gateway host used by the systemd units")
+    ha: HaSettings | None = Field(default=None, description="a high-availability pair of nodes (docs/ha.md); "
+                                  "without it the gateway is one host")
     owner: Text | None = None
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for the gateway")
     exceptions: list[GatewayException] = Field(
