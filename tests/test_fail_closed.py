@@ -248,3 +248,30 @@ def test_a_refused_apply_on_an_unfiltered_gateway_closes_it(lab: LabHandle) -> N
     assert "gatewayctl_guard" not in lab.gw_run("nft", "list", "tables")
     assert lab.eventually_reach("acme", "10.1.0.5", 443)
     assert lab.ctl("drift").returncode == 0
+
+
+def test_apply_refuses_lint_errors_and_changes_nothing_but_applies_over_warnings(lab: LabHandle) -> None:
+    """apply lints only for errors (lint_checked errors_only): an error refuses the whole change (the new
+    grant of port 22 stays closed, the old access works), while a change with only a warning or info
+    finding applies."""
+    def unjustified_new_grant(doc: dict[str, Any]) -> None:
+        # in place of lab-ping (acme's stage allows four services); no justification: GW301, an error
+        doc["grants"][-1] = {"service": "crm-ssh", "approved_by": doc["grants"][0]["approved_by"],
+                             "expires": doc["grants"][0]["expires"]}
+
+    with lab.edited("acme", unjustified_new_grant):
+        result = lab.ctl("apply", "--yes")
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        assert "GW301" in result.stderr and "refusing to apply: lint reports 1 error(s)" in result.stderr, result.stderr
+        assert not lab.reach("acme", "10.1.0.5", 22) and lab.reach("acme", "10.1.0.5", 443)
+
+    def justified_but_no_security_contact(doc: dict[str, Any]) -> None:
+        unjustified_new_grant(doc)
+        doc["grants"][-1]["justification"] = "Fail-closed test (CHG-1)."
+        doc["contacts"] = [c for c in doc["contacts"] if c["role"] != "security"]  # GW605, info only
+
+    with lab.edited("acme", justified_but_no_security_contact):
+        result = lab.ctl("apply", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert lab.reach("acme", "10.1.0.5", 22)
+    assert not lab.reach("acme", "10.1.0.5", 22)

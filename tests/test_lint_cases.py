@@ -85,3 +85,22 @@ def test_rule_reference_is_current() -> None:
 
     current = (Path(__file__).parent.parent / "docs" / "rules.md").read_text()
     assert current == rules_reference(), "regenerate: gatewayctl lint --rules > docs/rules.md"
+
+
+@pytest.mark.parametrize("case_file", CASES, ids=[c.stem for c in CASES])
+def test_errors_only_lint_finds_exactly_the_errors(case_file: Path, estate: Path) -> None:
+    """apply lints with errors_only (only the error rules run): on every rule's triggering estate it
+    must find exactly the active error findings that the full lint finds, no fewer and no more."""
+    from gatewayctl.lint.engine import lint_checked
+    from gatewayctl.loader.profiles import load_estate
+    from gatewayctl.validate import check_estate
+
+    case = yaml.safe_load(case_file.read_text())
+    at = dt.datetime.fromisoformat(str(case.get("at", AT))).replace(tzinfo=dt.UTC)
+    prepare(estate, case["trigger"] or {}, at)
+    loaded, cas, errors = check_estate(load_estate(estate))
+    full = [f for f in lint_checked(estate, loaded, cas, errors, at).active() if f.severity == "error"]
+    fast = lint_checked(estate, loaded, cas, errors, at, errors_only=True).active()
+    assert fast == full
+    if registry.BY_CODE[case_file.stem].severity == "error":
+        assert any(f.code == case_file.stem for f in fast)

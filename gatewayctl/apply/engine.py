@@ -101,9 +101,9 @@ def grant_ends(policy: CompiledPolicy) -> dict[str, str | None]:
             for p in policy.partners for g in p.grants}
 
 
-def digest(spec: GatewaySpec) -> str:
-    data = spec_to_json(spec)
-    data.pop("element_ends")
+def digest(spec: GatewaySpec | dict[str, Any]) -> str:
+    """The sha256 of the spec's canonical JSON (a spec, or spec_to_json of one), timers left out."""
+    data = {k: v for k, v in (spec if isinstance(spec, dict) else spec_to_json(spec)).items() if k != "element_ends"}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

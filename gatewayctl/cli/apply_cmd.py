@@ -81,7 +81,8 @@ def _revision_or_exit(profiles: Path) -> dict[str, Any]:
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
                   templates: Path | None, at: dt.datetime | None) -> None:
     revision = _revision_or_exit(obj.profiles)
-    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True)
+    previous = state.read_json("applied.json")
+    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {})
     click.echo(plan_text(prep.plan) + revoked_text(prep.revoked))
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
@@ -98,8 +99,8 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         if not sys.stdin.isatty():
             fail("not applying without confirmation: run with --yes when there is no terminal")
         click.confirm("Apply these changes?", abort=True)
-    previous = state.read_json("applied.json")
-    meta = {"digest": digest(prep.desired), **revision, "changes": len(prep.plan.changes)}
+    applied = spec_to_json(prep.desired)
+    meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes)}
     try:
         rollback = execute(prep, host, make_environment(templates), secrets)
     except ApplyError as exc:
@@ -108,10 +109,12 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                    "the rollback failed too: check the host now", err=True)
         raise SystemExit(1 if exc.rolled_back else 4) from None
-    applied = spec_to_json(prep.desired)
     applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
                    grant_ends=grant_ends(prep.policy))
+    from gatewayctl.apply.restore import SKELETON, skeleton  # what `restore` loads back after a reboot or crash
+
+    applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
     state.write_json("applied.json", applied, compact=True)
     entry = {"event": "applied", **meta}
     if confirm_timeout:

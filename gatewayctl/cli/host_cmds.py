@@ -61,15 +61,17 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def labels_from(state: StateDir) -> dict[str, str]:
-    applied = state.read_json("applied.json") or {}
-    return {k: f"{p['partner']}/{p['name']}" for k, p in applied.get("peers", {}).items()}
+def labels_from(applied: dict[str, Any] | None) -> dict[str, str]:
+    """partner/peer names by public key, from the last applied state (for peers the profiles no longer name)."""
+    return {k: f"{p['partner']}/{p['name']}" for k, p in (applied or {}).get("peers", {}).items()}
 
 
 def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None,
-                    at: dt.datetime | None = None, lint: bool = False) -> tuple[Prepared, Secrets]:
+                    at: dt.datetime | None = None, lint: bool = False,
+                    applied: dict[str, Any] | None = None) -> tuple[Prepared, Secrets]:
     """Compile, take out what is revoked on this host, read the host and diff. `at` (never earlier
-    than now) compiles for a later instant: every kernel timer is shorter than the real one."""
+    than now) compiles for a later instant: every kernel timer is shorter than the real one.
+    `applied` is the state folder's applied.json when the caller has read it already (it is large)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     if at is not None:
         if at < now:
@@ -88,7 +90,8 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
             return None  # read again, where the error is reported in context
 
     try:
-        prep = prepare(policy, host, make_environment(templates), secrets, now, labels_from(state),
+        prep = prepare(policy, host, make_environment(templates), secrets, now,
+                       labels_from(applied if applied is not None else state.read_json("applied.json")),
                        cache=state.root / "canonical-cache.json", early=collect)
         prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended),
                                    locate=grant_locator(compiled.estate, compiled.policy),
@@ -135,7 +138,7 @@ def _lint_errors(obj: Context, compiled: Compiled, now: dt.datetime) -> tuple[st
     """The lint errors apply refuses on, from the estate already loaded (not loaded a second time)."""
     from gatewayctl.lint.engine import lint_checked
 
-    found = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now).active()
+    found = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now, errors_only=True).active()
     return tuple(f"{f.path}:{f.line}: {f.code} {f.message}" for f in found
                  if f.severity == "error" and f.code not in ENFORCED_AT_COMPILE)
 

@@ -55,20 +55,26 @@ def run_lint(root: Path, at: dt.datetime) -> LintResult:
 
 
 def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Certificate]], errors: list[ProfileError],
-                 at: dt.datetime) -> LintResult:
-    """Lint an estate already loaded and checked (check_estate's results)."""
+                 at: dt.datetime, errors_only: bool = False) -> LintResult:
+    """Lint an estate already loaded and checked (check_estate's results).
+
+    `errors_only` (apply, which refuses on errors and nothing else) runs only the rules of error
+    severity and keeps only error findings: a warning rule left out cannot change an error, since
+    suppressions match by rule and the only finding about a suppression that depends on which rules
+    ran (GW902, unused) is a warning."""
     coded = [e for e in errors if e.code]
     fatal = tuple(e for e in errors if not e.code)
-    secret_findings = [f for rule in (secrets.PemPrivateKey, secrets.WireguardPrivateKey) for f in rule().scan(root)]
+    secret_findings = secrets.scan(root)
     if fatal or estate is None:
         return LintResult(tuple(sorted(secret_findings)), fatal)
     ctx = LintContext(estate, cas, at)
     findings = [_from_validation(e) for e in coded] + secret_findings
     for rule in registry.RULES:
-        if rule.__module__ not in (secrets.__name__, suppressions.__name__):
+        if rule.__module__ not in (secrets.__name__, suppressions.__name__) and not (errors_only and rule.severity != "error"):
             findings.extend(rule().check(ctx))
     exemptions, refused = _admitted(estate, at)
-    return LintResult(tuple(sorted(_suppress(findings, exemptions, ctx.today) + refused)), ())
+    result = _suppress(findings, exemptions, ctx.today) + refused
+    return LintResult(tuple(sorted(f for f in result if f.severity == "error" or not errors_only)), ())
 
 
 def _from_validation(error: ProfileError) -> Finding:

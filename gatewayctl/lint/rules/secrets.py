@@ -75,16 +75,15 @@ class PemPrivateKey(Rule):
     hint = "remove it, purge it from git history, and replace the key: it is compromised"
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return self.scan(ctx.estate.root)
+        return iter(scan(ctx.estate.root, (self,)))
 
-    def scan(self, root: Path) -> Iterator[Finding]:
-        """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
-        for path, data in scan_files(root):
-            for match in PEM_PRIVATE.finditer(data):
-                kind = match.group(1).decode().strip()
-                label = f"{kind} private key" if kind else "private key"
-                yield Finding(display_path(path), _line(data, match.start()), self.code, self.name, self.severity,
-                              f"{label} in {path.name}", self.hint, ("file", str(path)))
+    def found(self, path: Path, data: bytes) -> Iterator[Finding]:
+        """Findings in one file's bytes."""
+        for match in PEM_PRIVATE.finditer(data):
+            kind = match.group(1).decode().strip()
+            label = f"{kind} private key" if kind else "private key"
+            yield Finding(display_path(path), _line(data, match.start()), self.code, self.name, self.severity,
+                          f"{label} in {path.name}", self.hint, ("file", str(path)))
 
 
 class WireguardPrivateKey(Rule):
@@ -104,18 +103,24 @@ class WireguardPrivateKey(Rule):
     hint = "remove it, purge it from git history, and generate a new key"
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        return self.scan(ctx.estate.root)
+        return iter(scan(ctx.estate.root, (self,)))
 
-    def scan(self, root: Path) -> Iterator[Finding]:
-        """Findings from the files under `root`; needs nothing else, so it runs on broken profiles too."""
-        for path, data in scan_files(root):
-            hits = [(m.start(), m.group(1).decode()) for m in WG_ASSIGNMENT.finditer(data) if _is_key(m.group(2))]
-            bare = WG_BARE.match(data) if path.suffix != ".pub" else None
-            if bare and _is_key(bare.group(1)) and not hits:
-                hits.append((0, "a bare key"))
-            for offset, what in hits:
-                yield Finding(display_path(path), _line(data, offset), self.code, self.name, self.severity,
-                              f"WireGuard key material ({what}) in {path.name}", self.hint, ("file", str(path)))
+    def found(self, path: Path, data: bytes) -> Iterator[Finding]:
+        """Findings in one file's bytes."""
+        hits = [(m.start(), m.group(1).decode()) for m in WG_ASSIGNMENT.finditer(data) if _is_key(m.group(2))]
+        bare = WG_BARE.match(data) if path.suffix != ".pub" else None
+        if bare and _is_key(bare.group(1)) and not hits:
+            hits.append((0, "a bare key"))
+        for offset, what in hits:
+            yield Finding(display_path(path), _line(data, offset), self.code, self.name, self.severity,
+                          f"WireGuard key material ({what}) in {path.name}", self.hint, ("file", str(path)))
 
 
 RULES = [PemPrivateKey, WireguardPrivateKey]
+
+
+def scan(root: Path, rules: tuple[PemPrivateKey | WireguardPrivateKey, ...] = (PemPrivateKey(), WireguardPrivateKey())
+         ) -> list[Finding]:
+    """The findings of the secret rules in the files under `root`, every file read once for all of
+    them; needs nothing else, so it runs on broken profiles too."""
+    return [finding for path, data in scan_files(root) for rule in rules for finding in rule.found(path, data)]
