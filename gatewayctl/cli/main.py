@@ -29,6 +29,7 @@ COMMANDS = {
     "lint": ("lint_cmd", "lint"), "test": ("policy_cmds", "test_cmd"), "query": ("policy_cmds", "query"),
     "diff": ("diff_cmd", "diff"), "cert": ("cert_cmd", "cert"), "auth": ("auth_cmd", "auth"),
     "report": ("report_cmd", "report"), "revoke": ("revoke_cmd", "revoke"),
+    "restore": ("restore_cmd", "restore"),
 }
 
 
