@@ -27,7 +27,7 @@ from gatewayctl.render.artifacts import Artifact
 MANIFEST = ".gatewayctl-build.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # Every path a build writes: a top folder and a file name, or partners/<id>/<file name>.
-OUTPUT_DEPTHS = {"wireguard": 2, "nftables": 2, "systemd": 2, "front": 2, "partners": 3}
+OUTPUT_DEPTHS = {"wireguard": 2, "nftables": 2, "systemd": 2, "front": 2, "partners": 3, "ha": 3}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -50,7 +50,7 @@ class WriteResult:
 
 # What each output folder holds: a stale file is removed only when its name could be one a build writes.
 OUTPUT_SUFFIXES = {"wireguard": (".conf",), "nftables": (".nft",), "systemd": (".service", ".timer"),
-                   "front": (".conf", ".pem"), "partners": (".conf", ".pem", ".json")}
+                   "front": (".conf", ".pem"), "partners": (".conf", ".pem", ".json"), "ha": (".conf", ".sh", ".nft")}
 
 
 def is_build_path(rel: str) -> bool:

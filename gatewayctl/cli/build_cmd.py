@@ -56,7 +56,7 @@ def build(obj: Context, out: Path, templates: Path | None, at_text: str | None) 
     """
     compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)
     try:
-        artifacts = render_all(compiled.policy, make_environment(templates))
+        artifacts = render_all(compiled.policy, make_environment(templates), compiled.estate.gateway.model.ha)
     except jinja2.TemplateError as exc:
         where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
         click.echo(f"error: template {where}{exc.message}; nothing was written", err=True)

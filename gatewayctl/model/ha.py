@@ -79,11 +79,19 @@ class HaSettings(Strict):
         default_factory=list, description="routes with the floating address as source, installed on the active node, "
         "so that handshakes the gateway starts leave from the floating address")
     config_dir: str = Field(default="/etc/gatewayctl/ha", pattern=r"^/[A-Za-z0-9_./-]{0,200}$",
-                            description="where the node's built ha/ files are installed on its host")
+                            description="where the built ha/ folder is installed on each node (a node's files "
+                                        "are in config_dir/NODE)")
+    run_dir: str = Field(default="/var/lib/gatewayctl/ha", pattern=r"^/[A-Za-z0-9_./-]{0,200}$",
+                         description="where each node keeps conntrackd's socket, lock and log and the notify "
+                                     "script's log (in run_dir/NODE)")
 
     def node(self, name: str) -> HaNode | None:
         """The node called `name`, or None."""
         return next((n for n in self.nodes if n.name == name), None)
+
+    def other(self, node: HaNode) -> HaNode:
+        """The other node of the pair."""
+        return next(n for n in self.nodes if n is not node)
 
 
 def ha_problems(gateway: Loaded[GatewayFile]) -> list[ProfileError]:

@@ -13,9 +13,11 @@ import jinja2
 from gatewayctl import __version__
 from gatewayctl.compile.compiler import collapse
 from gatewayctl.compile.ir import AuthIR, CompiledPolicy, PartnerIR, PeerIR
+from gatewayctl.model.ha import HaSettings
 from gatewayctl.model.types import IPNetwork
 from gatewayctl.partner_files import config_file, config_path
 from gatewayctl.render.environment import exact_timeouts, rounded_timeouts
+from gatewayctl.render.ha import ha_files
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -35,8 +37,8 @@ class Artifact:
     kind: str
 
 
-def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact]:
-    """Render every artifact of the policy, in a stable order."""
+def render_all(policy: CompiledPolicy, env: jinja2.Environment, ha: HaSettings | None = None) -> list[Artifact]:
+    """Render every artifact of the policy, in a stable order (with `ha`, each node's pair files too)."""
     common = {"gateway": policy.gateway, "version": __version__, "at": policy.at.strftime("%Y-%m-%dT%H:%M:%SZ")}
     artifacts = [
         Artifact(f"wireguard/{policy.interface.name}.conf",
@@ -48,6 +50,8 @@ def render_all(policy: CompiledPolicy, env: jinja2.Environment) -> list[Artifact
         artifacts.extend(_partner_artifacts(policy, partner, env, common))
     if policy.auth is not None:
         artifacts.extend(_front_artifacts(policy, env, common))
+    if ha is not None:  # a pair: each node's keepalived and conntrackd files (render/ha.py)
+        artifacts.extend(Artifact(path, text, False, kind) for path, text, kind in ha_files(policy, ha, env, common))
     for name, kind in (("gatewayctl-report.service", "systemd unit (nightly report)"),
                        ("gatewayctl-report.timer", "systemd timer (nightly report)")):
         artifacts.append(Artifact(f"systemd/{name}", env.get_template(f"systemd/{name}.j2").render(paths=policy.paths, **common),
