@@ -42,7 +42,7 @@ def ha_files(policy: CompiledPolicy, ha: HaSettings, env: jinja2.Environment,
             ha=ha, node=node, other=other, interface=policy.interface.name, table=policy.table.name,
             listen_port=policy.interface.listen_port, instance=f"gatewayctl_{policy.gateway}".replace("-", "_"),
             advert_s=_seconds(ha.advert_interval_ms), family=ha.floating_address.version,
-            own_addresses=sorted({str(ha.floating_address.ip)} | {str(a) for n in ha.nodes for a in (n.underlay_address.ip, n.sync_address)}),
+            own_addresses=_own_addresses(ha),
             node_dir=node_dir(ha, node), run_dir=run_dir(ha, node), **common)
         for name, template, kind in NODE_FILES:
             files.append((f"ha/{node.name}/{name}", env.get_template(template).render(**context), kind))
@@ -52,3 +52,11 @@ def ha_files(policy: CompiledPolicy, ha: HaSettings, env: jinja2.Environment,
 def _seconds(ms: int) -> str:
     """keepalived's advert_int: seconds, with centiseconds when not whole (VRRPv3)."""
     return str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:.2f}".rstrip("0")
+
+
+def _own_addresses(ha: HaSettings) -> list[str]:
+    """The pair's own addresses: flows to or from them are the nodes', not partners' (conntrackd skips them)."""
+    own = {str(ha.floating_address.ip)}
+    for node in ha.nodes:
+        own |= {str(node.underlay_address.ip), str(node.sync_address)}
+    return sorted(own)
