@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.schema import json_schema
+from gatewayctl.model.jsonpatterns import endpoint_schema, interface_schema, network_schema, port_spec_schema
+from gatewayctl.schema import FILES, json_schema
 
 INTRO = """# Profile reference
 
@@ -22,21 +23,37 @@ Free text (names, references, justifications, approvers, owners) is one line of 
 descriptions may also hold newlines and tabs. Refused in all of them: other control characters
 (C0, DEL and C1, including U+0085), the bidirectional controls U+202A-U+202E, U+2066-U+2069,
 U+200E, U+200F and U+061C, and the separators U+2028 and U+2029.
+
+JSON Schemas for editors and CI are in `docs/schemas/` (written by `gatewayctl schema --output-dir DIR`):
+`gateway.schema.json`, `services.schema.json`, `partner.schema.json`, `policy-test.schema.json`
+(for `tests/*.yaml`) and `profile.schema.json` (any of them; map each file to its own kind for
+clearer messages). Their patterns are ECMA-262 in Unicode mode and their formats standard ones:
+check-jsonschema with its defaults (`check-jsonschema --schemafile docs/schemas/partner.schema.json
+partners/*.yaml`; the tests run it) flags a typo'd field, a bad CIDR or a port outside 1-65535.
+Editors using yaml-language-server take the same schemas through a first line
+`# yaml-language-server: $schema=PATH` (not tested here). What a schema cannot say (host bits set, a
+reversed port range, addresses that are not the partner's, cross-file references) is checked by
+`gatewayctl validate`, which has the last word.
+
+`build` writes each peer's WireGuard config to `partners/<id>/<interface>.conf`. `wg-quick up`
+takes the interface name from the file name (at most 15 characters of `[a-zA-Z0-9_=+.-]`), so the
+interface name is the peer name when that has at most 15 characters, and otherwise the peer name's
+first 10 characters, `-` and the first 4 hex digits of the SHA-256 of the whole peer name
+(`umbrella-raccoon` becomes `umbrella-r-9d31.conf`; `printf %s NAME | sha256sum | cut -c1-4`).
+`validate` refuses two peers of one partner that would get the same file.
 """
 
-FORMATS = {
-    "ipv4network": "IP network (CIDR)", "ipv6network": "IP network (CIDR)",
-    "ipv4interface": "IP address/prefix", "ipv6interface": "IP address/prefix",
-    "date": "date (YYYY-MM-DD)",
-}
-FILES = [("gateway", "gateway.yaml"), ("services", "services.yaml"), ("partner", "partners/<id>.yaml")]
+FORMATS = {"date": "date (YYYY-MM-DD)"}
+# Field schemas that stand for one kind of value, shown by that name rather than by their patterns
+SHAPES = [(network_schema(), "IP address or network (CIDR)"), (interface_schema(), "IP address/prefix"),
+          (port_spec_schema(), "port (1-65535) or range 'first-last'"), (endpoint_schema(), "host:port")]
 
 
 def profile_reference() -> str:
     """Return the Markdown reference of every profile file and nested object."""
     parts = [INTRO]
     seen: set[str] = set()
-    for kind, filename in FILES:
+    for kind, filename in FILES.items():
         schema = json_schema(kind)
         defs = schema.get("$defs", {})
         parts.append(f"## `{filename}`\n\n{schema.get('description', '')}\n")
@@ -83,6 +100,9 @@ def _table(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 def _type(prop: dict[str, Any]) -> str:
+    shape = next((name for shape, name in SHAPES if all(prop.get(k) == v for k, v in shape.items())), None)
+    if shape is not None:
+        return shape
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#{name.lower()})"

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema
 
+from gatewayctl.model.jsonpatterns import endpoint_schema, interface_schema, network_schema, port_spec_schema
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -63,7 +65,9 @@ class Strict(BaseModel):
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_-]{0,30}[a-z0-9]$|^[a-z]$"
 INTERFACE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,14}$"
-EMAIL_PATTERN = r"^[^@\s\"'<>;{}]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+# No escape before '"': ECMA-262 in Unicode mode (JSON Schema tools, editors) refuses escapes of
+# characters that need none; Python and pydantic read the class the same either way.
+EMAIL_PATTERN = r"""^[^@\s"'<>;{}]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"""
 ABSOLUTE_PATTERN = r"^/[A-Za-z0-9._/+-]*$"
 RELATIVE_PATTERN = r"^[A-Za-z0-9._/+-]+$"
 OID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+$"
@@ -189,9 +193,15 @@ def _interface(value: Any) -> IPInterface:
 Network = Annotated[
     IPNetwork,
     BeforeValidator(_network),
+    WithJsonSchema(network_schema()),
     Field(description="an IPv4 or IPv6 address or network in CIDR form, host bits clear"),
 ]
-InterfaceAddress = Annotated[IPInterface, BeforeValidator(_interface)]
+InterfaceAddress = Annotated[
+    IPInterface,
+    BeforeValidator(_interface),
+    WithJsonSchema(interface_schema()),
+    Field(description="an IPv4 or IPv6 address with its prefix length, such as 10.250.0.1/16"),
+]
 
 
 def _wg_key(value: Any) -> str:
@@ -228,7 +238,8 @@ def _endpoint(value: Any) -> str:
     return value
 
 
-Endpoint = Annotated[str, BeforeValidator(_endpoint), Field(description="host:port or [IPv6]:port")]
+Endpoint = Annotated[str, BeforeValidator(_endpoint), WithJsonSchema(endpoint_schema()),
+                     Field(description="host:port or [IPv6]:port")]
 
 
 def parse_port_spec(value: Any) -> tuple[int, int]:
@@ -256,6 +267,7 @@ def _port_spec(value: Any) -> int | str:
 PortSpec = Annotated[
     int | str,
     BeforeValidator(_port_spec),
+    WithJsonSchema(port_spec_schema()),
     Field(description="a port (443) or an inclusive range written first-last ('8000-8080')"),
 ]
 
