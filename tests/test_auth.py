@@ -147,7 +147,9 @@ def test_build_compiles_the_front_and_gates_the_grants(estate: Path, pki: Pki, t
     assert "auth serve" in unit and "CapabilityBoundingSet=CAP_NET_ADMIN" in unit
     units = sorted(str(p) for p in (out / "systemd").iterdir())
     assert [Path(u).name for u in units] == ["gatewayctl-auth.service", "gatewayctl-front.service",
-                                             "gatewayctl-report.service", "gatewayctl-report.timer"]
+                                             "gatewayctl-guard.service", "gatewayctl-report.service",
+                                             "gatewayctl-report.timer", "gatewayctl-restore.service",
+                                             "gatewayctl-wireguard-go.service"]
     verify = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0 and verify.stderr == "", verify.stderr  # systemd's own check of the units
 

@@ -56,6 +56,11 @@ def render_all(policy: CompiledPolicy, env: jinja2.Environment, ha: HaSettings |
                        ("gatewayctl-report.timer", "systemd timer (nightly report)")):
         artifacts.append(Artifact(f"systemd/{name}", env.get_template(f"systemd/{name}.j2").render(paths=policy.paths, **common),
                                   False, kind))
+    # boot and crash: the guard before the network, wireguard-go (hosts without the module), restore
+    boot = dict(ifname=policy.interface.name, table=policy.table.name, **common)
+    for name in ("gatewayctl-guard.service", "gatewayctl-wireguard-go.service", "gatewayctl-restore.service"):
+        artifacts.append(Artifact(f"systemd/{name}", env.get_template(f"systemd/{name}.j2").render(**boot), False,
+                                  "systemd unit (boot: guard, wireguard-go, restore)"))
     return artifacts
 
 
