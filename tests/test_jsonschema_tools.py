@@ -52,6 +52,12 @@ def test_published_schemas_are_current(tmp_path: Path) -> None:
         assert run_cli("schema", "--kind", kind).stdout == schema_text(kind)
 
 
+def test_output_dir_writes_every_schema_and_refuses_a_kind(tmp_path: Path) -> None:
+    result = run_cli("schema", "--output-dir", str(tmp_path / "s"), "--kind", "partner")
+    assert result.exit_code == 2 and "--output-dir writes every JSON schema" in result.stderr, result.stderr
+    assert not (tmp_path / "s").exists()
+
+
 def test_every_published_schema_passes_the_metaschema_with_unicode_regexes() -> None:
     for kind in ["all", *KINDS]:
         result = check_jsonschema("--check-metaschema", published(kind))
