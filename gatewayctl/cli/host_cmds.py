@@ -22,7 +22,9 @@ from gatewayctl.cli.common import Context, load_or_exit
 from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
+from gatewayctl.hanode import NODE_ENV, NODE_FILE, NodeError, NodeRole, node_name, resolve
 from gatewayctl.host.errors import HostError
+from gatewayctl.host.local_addresses import local_addresses
 from gatewayctl.host.netns import enter
 from gatewayctl.host.real import ForkedSnapshot, RealHost
 from gatewayctl.loader.profiles import peek_names
@@ -40,7 +42,32 @@ def host_options(func: F) -> F:
                         help=f"State folder (lock, journal, last applied state); default {DEFAULT_STATE_DIR}, "
                              f"or {DEFAULT_STATE_DIR}/netns/NAME with --netns.")(func)
     func = click.option("--netns", metavar="NAME", help="Act on the network namespace NAME instead of the host.")(func)
+    func = click.option("--node", metavar="NAME", expose_value=False, callback=_remember_node,
+                        help=f"Which node of a pair (gateway.yaml ha:) this host is; else ${NODE_ENV} or the "
+                             f"state folder's file {NODE_FILE} (docs/ha.md).")(func)
     return func
+
+
+def _remember_node(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    ctx.meta["gatewayctl.node"] = value  # read by prepare_or_exit: the commands' signatures stay as they are
+
+
+def check_node(obj: Context, state: StateDir, compiled: Compiled) -> NodeRole | None:
+    """On a pair: this host's node and role, said on stderr; exit 2 when the node is unknown or wrong.
+    None for a gateway that is one host."""
+    ha = compiled.estate.gateway.model.ha
+    if ha is None:
+        return None
+    ctx = click.get_current_context(silent=True)
+    option = ctx.meta.get("gatewayctl.node") if ctx is not None else None
+    try:
+        role = resolve(ha, node_name(option, state.root), local_addresses())
+    except NodeError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail exits
+    if obj.verbosity >= 0:
+        click.echo(role.describe(), err=True)
+    return role
 
 
 def open_host(netns: str | None, state_dir: Path | None) -> tuple[RealHost, StateDir]:
@@ -80,6 +107,7 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     names = peek_names(obj.profiles)
     early = ForkedSnapshot(host, *names) if names else None
     compiled = load_or_exit(obj.profiles, now, obj.verbosity)
+    check_node(obj, state, compiled)  # a pair's node: the same desired state on either node
     standing, ended = revocations.still_granted(revocations.load(state), compiled.policy)
     policy = revocations.restrict(compiled.policy, standing)
     secrets = Secrets()
