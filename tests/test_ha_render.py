@@ -11,7 +11,9 @@ import pytest
 from tests.conftest import AT, run_cli
 from tests.test_ha_model import HA_BLOCK, with_ha
 
-ROUTES = "  source_routes:\n    - to: 0.0.0.0/0\n      via: 192.0.2.1\n"
+ROUTES = ("  source_routes:\n    - to: 0.0.0.0/0\n      via: 192.0.2.1\n"
+          "  internal_addresses:\n    - {address: 10.255.255.1/24, interface: eth2}\n"
+          "    - {address: 'fd00:ffff::1/64', interface: eth2}\n")
 NODE_FILES = {"keepalived.conf", "conntrackd.conf", "gatewayctl-ha-check.sh", "gatewayctl-ha-notify.sh", "gatewayctl-ha.nft"}
 
 
@@ -57,6 +59,7 @@ def test_node_files_name_their_node_and_the_other(built: tuple[dict[str, str], d
         assert "virtual_router_id 51" in text and "advert_int 0.5" in text and "192.0.2.100/24 dev eth0" in text
         assert "src 192.0.2.100 to 0.0.0.0/0 via 192.0.2.1 dev eth0 metric 50" in text
         assert "nopreempt" not in text
+        assert "virtual_ipaddress_excluded {\n\t\t10.255.255.1/24 dev eth2\n\t\tfd00:ffff::1/64 dev eth2\n" in text
     sync_a = pair["ha/fra-a/conntrackd.conf"]
     assert "IPv4_address 198.51.100.1\n" in sync_a and "IPv4_Destination_Address 198.51.100.2" in sync_a
     assert "Interface eth1" in sync_a and "/var/lib/gatewayctl/ha/fra-a/conntrackd.ctl" in sync_a
@@ -72,10 +75,15 @@ def test_nopreempt(estate: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("tool", ["keepalived", "nft"])
-def test_the_daemons_accept_the_files(built: tuple[dict[str, str], dict[str, str]], tmp_path: Path, tool: str) -> None:
-    """keepalived's own config test and nft's check (-c) on every node's file; sh -n on the scripts."""
+def test_the_daemons_accept_the_files(built: tuple[dict[str, str], dict[str, str]], tmp_path: Path, tool: str,
+                                      netns: str) -> None:
+    """keepalived's own config test (in a namespace that has the interfaces it names) and nft's check (-c)
+    on every node's file; sh -n on the scripts."""
     if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (setup.sh installs it)")
+        pytest.fail(f"{tool} is not installed (setup.sh installs it)")
+    for pair_names in (("eth0", "eth1"), ("eth2", "eth3")):
+        subprocess.run(["ip", "-n", netns, "link", "add", pair_names[0], "type", "veth", "peer", "name", pair_names[1]],
+                       check=True)
     _, pair = built
     for node in ("fra-a", "fra-b"):
         folder = tmp_path / node
@@ -83,7 +91,8 @@ def test_the_daemons_accept_the_files(built: tuple[dict[str, str], dict[str, str
         for name in NODE_FILES:
             (folder / name).write_text(pair[f"ha/{node}/{name}"])
         if tool == "keepalived":
-            done = subprocess.run(["keepalived", "--config-test", "-f", str(folder / "keepalived.conf")],
+            done = subprocess.run(["ip", "netns", "exec", netns, "keepalived", "--config-test", "-f",
+                                   str(folder / "keepalived.conf")],
                                   capture_output=True, text=True, timeout=30)
         else:
             done = subprocess.run(["nft", "-c", "-f", str(folder / "gatewayctl-ha.nft")], capture_output=True, text=True,

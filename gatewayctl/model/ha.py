@@ -55,6 +55,13 @@ class HaRoute(Strict):
                         description="route metric; lower than the node's own route to the same network")
 
 
+class HaAddress(Strict):
+    """An address that moves with the floating address (the active node holds it)."""
+
+    address: InterfaceAddress = Field(description="the address with prefix length, e.g. 10.255.255.1/24")
+    interface: InterfaceName = Field(description="the interface it goes on (same name on both nodes)")
+
+
 class HaSettings(Strict):
     """A high-availability pair: VRRP (keepalived) moves the floating address, conntrackd copies the
     connection tracking state, and both nodes carry the same WireGuard identity and ruleset."""
@@ -75,6 +82,9 @@ class HaSettings(Strict):
     sync_port: Port = Field(default=3780, description="UDP port conntrackd uses on the synchronisation link")
     check_interval_s: int = Field(default=1, ge=1, le=60, strict=True,
                                   description="how often each node checks its WireGuard interface and table")
+    internal_addresses: list[HaAddress] = Field(
+        default_factory=list, description="addresses that move with the floating address, of either family: the "
+        "pair's next hop on the internal networks, so that replies to partners come back to the active node")
     source_routes: list[HaRoute] = Field(
         default_factory=list, description="routes with the floating address as source, installed on the active node, "
         "so that handshakes the gateway starts leave from the floating address")
