@@ -107,10 +107,13 @@ def _record_or_guard(host: RealHost, state: StateDir, env: jinja2.Environment, i
 
 
 def _fallback_guard(host: RealHost, env: jinja2.Environment, interface: str | None, table: str | None) -> str | None:
-    """Guard the named interface (no addresses known) when the state folder cannot say more; None if not asked."""
+    """Guard the named interface (no addresses known) when the state folder cannot say more; None if not asked.
+    A guard already loaded (by the boot unit, with the addresses it knew then) is kept as it is."""
     if interface is None:
         return None
     try:
+        if host.nft_list_text(f"{table or 'gatewayctl'}_guard") is not None:
+            return f"{table or 'gatewayctl'}_guard"
         return load_guard(host, env, table or "gatewayctl", interface, [])
     except HostError as exc:
         click.echo(f"error: cannot load the guard table: {exc}", err=True)

@@ -1,0 +1,41 @@
+"""A continuous prober that keeps the time of every probe that passed, until SIGTERM:
+
+    python -m tests.timed_prober '[{"src": ..., "dst": ..., "proto": "tcp", "port": 5432}, ...]'
+
+Prints one JSON object: {"rounds": N, "passed_at": [[unix time the answer came, ...] per flow]}.
+A probe passed when the lab's service answered through the gateway; each waits at most 0.3 s, so the
+packet that passed crossed the gateway at most 0.3 s before its recorded time.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+from gatewayctl.lab import probe
+
+probe.TIMEOUT_S = 0.3
+stop = False
+
+
+def main() -> None:
+    def end(*_: object) -> None:
+        global stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, end)
+    specs = json.loads(sys.argv[1])
+    passed: list[list[float]] = [[] for _ in specs]
+    rounds = 0
+    while not stop:
+        for index, spec in enumerate(specs):
+            if probe.probe(spec):
+                passed[index].append(time.time())
+        rounds += 1
+    print(json.dumps({"rounds": rounds, "passed_at": passed}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
