@@ -27,8 +27,8 @@ def test_rebuild_is_byte_identical_and_writes_nothing(tmp_path: Path) -> None:
     before = snapshot(tmp_path / "out")
     second = build(tmp_path / "out")
     assert snapshot(tmp_path / "out") == before  # same bytes, same modes, not even touched
-    assert first.count("written") == 11  # 9 configs and certificates, the report service and timer
-    assert second.count("unchanged") == 11 and "written" not in second
+    assert first.count("written") == 14  # 9 configs and certificates, the report service and timer, 3 boot units
+    assert second.count("unchanged") == 14 and "written" not in second
 
 
 def test_build_in_two_folders_is_identical(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_compiled_templates_are_cached_privately_and_change_with_the_template(tm
     build(tmp_path / "c", "--templates", str(tmp_path / "site"))  # a changed source is compiled again, not served stale
     assert len(list(folder.iterdir())) == len(entries) + 1
     assert all(conf.read_text().startswith("# site template") for conf in (tmp_path / "c" / "partners").rglob("*.conf"))
-    assert first.count("written") == 11
+    assert first.count("written") == 14
 
 
 def test_a_template_cache_others_can_write_to_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
