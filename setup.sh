@@ -11,6 +11,7 @@ apt-get update -q
 # iproute2/iputils-ping/procps: namespaces, links and reachability checks for the lab and the tests;
 # nginx + curl: the smart-card session front (mTLS) and a partner user's client in its end-to-end test;
 # chromium: the compliance report is checked in a real headless browser (driven by Playwright from PyPI);
+# poppler-utils: pdftotext reads the report Chromium printed to PDF (every grant in it, the summary on page 1);
 # systemd: `systemd-analyze verify` checks the units `build` writes;
 # conntrack: the tests list and inject connection-tracking entries (gatewayctl itself uses netlink);
 # iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output;
@@ -18,7 +19,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables iperf3 keepalived conntrackd
+    conntrack iptables iperf3 keepalived conntrackd poppler-utils
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).
