@@ -15,7 +15,7 @@ import click
 from gatewayctl.build import write_artifacts
 from gatewayctl.cli.common import Context, load_or_exit
 from gatewayctl.compile.ir import CompiledPolicy
-from gatewayctl.lab import core, reach
+from gatewayctl.lab import core, ha, reach
 from gatewayctl.loader.profiles import Estate
 from gatewayctl.render.artifacts import render_all
 from gatewayctl.render.environment import make_environment
@@ -43,16 +43,22 @@ def lab_dir_option(func: F) -> F:
 
 @lab.command()
 @lab_dir_option
+@click.option("--ha", "pair", is_flag=True, help="A pair of gateway nodes (keepalived, conntrackd) behind a floating "
+              "address, instead of one gateway (docs/ha.md).")
 @click.pass_obj
-def up(obj: Context, root: Path) -> None:
+def up(obj: Context, root: Path, pair: bool) -> None:
     """Build the lab from the profiles, apply them, and prove access with real packets.
 
     \b
     Examples:
       gatewayctl lab up
+      gatewayctl lab up --ha
       gatewayctl --profiles my-estate lab up --dir /tmp/lab
     """
     load_or_exit(obj.profiles, dt.datetime.now(dt.UTC), -1)  # bad profiles fail before anything is made
+    if pair:
+        _up_pair(obj, root)
+        return
     try:
         made = core.up(obj.profiles, root)
     except core.LabError as exc:
@@ -79,6 +85,30 @@ def up(obj: Context, root: Path) -> None:
     subprocess.run([*base, "drift", *host], check=False)
     click.echo(f"\nlab is up. Try: gatewayctl --profiles {profiles} plan --netns {made.gateway_ns} "
                f"--state-dir {made.data['state_dir']}\n     and: gatewayctl lab down")
+
+
+def _up_pair(obj: Context, root: Path) -> None:
+    """lab up --ha: the pair's namespaces, build, then conntrackd, apply standby then active, keepalived."""
+    try:
+        made = ha.up(obj.profiles, root)
+        click.echo(f"lab {made.data['id']}: nodes {', '.join(n['ns'] for n in made.data['ha']['nodes'].values())}, "
+                   f"{len(made.data['peers'])} partner peers, services in {made.data['services_ns']}, "
+                   f"floating address {made.data['ha']['floating']}")
+        compiled = load_or_exit(Path(made.data["profiles"]), dt.datetime.now(dt.UTC), obj.verbosity)
+        write_artifacts(render_all(compiled.policy, make_environment(), compiled.estate.gateway.model.ha), root / "out")
+        core.configure_peers(made, root / "out")
+        for line in ha.start(made):
+            click.echo(line)
+    except core.LabError as exc:
+        click.echo(f"error: {exc}; the lab is left up for inspection (gatewayctl lab down removes it)", err=True)
+        raise SystemExit(2) from None
+    silent = core.wait_handshakes(made)
+    if silent:
+        click.echo(f"warning: no WireGuard handshake yet from {', '.join(silent)}", err=True)
+    _reachability(made, compiled.policy, compiled.estate)
+    click.echo(f"\nactive node: {ha.active(made)}. Try: gatewayctl --profiles {made.data['profiles']} plan --netns NODE_NS "
+               f"--state-dir {root}/state/NODE --node NODE (in the node's mount namespace: docs/ha.md)\n"
+               "     and: gatewayctl lab down")
 
 
 def _reachability(made: core.Lab, policy: CompiledPolicy, estate: Estate) -> None:

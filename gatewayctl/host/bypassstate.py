@@ -125,8 +125,17 @@ def parse_base_chains(listing: dict[str, Any], own_table: str, device_text: dict
         effects, closed = walker.chain(c["name"], (), (), (c["name"],))
         if c.get("policy") == "drop" and not closed:
             effects.append(Effect("policy drop", (c["name"],)))
+        if _pair_silence(c, own_table, effects):
+            continue
         yield BaseChain("nftables", c["family"], c["table"], c["name"], c.get("type"), c["hook"], int(c.get("prio", 0)),
                         c.get("policy"), _devices(c, device_text), tuple(effects))
+
+
+def _pair_silence(chain: dict[str, Any], own_table: str, effects: list[Effect]) -> bool:
+    """A pair's table inet OWN_ha (templates/ha/gatewayctl-ha.nft.j2): an output chain that only drops
+    (what the node itself sends from the WireGuard port). It cannot widen access; anything else in it is reported."""
+    return (chain["family"] == "inet" and chain["table"] == f"{own_table}_ha" and chain["hook"] == "output"
+            and chain.get("policy") == "accept" and all(e.what == "drop" for e in effects))
 
 
 def _devices(chain: dict[str, Any], device_text: dict[str, str]) -> tuple[str, ...]:

@@ -88,14 +88,7 @@ def up(profiles: Path, root: Path) -> Lab:
     """Create the lab; returns it. Raises LabError (after removing what it made) on failure."""
     if load(root) is not None:
         raise LabError(f"a lab already exists in {root}: run `gatewayctl lab down` first")
-    token = secrets.token_hex(2)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for sub in ("keys", "logs", "state"):
-        (root / sub).mkdir(exist_ok=True, mode=0o700)
-    lab = Lab(root, {"id": token, "namespaces": [], "pids": [], "peers": [], "gateway_ns": f"gwl{token}-gw",
-                     "services_ns": f"gwl{token}-svc", "profiles": str(root / "profiles"), "state_dir": str(root / "state"),
-                     "ifname": f"wgl{token}"})
-    lab.save()
+    lab = new_lab(root)
     try:
         _derive_profiles(lab, profiles)
         _network(lab)
@@ -104,6 +97,19 @@ def up(profiles: Path, root: Path) -> Lab:
     except Exception:
         down(root)
         raise
+    return lab
+
+
+def new_lab(root: Path) -> Lab:
+    """The lab's folders and its record (nothing made yet); the pair's lab (lab/ha.py) starts here too."""
+    token = secrets.token_hex(2)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for sub in ("keys", "logs", "state"):
+        (root / sub).mkdir(exist_ok=True, mode=0o700)
+    lab = Lab(root, {"id": token, "namespaces": [], "pids": [], "peers": [], "gateway_ns": f"gwl{token}-gw",
+                     "services_ns": f"gwl{token}-svc", "profiles": str(root / "profiles"), "state_dir": str(root / "state"),
+                     "ifname": f"wgl{token}"})
+    lab.save()
     return lab
 
 
@@ -280,7 +286,7 @@ def down(root: Path) -> list[str]:
     if lab is None:
         return removed
     pids = list(lab.data["pids"])
-    for pidfile in (root / "state").glob("wireguard-go-*.pid"):
+    for pidfile in (root / "state").rglob("wireguard-go-*.pid"):  # a pair's nodes: state/NODE/
         pids.append(int(pidfile.read_text()))
     for pid in pids:
         try:
