@@ -13,6 +13,7 @@ from gatewayctl.errors import ProfileErrors
 from gatewayctl.loader.profiles import _translate
 from gatewayctl.loader.yaml12 import read_document
 from gatewayctl.model.types import Strict, Text
+from gatewayctl.report.withhold import withhold_paths
 
 PASS, FAIL, NOT_EVIDENCED = "pass", "fail", "not-evidenced"
 DEFAULT_CONTROLS = Path(__file__).with_name("controls.yaml")
@@ -20,8 +21,13 @@ Doc = dict[str, Any]
 Result = tuple[str, str, list[str]]  # status, detail, evidence
 
 
+def _where(f: Doc) -> str:
+    """`path:line: ` of a lint finding; empty in a partner's report, which shows no path of the gateway."""
+    return f"{f['path']}:{f['line']}: " if f["path"] else ""
+
+
 def _lint(doc: Doc, prefixes: tuple[str, ...], severities: tuple[str, ...] = ("error",)) -> list[str]:
-    return [f"{f['path']}:{f['line']}: {f['code']} {f['message']}" for f in doc["lint"]["findings"]
+    return [f"{_where(f)}{f['code']} {f['message']}" for f in doc["lint"]["findings"]
             if f["code"].startswith(prefixes) and f["severity"] in severities]
 
 
@@ -86,7 +92,7 @@ def agreements_in_force(doc: Doc) -> Result:
 
 
 def lint_clean(doc: Doc) -> Result:
-    errors = [f"{f['path']}:{f['line']}: {f['code']} {f['message']}" for f in doc["lint"]["findings"] if f["severity"] == "error"]
+    errors = [f"{_where(f)}{f['code']} {f['message']}" for f in doc["lint"]["findings"] if f["severity"] == "error"]
     suppressed = len(doc["lint"]["suppressed"])
     if errors:
         return FAIL, f"{len(errors)} lint error(s)", errors
@@ -97,7 +103,7 @@ def policy_tests_pass(doc: Doc) -> Result:
     tests = doc["policy_tests"]
     if not tests:
         return NOT_EVIDENCED, "no policy test covers this scope", []
-    failed = [f"{t['where']}: {t['name']}: {t['detail']}" for t in tests if not t["passed"]]
+    failed = [f"{t['where'] + ': ' if t['where'] else ''}{t['name']}: {t['detail']}" for t in tests if not t["passed"]]
     if failed:
         return FAIL, f"{len(failed)} of {len(tests)} policy tests fail", failed
     return PASS, f"all {len(tests)} policy tests pass", []
@@ -238,6 +244,17 @@ def load_controls(path: Path | None) -> ControlFile:
     return model
 
 
+def control_status(statuses: dict[str, str]) -> tuple[str, list[str]]:
+    """A control's status from the statuses of the checks it cites, and the cited checks not evidenced.
+
+    Fail when one check fails; pass only when every check passes; otherwise not evidenced, however
+    many of the others pass: a control is never shown as met on part of its evidence."""
+    missing = [c for c, s in statuses.items() if s == NOT_EVIDENCED]
+    if FAIL in statuses.values():
+        return FAIL, missing
+    return (NOT_EVIDENCED if missing else PASS), missing
+
+
 def evaluate(doc: Doc, controls: ControlFile) -> Doc:
     """Add `checks`, `controls` and `summary` to the document; return it."""
     results = {c.id: c.run(doc) for c in CHECKS}
@@ -245,10 +262,10 @@ def evaluate(doc: Doc, controls: ControlFile) -> Doc:
     rows = []
     for control in controls.controls:
         label = f"{controls.frameworks[control.framework]} {control.id}"
-        statuses = [results[c][0] for c in control.checks]
-        status = FAIL if FAIL in statuses else PASS if PASS in statuses else NOT_EVIDENCED
+        status, missing = control_status({c: results[c][0] for c in control.checks})
         rows.append({"framework": control.framework, "framework_title": controls.frameworks[control.framework],
-                     "id": control.id, "title": control.title, "status": status, "checks": list(control.checks)})
+                     "id": control.id, "title": control.title, "status": status, "checks": list(control.checks),
+                     "not_evidenced": missing})
         for c in control.checks:
             cited[c].append(label)
     doc["checks"] = [{"id": c.id, "title": c.title, "status": results[c.id][0], "detail": results[c.id][1],
@@ -258,4 +275,6 @@ def evaluate(doc: Doc, controls: ControlFile) -> Doc:
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in (PASS, FAIL, NOT_EVIDENCED)}
     doc["summary"] = {"controls": counts, "status": FAIL if counts[FAIL] else PASS,
                       "checks": {s: sum(1 for c in doc["checks"] if c["status"] == s) for s in (PASS, FAIL, NOT_EVIDENCED)}}
+    if doc["scope"]["partner"] is not None:
+        doc.update(withhold_paths(doc))  # after the checks, whose details quote findings and host errors
     return doc

@@ -88,6 +88,9 @@ def collect(compiled: Compiled, lint: LintResult, tests: list[Outcome], live: Li
                 "allowed_users": len(reqs.identity.allowed) if reqs.identity else None},
             "sessions": [s.to_json() for s in sessions if s.partner == p.id],
         })
+        _add_must_present(partners[-1])
+        if partner is not None:
+            _name_cas_by_subject(partners[-1], compiled)
     findings = [_finding(f) for f in lint.findings]
     others = _other_partner_tokens(compiled, partner) if partner is not None else []
     withheld = 0
@@ -95,6 +98,8 @@ def collect(compiled: Compiled, lint: LintResult, tests: list[Outcome], live: Li
         mine = [f for f in findings if f["partner"] == partner]
         findings = [f for f in mine if not _mentions(f["message"], others)]
         withheld = len(mine) - len(findings)  # findings that also name another partner are not shown to this one
+        for f in findings:
+            f["path"] = ""  # a file of the gateway's profiles: not the partner's business (report/withhold.py)
     drift: dict[str, Any] = {"available": live.drift is not None, "reason": live.reason}
     if live.drift is not None:
         drift_findings = [f.__dict__ for f in live.drift.findings if partner is None or (
@@ -118,7 +123,8 @@ def collect(compiled: Compiled, lint: LintResult, tests: list[Outcome], live: Li
         "partners": partners,
         "lint": {"findings": [f for f in findings if not f["suppressed"]], "suppressed": [f for f in findings if f["suppressed"]],
                  "withheld": withheld},
-        "policy_tests": [{"name": o.test.test.name, "where": o.test.where, "partner": o.test.test.partner,
+        "policy_tests": [{"name": o.test.test.name, "where": o.test.where if partner is None else "",
+                          "partner": o.test.test.partner,
                           "passed": o.passed, "detail": o.detail}
                          for o in tests if partner is None or o.test.test.partner == partner],
         "live": {"available": live.state is not None, "reason": live.reason},
@@ -143,6 +149,36 @@ def _other_partner_tokens(compiled: Compiled, partner: str) -> list[str]:
             for net in (*peer.addresses, *peer.networks):
                 tokens.update({str(net), str(net.network_address)})
     return sorted(tokens)
+
+
+def _add_must_present(p: dict[str, Any]) -> None:
+    """Set each grant's `must_present`: what the partner presents to use it (key, preshared key, smart card)."""
+    peers = p["peers"]
+    with_psk = [peer["name"] for peer in peers if peer["preshared_key"]]
+    session = (p["certificates"] or {}).get("session_seconds")
+    for g in p["grants"]:
+        need = [f"WireGuard key of peer {', '.join(peer['name'] for peer in peers)}"]
+        if g["classification"] in p["preshared_key_needed"] or (with_psk and len(with_psk) == len(peers)):
+            need.append("preshared key")
+        elif with_psk:
+            need.append(f"preshared key (peer {', '.join(with_psk)})")
+        if session:
+            need.append(f"smart card (a session at the gateway, at most {session} s)")
+        elif g["classification"] in p["smartcard_needed"]:
+            need.append("smart card (its stage requires one; not yet enforced at the gateway)")
+        g["must_present"] = need
+
+
+def _name_cas_by_subject(p: dict[str, Any], compiled: Compiled) -> None:
+    """In a partner's report, name its issuing CAs by subject, not by their file on the gateway."""
+    certs = p["certificates"]
+    if certs is None:
+        return
+    lines = certs["requirements"]
+    for path, chain in compiled.cas.items():
+        subject = "; ".join(c.subject.rfc4514_string() for c in chain) or "(no certificate)"
+        lines = [line.replace(path, subject) for line in lines]
+    certs["requirements"] = lines
 
 
 def _mentions(text: str, tokens: list[str]) -> bool:

@@ -20,6 +20,7 @@ from gatewayctl.markup import MarkdownSafe, markdown_code, markdown_text
 Doc = dict[str, Any]
 PALETTE = ["#4caf50", "#8bc34a", "#ffc107", "#ff9800", "#f44336", "#9c27b0", "#795548", "#607d8b"]
 TIMELINE_DAYS = 182
+SHOWN = 20  # evidence items of a check shown in HTML, Markdown and JUnit; the rest is counted
 
 
 def human_bytes(value: int | None) -> str:
@@ -33,6 +34,11 @@ def human_bytes(value: int | None) -> str:
     return f"{value} B"
 
 
+def count(value: int) -> str:
+    """An integer with thousands separators: 4,980."""
+    return f"{value:,}"
+
+
 def _colours(doc: Doc) -> dict[str, str]:
     classes = doc["gateway"]["classifications"]
     if len(classes) <= 1:
@@ -41,17 +47,43 @@ def _colours(doc: Doc) -> dict[str, str]:
     return {c: PALETTE[round(i * step)] for i, c in enumerate(classes)}
 
 
+def letters(classes: list[str]) -> dict[str, str]:
+    """Each classification's mark in the matrix: the shortest prefix no other classification shares,
+    first letter upper case (public P, internal I, confidential C, restricted R)."""
+    marks = {}
+    for name in classes:
+        size = next((n for n in range(1, len(name) + 1)
+                     if not any(o != name and o.lower().startswith(name[:n].lower()) for o in classes)), len(name))
+        marks[name] = name[:size].capitalize()
+    return marks
+
+
+def ink(colour: str) -> str:
+    """Black or white, whichever reads better on the background `colour` (#rrggbb)."""
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#000" if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else "#fff"
+
+
+def legend(doc: Doc) -> list[dict[str, str]]:
+    """Per classification, least sensitive first: its name, mark, background and text colour."""
+    colours, marks = _colours(doc), letters(doc["gateway"]["classifications"])
+    return [{"name": c, "letter": marks[c], "colour": colours[c], "ink": ink(colours[c])} for c in colours]
+
+
 def matrix(doc: Doc) -> dict[str, Any]:
-    """Partners by services: each cell the grant's classification, expiring and session marks."""
+    """Partners by services: each cell the grant's classification (with its mark), expiring and session marks."""
     services = sorted(doc["services"])
+    marks = {c["name"]: c for c in legend(doc)}
     rows = []
     for p in doc["partners"]:
         cells: dict[str, dict[str, Any]] = {}
         for g in p["grants"]:
             if not g["in_force"]:
                 continue
+            mark = marks[g["classification"]]
             cell = cells.setdefault(g["service"], {"classification": g["classification"], "expiring": False,
-                                                   "gated": g["gated"], "ends": g["ends_at"]})
+                                                   "gated": g["gated"], "ends": g["ends_at"], "letter": mark["letter"],
+                                                   "colour": mark["colour"], "ink": mark["ink"]})
             cell["expiring"] = cell["expiring"] or g["expiring"]
         rows.append({"id": p["id"], "name": p["name"], "stage": p["stage"], "cells": [cells.get(s) for s in services]})
     return {"services": services, "rows": rows}
@@ -104,7 +136,7 @@ def md(value: object) -> MarkdownSafe:
 
 
 def environment(env: jinja2.Environment) -> jinja2.Environment:
-    env.filters.update(human_bytes=human_bytes, md=md, md_code=markdown_code)
+    env.filters.update(human_bytes=human_bytes, md=md, md_code=markdown_code, count=count)
     return env
 
 
@@ -126,7 +158,8 @@ def render(doc: Doc, fmt: str, env: jinja2.Environment) -> str:
     template = {"html": "report/report.html.j2", "markdown": "report/report.md.j2", "junit": "report/junit.xml.j2",
                 "prometheus": "report/metrics.prom.j2"}[fmt]
     epoch = int(dt.datetime.strptime(doc["generated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
-    context: dict[str, Any] = {"doc": doc, "epoch": epoch}
+    context: dict[str, Any] = {"doc": doc, "epoch": epoch, "shown": SHOWN}
     if fmt in ("html", "markdown"):
-        context.update(matrix=matrix(doc), traffic=traffic(doc), timeline=timeline(doc), colours=_colours(doc))
+        context.update(matrix=matrix(doc), traffic=traffic(doc), timeline=timeline(doc), colours=_colours(doc),
+                       legend=legend(doc))
     return escaping(env, fmt).get_template(template).render(**context)
