@@ -27,11 +27,13 @@ def interface_name(peer_name: str) -> str:
     return f"{peer_name[:KEPT]}-{digest}"
 
 
-def config_file(peer_name: str) -> str:
-    """The file name of the peer's partner config: its interface name followed by `.conf`."""
-    return f"{interface_name(peer_name)}.conf"
+def config_file(peer_name: str, gateway: str | None = None) -> str:
+    """The file name of the peer's partner config: its interface name followed by `.conf`. In an
+    estate of several gateways a peer has one config per gateway, each a WireGuard interface of its
+    own on the partner's side: the name is made from `<peer>-<gateway>` by the same rule."""
+    return f"{interface_name(f'{peer_name}-{gateway}' if gateway else peer_name)}.conf"
 
 
-def config_path(partner_id: str, peer_name: str) -> str:
+def config_path(partner_id: str, peer_name: str, gateway: str | None = None) -> str:
     """The config's path in a build folder: `partners/<partner id>/<interface name>.conf`."""
-    return f"partners/{partner_id}/{config_file(peer_name)}"
+    return f"partners/{partner_id}/{config_file(peer_name, gateway)}"

@@ -55,9 +55,10 @@ class AtOutOfRange(ValueError):
     """An --at instant outside DATE_MIN..DATE_MAX (UTC); the message names the range."""
 
 
-def compile_profiles(root: Path, at: dt.datetime) -> Compiled:
-    """Load, validate and compile; raises ProfileErrors listing every problem."""
-    partial = load_estate(root)
+def compile_profiles(root: Path, at: dt.datetime, gateway: str | None = None) -> Compiled:
+    """Load, validate and compile (for `gateway`, in an estate of several: loader/fleet.py); raises
+    ProfileErrors listing every problem."""
+    partial = load_estate(root, gateway)
     with gc_paused():
         estate, cas = validate_estate(partial)
         return Compiled(estate, compile_estate(estate, cas, at), cas)

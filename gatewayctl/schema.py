@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
+from gatewayctl.model.fleet import FleetFile
 from gatewayctl.policy.assertions import PolicyTestFile
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -45,17 +46,22 @@ _POLICY_TEST_FIELDS = {
 }
 
 
+# Other forms a kind of file may take: gateway.yaml of an estate of several gateways (model/fleet.py).
+FORMS: dict[str, tuple[type[BaseModel], ...]] = {"gateway": (FleetFile,)}
+
+
 def json_schema(kind: str = "all") -> dict[str, Any]:
     """Return a draft 2020-12 schema for one kind of file, or for any of them ("all": a file
     validates when it is one of the kinds)."""
-    if kind != "all":
+    if kind != "all" and kind not in FORMS:
         schema = KINDS[kind].model_json_schema()
         schema["$schema"] = DRAFT
         return _with_rules(schema)
-    refs, combined = models_json_schema([(model, "validation") for model in KINDS.values()],
-                                        title="gatewayctl profile file")
+    chosen = [KINDS[kind], *FORMS[kind]] if kind != "all" else [m for k, m in KINDS.items() for m in (m, *FORMS.get(k, ()))]
+    refs, combined = models_json_schema([(model, "validation") for model in chosen],
+                                        title="gatewayctl profile file" if kind == "all" else chosen[0].__name__)
     combined["$schema"] = DRAFT
-    combined["oneOf"] = [refs[(model, "validation")] for model in KINDS.values()]
+    combined["oneOf"] = [refs[(model, "validation")] for model in chosen]
     return _with_rules(combined)
 
 

@@ -102,7 +102,7 @@ def span(net: IPNetwork, code: str, kind: str, doc: Document | None = None, loc:
 def written(doc: Document | None, loc: Loc, net: object) -> str:
     """The value at `loc` as written in the file (mapped IPv6 is not normalised), quoted and shortened."""
     node = _tree(doc.text) if doc is not None else None
-    for part in loc:
+    for part in doc.source_loc(loc) if doc is not None else loc:
         node = _child(node, part) if node is not None else None
     value = getattr(node, "value", None)
     return shown(value if isinstance(value, str) else str(net))

@@ -63,7 +63,8 @@ def test_a_large_build_writes_every_file(tmp_path: Path) -> None:
     estate = write_estate(tmp_path / "estate", 120)
     result = program("-p", str(estate), "build", "-o", str(tmp_path / "out"), "--at", AT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().splitlines()[-1] == f"built 124 artifacts in {tmp_path / 'out'}"
+    # 120 partner configs; the gateway's WireGuard config and ruleset; the report service and timer; 3 boot units
+    assert result.stdout.decode().splitlines()[-1] == f"built {120 + 2 + 2 + 3} artifacts in {tmp_path / 'out'}"
     assert len(list((tmp_path / "out" / "partners").rglob("*.conf"))) == 120
 
 

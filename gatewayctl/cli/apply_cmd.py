@@ -21,7 +21,7 @@ from gatewayctl.apply.engine import (
     execute,
     grant_ends,
 )
-from gatewayctl.cli.common import Context
+from gatewayctl.cli.common import Context, remember_gateway
 from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
 from gatewayctl.errors import ProfileErrors
 from gatewayctl.host.errors import HostError
@@ -116,6 +116,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
 
     applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
     state.write_json("applied.json", applied, compact=True)
+    remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
     entry = {"event": "applied", **meta}
     if confirm_timeout:
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)

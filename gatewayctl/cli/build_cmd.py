@@ -8,13 +8,14 @@ import click
 import jinja2
 
 from gatewayctl.build import write_artifacts
-from gatewayctl.cli.common import Context, at_option, load_or_exit, resolve_at
+from gatewayctl.cli.common import Context, at_option, gateway_option, label, load_each_or_exit, resolve_at
 from gatewayctl.render.artifacts import render_all
 from gatewayctl.render.environment import make_environment
 
 
 @click.command()
 @at_option
+@gateway_option
 @click.pass_obj
 def validate(obj: Context, at_text: str | None) -> None:
     """Check every profile file and the references between them.
@@ -27,12 +28,12 @@ def validate(obj: Context, at_text: str | None) -> None:
       gatewayctl validate
       gatewayctl --profiles ../estate validate --at 2027-01-01
     """
-    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)
-    policy = compiled.policy
-    if obj.verbosity >= 0:
-        grants = sum(len(p.grants) for p in policy.partners)
-        click.echo(f"ok: {len(policy.partners)} partners, {len(policy.interface.peers)} peers, "
-                   f"{grants} grants in force, {len(compiled.estate.services.model.services)} services")
+    for compiled in load_each_or_exit(obj, resolve_at(at_text)):
+        policy = compiled.policy
+        if obj.verbosity >= 0:
+            grants = sum(len(p.grants) for p in policy.partners)
+            click.echo(f"{label(compiled)}ok: {len(policy.partners)} partners, {len(policy.interface.peers)} peers, "
+                       f"{grants} grants in force, {len(compiled.estate.services.model.services)} services")
 
 
 @click.command()
@@ -41,6 +42,7 @@ def validate(obj: Context, at_text: str | None) -> None:
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Folder of site templates that override the built-in ones by name.")
 @at_option
+@gateway_option
 @click.pass_obj
 def build(obj: Context, out: Path, templates: Path | None, at_text: str | None) -> None:
     """Compile the profiles and write every gateway artifact.
@@ -54,16 +56,21 @@ def build(obj: Context, out: Path, templates: Path | None, at_text: str | None) 
       gatewayctl build -o out/
       gatewayctl build -o out/ --at 2027-01-01 --templates site-templates/
     """
-    compiled = load_or_exit(obj.profiles, resolve_at(at_text), obj.verbosity)
-    try:
-        artifacts = render_all(compiled.policy, make_environment(templates), compiled.estate.gateway.model.ha)
-    except jinja2.TemplateError as exc:
-        where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
-        click.echo(f"error: template {where}{exc.message}; nothing was written", err=True)
-        raise SystemExit(2) from None
-    for result in write_artifacts(artifacts, out):
+    env = make_environment(templates)
+    built = []
+    for compiled in load_each_or_exit(obj, resolve_at(at_text)):  # every gateway renders before any is written
+        try:
+            artifacts = render_all(compiled.policy, env, compiled.estate.gateway.model.ha)
+        except jinja2.TemplateError as exc:
+            where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+            click.echo(f"error: template {where}{exc.message}; nothing was written", err=True)
+            raise SystemExit(2) from None
+        # several gateways: one folder each, named after the gateway
+        built.append((out / compiled.policy.gateway if compiled.estate.several else out, artifacts))
+    for folder, artifacts in built:
+        for result in write_artifacts(artifacts, folder):
+            if obj.verbosity >= 0:
+                click.echo(f"{result.status:<9} {folder / result.path}  ({result.kind}, {result.size} bytes, "
+                           f"mode {result.mode:04o})")
         if obj.verbosity >= 0:
-            click.echo(f"{result.status:<9} {out / result.path}  ({result.kind}, {result.size} bytes, "
-                       f"mode {result.mode:04o})")
-    if obj.verbosity >= 0:
-        click.echo(f"built {len(artifacts)} artifacts in {out}")
+            click.echo(f"built {len(artifacts)} artifacts in {folder}")

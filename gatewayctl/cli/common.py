@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from gatewayctl.errors import ProfileErrors
+from gatewayctl.errors import ProfileError, ProfileErrors
+from gatewayctl.loader.profiles import gateway_names
 from gatewayctl.pipeline import AtOutOfRange, Compiled, compile_profiles, parse_at
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,6 +23,50 @@ class Context:
 
     profiles: Path
     verbosity: int
+    gateways: list[str] = field(default_factory=list)  # --gateway NAME (repeatable); empty: every gateway
+
+
+def gateway_option(func: F) -> F:
+    """--gateway NAME (repeatable), for a command: the gateway(s) of an estate of several to act on."""
+    return click.option("--gateway", "-g", "gateway_names", metavar="NAME", multiple=True, expose_value=False,
+                        callback=_remember_gateways, help="The gateway to act on, in an estate of several "
+                        "(repeatable; default: every gateway, or this host's for host commands).")(func)
+
+
+def _remember_gateways(ctx: click.Context, _: click.Parameter, value: tuple[str, ...]) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None:
+        obj.gateways.extend(v for v in value if v not in obj.gateways)
+
+
+def targets(obj: Context) -> list[str | None]:
+    """The gateways a read-only command covers: those asked for, else every gateway of the estate
+    ([None] when gateway.yaml cannot be read: loading then reports why)."""
+    if obj.gateways:
+        return list(obj.gateways)
+    return list(gateway_names(obj.profiles)) or [None]
+
+
+def label(compiled: Compiled) -> str:
+    """'[gw-fra-1] ' before output about one gateway of several; nothing for a one-gateway estate."""
+    return f"[{compiled.estate.gateway.model.name}] " if compiled.estate.several else ""
+
+
+def load_each_or_exit(obj: Context, at: dt.datetime) -> list[Compiled]:
+    """Every target gateway compiled; or all their errors (each once) printed, and exit 2."""
+    done, errors = [], []
+    for name in targets(obj):
+        try:
+            done.append(compile_profiles(obj.profiles, at, name))
+        except ProfileErrors as exc:
+            errors += [e for e in exc.errors if e not in errors]
+    if errors:
+        _print_errors(sorted(errors))
+    if obj.verbosity >= 0:
+        for compiled in done:
+            for warning in compiled.policy.warnings:
+                click.echo(f"warning: {label(compiled)}{warning}", err=True)
+    return done
 
 
 def at_option(func: F) -> F:
@@ -40,16 +85,50 @@ def resolve_at(text: str | None) -> dt.datetime:
         raise click.BadParameter(str(exc), param_hint="--at") from None
 
 
-def load_or_exit(profiles: Path, at: dt.datetime, verbosity: int) -> Compiled:
-    """Compile the profiles, or print every error as file:line: message and exit 2."""
+def load_or_exit(profiles: Path, at: dt.datetime, verbosity: int, gateway: str | None = None) -> Compiled:
+    """Compile the profiles (for `gateway`, in an estate of several), or print every error as
+    file:line: message and exit 2."""
     try:
-        compiled = compile_profiles(profiles, at)
+        compiled = compile_profiles(profiles, at, gateway)
     except ProfileErrors as exc:
-        for error in exc.errors:
-            click.echo(f"error: {error}", err=True)
-        click.echo(f"{len(exc.errors)} error(s); nothing was built or changed", err=True)
-        raise SystemExit(2) from None
+        _print_errors(exc.errors)
     if verbosity >= 0:
         for warning in compiled.policy.warnings:
             click.echo(f"warning: {warning}", err=True)
     return compiled
+
+
+def _print_errors(errors: list[ProfileError]) -> None:
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(f"{len(errors)} error(s); nothing was built or changed", err=True)
+    raise SystemExit(2)
+
+
+GATEWAY_FILE = "gateway"  # in the state folder: which gateway of several this host is (written by apply)
+
+
+def one_gateway(obj: Context, state_root: Path | None = None) -> str | None:
+    """The one gateway a command acts on: --gateway (given once), else this host's, as the state
+    folder records it (only an estate of several gateways consults it), else None (the estate's only
+    gateway; loading says so when there are several). A --gateway other than the host's is refused:
+    it would make this host another gateway."""
+    if len(obj.gateways) > 1:
+        raise click.UsageError("this command acts on one gateway: give --gateway once")
+    recorded = None
+    if state_root is not None and (state_root / GATEWAY_FILE).is_file() and len(gateway_names(obj.profiles)) > 1:
+        recorded = (state_root / GATEWAY_FILE).read_text().strip() or None
+    wanted = obj.gateways[0] if obj.gateways else None
+    if wanted is not None and recorded is not None and state_root is not None and wanted != recorded:
+        click.echo(f"error: this host is gateway {recorded!r} ({state_root / GATEWAY_FILE}); --gateway {wanted!r} "
+                   "would make it another gateway: remove that file first if that is what you mean", err=True)
+        raise SystemExit(2)
+    return wanted or recorded
+
+
+def remember_gateway(state_root: Path, compiled_gateway: str, several: bool) -> None:
+    """Record which gateway of several this host is, once an apply of it succeeded."""
+    if several:
+        from gatewayctl.build import atomic_write
+
+        atomic_write(state_root / GATEWAY_FILE, (compiled_gateway + "\n").encode(), 0o644)

@@ -18,7 +18,7 @@ from gatewayctl.apply.engine import (
     prepare,
 )
 from gatewayctl.build import atomic_write
-from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
@@ -42,6 +42,7 @@ def host_options(func: F) -> F:
                         help=f"State folder (lock, journal, last applied state); default {DEFAULT_STATE_DIR}, "
                              f"or {DEFAULT_STATE_DIR}/netns/NAME with --netns.")(func)
     func = click.option("--netns", metavar="NAME", help="Act on the network namespace NAME instead of the host.")(func)
+    func = gateway_option(func)
     func = click.option("--node", metavar="NAME", expose_value=False, callback=_remember_node,
                         help=f"Which node of a pair (gateway.yaml ha:) this host is; else ${NODE_ENV} or the "
                              f"state folder's file {NODE_FILE} (docs/ha.md).")(func)
@@ -106,7 +107,7 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
         now = at
     names = peek_names(obj.profiles)
     early = ForkedSnapshot(host, *names) if names else None
-    compiled = load_or_exit(obj.profiles, now, obj.verbosity)
+    compiled = load_or_exit(obj.profiles, now, obj.verbosity, one_gateway(obj, state.root))
     check_node(obj, state, compiled)  # a pair's node: the same desired state on either node
     standing, ended = revocations.still_granted(revocations.load(state), compiled.policy)
     policy = revocations.restrict(compiled.policy, standing)

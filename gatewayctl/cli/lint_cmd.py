@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from gatewayctl.build import atomic_write
-from gatewayctl.cli.common import Context, at_option, resolve_at
+from gatewayctl.cli.common import Context, at_option, gateway_option, resolve_at, targets
 from gatewayctl.lint.docs import rules_reference
-from gatewayctl.lint.engine import run_lint
+from gatewayctl.lint.engine import merge, run_lint
 from gatewayctl.lint.finding import rank
 from gatewayctl.lint.formats import render
 
@@ -21,6 +21,7 @@ from gatewayctl.lint.formats import render
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
 @click.option("--rules", "print_rules", is_flag=True, help="Print the rule reference (docs/rules.md) and exit.")
 @at_option
+@gateway_option
 @click.pass_obj
 def lint(obj: Context, fmt: str, fail_on: str, output: Path | None, print_rules: bool, at_text: str | None) -> None:
     """Check the profiles against the policy rules (stable codes GW101...).
@@ -38,7 +39,7 @@ def lint(obj: Context, fmt: str, fail_on: str, output: Path | None, print_rules:
         click.echo(rules_reference(), nl=False)
         return
     at = resolve_at(at_text)
-    result = run_lint(obj.profiles, at)
+    result = merge({name or "": run_lint(obj.profiles, at, name) for name in targets(obj)})
     for error in result.errors:
         click.echo(f"error: {error}", err=True)
     rendered = render(result, fmt, at)

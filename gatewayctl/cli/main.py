@@ -128,12 +128,15 @@ def _unexpected(exc: Exception, debug: bool) -> NoReturn:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--profiles", "-p", type=click.Path(path_type=Path, file_okay=False), default=Path("profiles"),
               show_default=True, envvar="GATEWAYCTL_PROFILES", help="Folder with gateway.yaml, services.yaml and partners/.")
+@click.option("--gateway", "-g", "gateway", metavar="NAME", multiple=True, envvar="GATEWAYCTL_GATEWAY",
+              help="In an estate of several gateways: the one(s) to act on (repeatable; also accepted after the "
+                   "command). Default: every gateway, or this host's own for host commands (docs/fleet.md).")
 @click.option("-v", "--verbose", count=True, help="Say more (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 @click.option("--debug", is_flag=True, envvar=DEBUG_ENV, help="Show the traceback of an unexpected error.")
 @click.version_option(__version__, "--version", prog_name="gatewayctl")
 @click.pass_context
-def cli(ctx: click.Context, profiles: Path, verbose: int, quiet: bool, debug: bool) -> None:
+def cli(ctx: click.Context, profiles: Path, gateway: tuple[str, ...], verbose: int, quiet: bool, debug: bool) -> None:
     """Declarative partner access for a WireGuard gateway.
 
     Trust profiles in YAML (one per partner), a service catalogue and the gateway's
@@ -151,7 +154,7 @@ def cli(ctx: click.Context, profiles: Path, verbose: int, quiet: bool, debug: bo
     """
     from gatewayctl.cli.common import Context
 
-    ctx.obj = Context(profiles=profiles, verbosity=-1 if quiet else verbose)
+    ctx.obj = Context(profiles=profiles, verbosity=-1 if quiet else verbose, gateways=list(dict.fromkeys(gateway)))
 
 
 def main() -> None:

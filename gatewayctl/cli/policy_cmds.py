@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
 
-from gatewayctl.cli.common import Context, at_option, load_or_exit, resolve_at
+from gatewayctl.cli.common import Context, at_option, gateway_option, label, load_each_or_exit, resolve_at
 from gatewayctl.errors import ProfileErrors
-from gatewayctl.policy.assertions import evaluate, load_tests
+from gatewayctl.pipeline import Compiled
+from gatewayctl.policy.assertions import evaluate_fleet, load_tests
 from gatewayctl.policy.explain import flow, partner_access, who_reaches
 from gatewayctl.policy.flows import parse_target
 
@@ -16,6 +18,7 @@ from gatewayctl.policy.flows import parse_target
 @click.command("test")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @at_option
+@gateway_option
 @click.pass_obj
 def test_cmd(obj: Context, fmt: str, at_text: str | None) -> None:
     """Run the policy tests kept with the profiles (tests/*.yaml).
@@ -28,15 +31,15 @@ def test_cmd(obj: Context, fmt: str, at_text: str | None) -> None:
       gatewayctl test
       gatewayctl test --at 2027-06-01 --format json
     """
-    compiled = load_or_exit(obj.profiles, resolve_at(at_text), -1)
+    views = [(c.policy.gateway, c) for c in load_each_or_exit(dataclasses.replace(obj, verbosity=-1), resolve_at(at_text))]
     try:
         tests = load_tests(obj.profiles)
     except ProfileErrors as exc:
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    services = compiled.estate.services.model.services
-    outcomes = [evaluate(t, compiled.policy, services) for t in tests]
+    services = {k: v for _, c in views for k, v in c.estate.services.model.services.items()}  # what any gateway fronts
+    outcomes = [evaluate_fleet(t, [(n, c.policy) for n, c in views], services) for t in tests]
     failed = [o for o in outcomes if not o.passed]
     if fmt == "json":
         click.echo(json.dumps({"format": "gatewayctl-test/1", "passed": len(outcomes) - len(failed), "failed": len(failed),
@@ -56,6 +59,7 @@ def test_cmd(obj: Context, fmt: str, at_text: str | None) -> None:
 @click.option("--from", "source", metavar="ADDRESS", help="With --to: is this one flow allowed, and by which grant?")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @at_option
+@gateway_option
 @click.pass_obj
 def query(obj: Context, partner: str | None, to: str | None, source: str | None, fmt: str, at_text: str | None) -> None:
     """Ask the compiled policy: what a partner reaches, who reaches a target, whether a flow passes.
@@ -71,21 +75,32 @@ def query(obj: Context, partner: str | None, to: str | None, source: str | None,
     """
     if not partner and not to:
         raise click.UsageError("give --partner, or --to (with or without --from)")
-    policy = load_or_exit(obj.profiles, resolve_at(at_text), -1).policy
-    try:
-        target = parse_target(to) if to else None
-        if partner:
-            answer: object = partner_access(policy, partner)
-        elif source:
-            verdict = flow(policy, source, target)  # type: ignore[arg-type]
-            answer = verdict.as_json()
-        else:
-            answer = who_reaches(policy, target)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    click.echo(json.dumps(answer, indent=2) if fmt == "json" else _text(answer))
+    every = load_each_or_exit(dataclasses.replace(obj, verbosity=-1), resolve_at(at_text))
+    answers: list[tuple[Compiled, object]] = []
+    for compiled in every:
+        policy = compiled.policy
+        try:
+            target = parse_target(to) if to else None
+            if partner:
+                if len(every) > 1 and policy.partner(partner) is None:
+                    continue  # not a partner of this gateway
+                answer: object = partner_access(policy, partner)
+            elif source:
+                answer = flow(policy, source, target).as_json()  # type: ignore[arg-type]
+            else:
+                answer = who_reaches(policy, target)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        answers.append((compiled, answer))
+    if not answers:
+        raise click.BadParameter(f"no partner {partner!r} on any gateway", param_hint="--partner")
+    if fmt == "json":
+        data = answers[0][1] if len(every) == 1 else [{"gateway": c.policy.gateway, "answer": a} for c, a in answers]
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo("\n".join(_labelled(label(c), _text(a)) for c, a in answers))
     if source:
-        raise SystemExit(0 if answer["allowed"] else 1)  # type: ignore[index]
+        raise SystemExit(0 if any(a["allowed"] for _, a in answers) else 1)  # type: ignore[index]
 
 
 def _text(answer: object) -> str:
@@ -105,3 +120,7 @@ def _text(answer: object) -> str:
                      f"(approved by {g['approved_by']})")
     lines += [f"  not in force: {e['service']}: {e['reason']}" for e in answer["not_in_force"]]
     return "\n".join(lines)
+
+
+def _labelled(prefix: str, text: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines()) if prefix else text

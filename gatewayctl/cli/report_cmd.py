@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gatewayctl.build import atomic_write
-from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.errors import ProfileErrors
 from gatewayctl.state import DEFAULT_STATE_DIR, profile_revision
 
@@ -27,6 +27,7 @@ FORMATS = ["html", "markdown", "json", "junit", "prometheus"]
 @click.option("--offline", is_flag=True, help="Do not read the live gateway (controls that need it are not evidenced).")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Folder of templates that replace the default ones of the same name.")
+@gateway_option
 @click.pass_obj
 def report(obj: Context, partner: str | None, fmt: str | None, output: Path | None, controls: Path | None,
            netns: str | None, state_dir: Path | None, offline: bool, templates: Path | None) -> None:
@@ -65,7 +66,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    compiled = load_or_exit(obj.profiles, now, -1)
+    compiled = load_or_exit(obj.profiles, now, -1, one_gateway(obj))
     if partner is not None and compiled.policy.partner(partner) is None:
         fail(f"no partner {partner!r} in the profiles")
     if netns and not offline:

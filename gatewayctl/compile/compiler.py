@@ -70,7 +70,7 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
                       a.front_user, tuple(str(addr.ip) for addr in wg.addresses),
                       tuple(p.id for p in partners if p.certificates and p.certificates.session_seconds is not None))
     return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
-                          tuple(gw.classifications), auth, gw.host.model_dump())
+                          tuple(gw.classifications), auth, gw.host.model_dump(), estate.several)
 
 
 @dataclass(frozen=True, slots=True)

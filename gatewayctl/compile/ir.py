@@ -310,6 +310,7 @@ class CompiledPolicy:
     classifications: tuple[str, ...] = ()  # data classifications, least sensitive first
     auth: AuthIR | None = None
     paths: dict[str, str] = dataclasses.field(default_factory=dict)  # gateway.yaml's host paths
+    several: bool = False  # one gateway of an estate of several (loader/fleet.py)
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

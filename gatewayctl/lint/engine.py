@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gatewayctl.errors import ProfileError
+from gatewayctl.errors import ProfileError, ProfileErrors
 from gatewayctl.exceptions import RESTRICTED_FAMILIES, grant_refs, judge, restricted
 from gatewayctl.lint import registry
 from gatewayctl.lint.finding import Finding
@@ -46,12 +46,31 @@ class Exemption:
     loc: tuple[int | str, ...]
 
 
-def run_lint(root: Path, at: dt.datetime) -> LintResult:
-    """Lint the profiles under `root` at instant `at`."""
+def run_lint(root: Path, at: dt.datetime, gateway: str | None = None) -> LintResult:
+    """Lint the profiles under `root` at instant `at` (as `gateway` sees them, in an estate of several)."""
     with gc_paused():
-        partial = load_estate(root)
+        try:
+            partial = load_estate(root, gateway)
+        except ProfileErrors as exc:
+            return LintResult((), tuple(exc.errors))
         estate, cas, errors = check_estate(partial)
     return lint_checked(root, estate, cas, errors, at)
+
+
+def merge(results: dict[str, LintResult]) -> LintResult:
+    """The lint of every gateway of an estate as one result: a finding every gateway reports once, as
+    it is; one only some report, with the gateways named after its message."""
+    if len(results) == 1:
+        return next(iter(results.values()))
+    seen: dict[Finding, list[str]] = {}
+    for name, result in results.items():
+        for finding in result.findings:
+            seen.setdefault(finding, []).append(name)
+    findings = [f if len(names) == len(results) else dataclasses.replace(f, message=f"{f.message} (gateway "
+                                                                          f"{', '.join(names)})")
+                for f, names in seen.items()]
+    errors = dict.fromkeys(e for r in results.values() for e in r.errors)
+    return LintResult(tuple(sorted(findings)), tuple(errors))
 
 
 def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Certificate]], errors: list[ProfileError],

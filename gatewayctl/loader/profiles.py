@@ -14,10 +14,12 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
-from gatewayctl.loader import prefetch
+from gatewayctl.loader import fleet, prefetch
 from gatewayctl.loader.yaml12 import Document, read_document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
+from gatewayctl.model.fleet import FleetFile
 from gatewayctl.model.types import DATE_MAX, DATE_MIN, PATTERN_HELP
+from gatewayctl.validate_fleet import Fleet, fleet_errors
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,6 +45,12 @@ class Estate:
     gateway: Loaded[GatewayFile]
     services: Loaded[ServicesFile]
     partners: tuple[Loaded[PartnerFile], ...]
+    gateways: tuple[str, ...] = ()  # every gateway of the estate (loader/fleet.py); `gateway` is the one loaded
+
+    @property
+    def several(self) -> bool:
+        """Whether the estate has more than one gateway (output then says which gateway it is about)."""
+        return len(self.gateways) > 1
 
 
 @dataclass(frozen=True)
@@ -54,20 +62,35 @@ class PartialEstate:
     services: Loaded[ServicesFile] | None
     partners: tuple[Loaded[PartnerFile], ...]
     errors: tuple[ProfileError, ...]
+    gateways: tuple[str, ...] = ()  # every gateway of the estate; `gateway` is the one loaded
 
 
-def load_estate(root: Path) -> PartialEstate:
-    """Read and schema-validate every file under `root`, collecting errors rather than stopping."""
+def load_estate(root: Path, gateway: str | None = None) -> PartialEstate:
+    """Read and schema-validate every file under `root`, collecting errors rather than stopping; in an
+    estate of several gateways, what `gateway` sees of it (the only one when None: loader/fleet.py).
+    Raises ProfileErrors when the folder is missing or the gateway cannot be chosen."""
     if not root.is_dir():
         raise ProfileErrors([ProfileError(display_path(root), 0, "profiles folder not found (use --profiles DIR)")])
     with gc_paused():
-        return _load_all(root)
+        return _load_all(root, gateway)
 
 
-def _load_all(root: Path) -> PartialEstate:
+def gateway_names(root: Path) -> list[str]:
+    """The gateways gateway.yaml describes, in its order (empty when it cannot be read)."""
+    try:
+        data = read_document(root / GATEWAY_FILE, GATEWAY_FILE, root).data
+    except ProfileErrors:
+        return []
+    if isinstance(data, dict) and isinstance(data.get("gateways"), dict):
+        return [str(k) for k in data["gateways"]]
+    return [str(data["name"])] if isinstance(data, dict) and isinstance(data.get("name"), str) else []
+
+
+def _load_all(root: Path, wanted: str | None) -> PartialEstate:
     errors: list[ProfileError] = []
     shown_root = display_path(root)
-    gateway = _load_file(root, GATEWAY_FILE, f"{shown_root}/{GATEWAY_FILE}", GatewayFile, errors)
+    shown_gateway = f"{shown_root}/{GATEWAY_FILE}"
+    fleet_or_gateway = _load_gateway(root, shown_gateway, errors)
     services = _load_file(root, SERVICES_FILE, f"{shown_root}/{SERVICES_FILE}", ServicesFile, errors)
 
     def validate(doc: Document | ProfileErrors) -> Loaded[PartnerFile] | None:
@@ -81,7 +104,46 @@ def _load_all(root: Path) -> PartialEstate:
     else:
         partners, listing_errors = taken
         errors.extend(listing_errors)
-    return PartialEstate(root, gateway, services, tuple(p for p in partners if p is not None), tuple(sorted(errors)))
+    loaded = tuple(p for p in partners if p is not None)
+    if fleet_or_gateway is None:
+        return PartialEstate(root, None, services, loaded, tuple(sorted(errors)))
+    return _one_gateway(root, fleet_or_gateway, services, loaded, errors, wanted, shown_gateway)
+
+
+def _load_gateway(root: Path, shown_path: str, errors: list[ProfileError]) -> Loaded[Any] | None:
+    """gateway.yaml as a GatewayFile (one gateway) or a FleetFile (a `gateways:` mapping)."""
+    if not os.path.lexists(root / GATEWAY_FILE):
+        errors.append(ProfileError(shown_path, 0, f"required file not found: {GATEWAY_FILE}"))
+        return None
+    doc = _read(root, root / GATEWAY_FILE, shown_path)
+    several = isinstance(doc, Document) and isinstance(doc.data, dict) and "gateways" in doc.data
+    return _validate(doc, FleetFile if several else GatewayFile, errors)
+
+
+def _one_gateway(root: Path, loaded: Loaded[Any], services: Loaded[ServicesFile] | None,
+                 partners: tuple[Loaded[PartnerFile], ...], errors: list[ProfileError], wanted: str | None,
+                 shown_path: str) -> PartialEstate:
+    """The estate as gateway `wanted` sees it, with the fleet's own errors (validate_fleet.py)."""
+    several = isinstance(loaded.model, FleetFile)
+    available = fleet.names(loaded.model if several else None, None if several else loaded.model)
+    name = fleet.choose(available, wanted, shown_path)
+    if several:
+        gateways = {g: fleet.site_gateway(loaded.model, loaded.doc, g) for g in available}
+        gateway = Loaded(*gateways[name])
+        models = {g: m for g, (m, _) in gateways.items()}
+    else:
+        gateway, models = loaded, {name: loaded.model}
+    errors += fleet_errors(Fleet(models, loaded.doc, several), services.model if services else None,
+                           [(p.model, p.doc) for p in partners])
+    if several:
+        fronted = fleet.fronted_services(models, services.model if services else None)
+        pools = {g: list(m.wireguard.pool) for g, m in models.items()}
+        views = [(p, fleet.partner_view(p.model, p.doc, name, fleet.partner_gateways(p.model, available), pools, fronted))
+                 for p in partners]
+        partners = tuple(Loaded(*v) for _, v in views if v is not None)
+        if services is not None:
+            services = Loaded(fleet.services_view(services.model, fronted[name]), services.doc)
+    return PartialEstate(root, gateway, services, partners, tuple(sorted(errors)), tuple(available))
 
 
 @contextlib.contextmanager

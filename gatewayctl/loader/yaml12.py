@@ -88,10 +88,15 @@ class Document:
     data: Any
     text: str
 
+    def source_loc(self, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        """Where `loc` of the model is in the file: the same place here; a view of one gateway of
+        several (loader/fleet.py) maps its locations to the file's."""
+        return loc
+
     def line_of(self, loc: tuple[int | str, ...]) -> int:
         """Return the 1-based line of the node at `loc`, or of its nearest parent."""
         node = _tree(self.text)
-        for part in loc:
+        for part in self.source_loc(loc):
             child = _child(node, part)
             if child is None:
                 break

@@ -194,12 +194,17 @@ class GatewayFile(Strict):
 
     @model_validator(mode="after")
     def _classifications_known(self) -> GatewayFile:
-        if len(set(self.classifications)) != len(self.classifications):
-            raise ValueError(f"classifications must be unique, found {self.classifications}")
-        known = set(self.classifications)
-        for name, stage in self.stages.items():
-            for field in ("classifications", "preshared_key_for", "smartcard_for"):
-                unknown = sorted(set(getattr(stage, field)) - known)
-                if unknown:
-                    raise ValueError(f"stage {name!r} {field} names unknown classification(s) {unknown}; known: {self.classifications}")
+        check_classifications(self.classifications, self.stages)
         return self
+
+
+def check_classifications(classifications: list[str], stages: dict[str, Stage]) -> None:
+    """Raise ValueError unless the classifications are unique and every stage names only known ones."""
+    if len(set(classifications)) != len(classifications):
+        raise ValueError(f"classifications must be unique, found {classifications}")
+    known = set(classifications)
+    for name, stage in stages.items():
+        for field in ("classifications", "preshared_key_for", "smartcard_for"):
+            unknown = sorted(set(getattr(stage, field)) - known)
+            if unknown:
+                raise ValueError(f"stage {name!r} {field} names unknown classification(s) {unknown}; known: {classifications}")

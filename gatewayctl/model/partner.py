@@ -78,6 +78,9 @@ class Peer(Strict):
         default=None, description="this peer's preshared key file on the gateway host: a file name relative to "
         "gateway.yaml's host.preshared_key_dir (an absolute path must lie inside that folder)"
     )
+    gateways: list[Identifier] | None = Field(
+        default=None, min_length=1, description="in an estate of several gateways: the ones this peer connects "
+        "through (default: the partner's gateways); it needs a tunnel address in each one's pool")
     suppressions: list[Suppression] = Field(default_factory=list, description="accepted lint exceptions for this peer")
 
 
@@ -152,6 +155,10 @@ class PartnerFile(Strict):
     contacts: list[Contact] = Field(min_length=1)
     agreement: Agreement
     review_by: dt.date | None = Field(default=None, description="date by which this profile must be reviewed")
+    gateways: list[Identifier] | Literal["all"] | None = Field(
+        default=None, description="the gateways this partner connects through, in order of preference: a service "
+        "that several of them front is reached through the first (docs/fleet.md); `all` for every gateway in "
+        "gateway.yaml's order. Required when the estate has several gateways")
     peers: list[Peer] = Field(min_length=1)
     grants: list[Grant] = Field(default_factory=list)
     certificates: CertificateRequirements | None = None

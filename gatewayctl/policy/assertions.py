@@ -41,6 +41,9 @@ class PolicyTest(Strict):
     partner: Identifier | Literal["*"] = Field(description="a partner id, or * for every partner")
     can_reach: Reach | None = None
     cannot_reach: Reach | None = None
+    gateway: Identifier | None = Field(
+        default=None, description="in an estate of several gateways: the gateway this test is about; without it "
+        "the test is about the estate as a whole: can_reach holds through some gateway, cannot_reach through none")
 
     @model_validator(mode="after")
     def _one(self) -> PolicyTest:
@@ -136,3 +139,30 @@ def evaluate(loaded: Loaded, policy: CompiledPolicy, services: dict[str, Any]) -
     detail = "no grant allows it" if ok else "allowed by " + "; ".join(
         f"{e['grant']} ({e['target']}; approved by {e['approved_by']})" for e in evidence)
     return Outcome(loaded, ok, detail, evidence)
+
+
+def evaluate_fleet(loaded: Loaded, views: list[tuple[str, CompiledPolicy]], services: dict[str, Any]) -> Outcome:
+    """A test against every gateway it is about (`views`: each gateway's policy, in gateway.yaml's order):
+    can_reach passes when some gateway lets the flow through, cannot_reach when none does; the detail
+    names the gateway(s) behind the verdict. One gateway: `evaluate`, as it is."""
+    test = loaded.test
+    chosen = [(n, p) for n, p in views if test.gateway in (None, n)]
+    if test.gateway is not None and not chosen:
+        return Outcome(loaded, False, f"no gateway {test.gateway!r} in the profiles", ())
+    if len(views) == 1:
+        return evaluate(loaded, chosen[0][1], services)
+    present = [(n, p) for n, p in chosen if test.partner == "*" or p.partner(test.partner) is not None]
+    where = f"gateway {test.gateway}" if test.gateway else "any gateway"
+    if not present:
+        return Outcome(loaded, test.cannot_reach is not None, f"no partner {test.partner!r} on {where}", ())
+    outcomes = [(n, evaluate(loaded, p, services)) for n, p in present]
+    deciding = [(n, o) for n, o in outcomes if o.passed == (test.can_reach is not None)]
+    if test.cannot_reach is not None:
+        deciding = [(n, o) for n, o in outcomes if not o.passed]
+        ok = not deciding
+        shown = outcomes if ok else deciding
+    else:
+        ok = bool(deciding)
+        shown = deciding if ok else outcomes
+    detail = "; ".join(f"[{n}] {o.detail}" for n, o in shown)
+    return Outcome(loaded, ok, detail, tuple(e for _, o in shown for e in o.evidence))

@@ -136,12 +136,13 @@ def _partner_artifacts(policy: CompiledPolicy, partner: PartnerIR, env: jinja2.E
                        common: dict[str, str]) -> list[Artifact]:
     result = []
     template = env.get_template("wireguard/partner.conf.j2")
+    site = policy.gateway if policy.several else None  # one config per gateway: named after both
     for peer in partner.peers:
         text = template.render(partner=partner, peer=peer, interface=policy.interface,
                                allowed_ips=partner_allowed_ips(partner, peer, policy.auth),
-                               config_file=config_file(peer.name), private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
+                               config_file=config_file(peer.name, site), private_key_placeholder=PRIVATE_KEY_PLACEHOLDER,
                                preshared_key_placeholder=PRESHARED_KEY_PLACEHOLDER, **common)
-        result.append(Artifact(config_path(partner.id, peer.name), text, True, "partner WireGuard config"))
+        result.append(Artifact(config_path(partner.id, peer.name, site), text, True, "partner WireGuard config"))
     req = partner.certificates
     if req is not None:
         from cryptography import x509  # only partners with certificate requirements pay for the import
