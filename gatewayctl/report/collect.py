@@ -71,7 +71,8 @@ def collect(compiled: Compiled, lint: LintResult, tests: list[Outcome], live: Li
                        "live": handshakes.get(peer.public_key)} for peer in p.peers],
             "grants": [_grant(g, counters, now, warning, gated) for g in p.grants]
             + [{"id": f"{p.id}/{x.service}", "service": x.service, "classification": services[x.service].classification,
-                "protocol": x.protocol, "ports": [], "destinations": [str(d) for d in x.destinations],
+                "protocol": x.protocol, "ports": [str(r) for r in model.grants[x.index].ports or services[x.service].ports],
+                "destinations": [str(d) for d in x.destinations],
                 "justification": model.grants[x.index].justification, "approved_by": model.grants[x.index].approved_by,
                 "expires": _iso(model.grants[x.index].expires),
                 "ends_at": None, "in_force": False, "reason": x.reason, "expiring": False, "counters": None, "gated": False}
