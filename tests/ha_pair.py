@@ -141,14 +141,46 @@ class Pair:
         self.pids.append(proc.pid)
         return proc.pid
 
+    def tcp_loose(self, loose: bool) -> None:
+        """nf_conntrack_tcp_loose on both nodes: 0 makes a mid-stream TCP packet with no tracked flow invalid
+        (the ruleset drops it), so a long-lived connection survives a failover only with its synced state."""
+        for node in self.lab.data["ha"]["nodes"].values():
+            core.sh("ip", "netns", "exec", node["ns"], "sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_loose={int(loose)}")
+
+    def synced(self, name: str) -> list[str]:
+        """The long-lived flow's entries in node `name`'s conntrackd external cache (the other node's state)."""
+        node = self.lab.data["ha"]["nodes"][name]
+        listing = core.sh("ip", "netns", "exec", node["ns"], "conntrackd", "-C", f"{node['dir']}/conntrackd.conf", "-e",
+                          check=False).stdout
+        found = []
+        for line in listing.splitlines():
+            if "src=" not in line:
+                continue
+            original = "src=" + line.split("src=", 2)[1]  # the first tuple: the direction the flow was opened in
+            if original.startswith(f"src={self.src('umbrella')} dst={HOST} ") and f"dport={LONG_PORT} " in original:
+                found.append(line)
+        return found
+
+    def new_long_flow(self) -> None:
+        """Replace the long-lived connection with a new one (a flow neither node has synchronised yet)."""
+        self._stop(self.client)
+        self.client_log = self.root / f"client-{time.time():.0f}.log"
+        self.client_log.touch()
+        self.client = self._spawn(self.peer("umbrella")["ns"], "tests.flowtool", "client", "--src", self.src("umbrella"),
+                                  "--dst", HOST, "--proto", "tcp", "--port", str(LONG_PORT), "--log", str(self.client_log))
+
+    def _stop(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        if pid in self.pids:
+            self.pids.remove(pid)
+
     def stop_traffic(self) -> None:
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        self.pids = []
+        for pid in list(self.pids):
+            self._stop(pid)
 
     def down(self) -> None:
         self.stop_traffic()
@@ -204,7 +236,7 @@ class Pair:
         actions[kind]()
 
     def event(self, kind: str, node: str, action: Callable[[], None], expect_active: str, roaming: bool = False,
-              settle_s: float = 2.0) -> Event:
+              settle_s: float = 2.0, flow_timeout_s: float = 40.0) -> Event:
         """Make the failure (or failback), wait for `expect_active` to hold the floating address and the
         partners' traffic to pass again; measure the window."""
         t0 = time.time()
@@ -213,9 +245,9 @@ class Pair:
         while time.time() < deadline and ha.active(self.lab) != expect_active:
             time.sleep(0.05)
         took = ha.active(self.lab)
-        self.wait_flowing(time.time(), 40.0)
+        self.wait_flowing(time.time(), flow_timeout_s)
         if roaming:
-            self._wait_roaming(t0, 40.0)
+            self._wait_roaming(t0, 30.0)
         time.sleep(settle_s)
         t1 = time.time()
         return self.measure(kind, node, took, t0, t1, roaming)
@@ -260,17 +292,16 @@ def recovery(probes: list[tuple[float, float, int, bool]], index: int, t0: float
 
 
 def long_gap(client: list[float], server: list[float], t0: float, t1: float) -> tuple[float, float | None]:
-    """(longest silence of either direction in [t0 - 1, t1], seconds from t0 until both directions passed again)."""
+    """(longest silence of either direction in [t0 - 1, t1], seconds from t0 until both directions passed
+    again after it); a silence that lasts to t1 counts until t1 and has no resumption (None)."""
     gaps, resumes = [], []
     for times in (client, server):
-        seen = sorted(t for t in times if t0 - 1.0 <= t <= t1)
-        if not seen:
-            return t1 - t0, None
-        pairs = list(itertools.pairwise(seen))
-        longest = max(pairs, key=lambda p: p[1] - p[0], default=(seen[0], seen[0]))
-        gaps.append(longest[1] - longest[0])
-        resumes.append(max(longest[1] - t0, 0.0) if longest[1] >= t0 else 0.0)
-    return max(gaps), max(resumes)
+        marks = [t0 - 1.0, *sorted(t for t in times if t0 - 1.0 <= t <= t1), t1]
+        index = max(range(len(marks) - 1), key=lambda i: marks[i + 1] - marks[i])
+        gaps.append(marks[index + 1] - marks[index])
+        resumes.append(None if index + 1 == len(marks) - 1 else max(marks[index + 1] - t0, 0.0))
+    known = [r for r in resumes if r is not None]
+    return max(gaps), max(known) if len(known) == len(resumes) else None
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         output = running.up(PROFILES)
         assert "active node: node-a" in output, output  # the higher priority wins while both are healthy
+        # strict TCP tracking: a mid-stream packet of a flow a node does not track is invalid and dropped,
+        # so the long-lived connection can survive a failover only through the state conntrackd copied
+        running.tcp_loose(False)
         running.start_traffic()
         assert running.wait_flowing(0.0), "traffic did not pass before any failure"
         yield running
@@ -57,6 +61,11 @@ def _check(event: Event, expected_active: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_failover_and_failback(pair: Pair, kind: str) -> None:
     assert ha.active(pair.lab) == "node-a"
+    # the standby holds the long-lived flow's state, in the partner's direction (the partner opened it)
+    deadline = time.time() + 10
+    while not pair.synced("node-b") and time.time() < deadline:
+        time.sleep(0.2)
+    assert pair.synced("node-b"), "the standby's conntrackd has no copy of the long-lived flow"
     failed = pair.event(kind, "node-a", lambda: pair.fail(kind, "node-a"), expect_active="node-b")
     _check(failed, "node-b")
     back = pair.event(f"{kind} failback", "node-a", lambda: pair.restore(kind, "node-a"), expect_active="node-a")
