@@ -65,6 +65,11 @@ def test_node_files_name_their_node_and_the_other(built: tuple[dict[str, str], d
     assert "Interface eth1" in sync_a and "/var/lib/gatewayctl/ha/fra-a/conntrackd.ctl" in sync_a
     check = pair["ha/fra-a/gatewayctl-ha-check.sh"]
     assert "wg-partners" in check and "inet gatewayctl forward" in check and "gatewayctl_guard" in check
+    notify = pair["ha/fra-a/gatewayctl-ha-notify.sh"]
+    # the new active node expires stale sessions (a throwaway key, then the gateway's own from its file)
+    assert "wg genkey | wg set wg-partners private-key /dev/stdin" in notify
+    assert 'wg set wg-partners private-key "/etc/gatewayctl/wg-partners.key"' in notify
+    assert 'conntrackd -C "$CONF" -c' in notify and "/etc/gatewayctl/ha/fra-a/conntrackd.conf" in notify
     nft = pair["ha/fra-a/gatewayctl-ha.nft"]
     assert "udp sport 51820 ip saddr != 192.0.2.100 drop" in nft
 
