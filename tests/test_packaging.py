@@ -227,3 +227,20 @@ def test_compare_refuses_an_unwritable_output_before_measuring(compare: list[str
         bench.compare.main()
     assert stop.value.code == 2 and compare == []
     assert f"--output '{tmp_path / 'file' / 'out'}'" in capsys.readouterr().err
+
+
+# --- the README's cert verify example ---------------------------------------------------------------------
+
+def test_readme_cert_verify_example_works_as_written() -> None:
+    lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("gatewayctl cert verify ")]
+    assert len(lines) == 2
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("GATEWAYCTL_PROFILES", None)
+    results = [run("bash", "-c", line, cwd=REPO, env=env) for line in lines]
+    renew = "expired? renew with docs/examples/make-cert-sample.py"
+    assert results[0].returncode == 0 and results[0].stdout.startswith("accepted: CN=alice "), (renew, results[0].stdout)
+    assert results[1].returncode == 1 and "revoked on" in results[1].stdout, (renew, results[1].stdout)
+    shipped = [REPO / "profiles/ca/globex-issuing-ca.pem", *sorted((REPO / "docs/examples").glob("globex-*"))]
+    assert len(shipped) == 4
+    for path in shipped:
+        assert b"PRIVATE KEY" not in path.read_bytes(), path
