@@ -118,6 +118,14 @@ def test_the_installed_tool_builds_what_the_repository_builds(installed: Install
     assert len(files) >= 10 and any(f.parts[0] == "systemd" for f in files)
     for name in files:
         assert filecmp.cmp(out / name, tmp_path / "repo" / name, shallow=False), name
+    # systemd's own check of the Documentation= pages: it runs man(1), here on the install's man folder
+    units = sorted(str(p) for p in (out / "systemd").glob("*.service"))
+    man_check = run("systemd-analyze", "verify", "--man=yes", *units, cwd=installed.work,
+                    env={**os.environ, "MANPATH": str(installed.man)})
+    assert "Command 'man" not in man_check.stderr, man_check.stderr
+    man_check = run("systemd-analyze", "verify", "--man=yes", *units, cwd=installed.work,
+                    env={**os.environ, "MANPATH": str(installed.work)})
+    assert "Command 'man gatewayctl(8)' failed" in man_check.stderr, man_check.stderr  # the check can fail
 
 
 def test_the_installed_report_uses_the_packaged_control_mapping(installed: Install) -> None:
