@@ -391,7 +391,7 @@ def test_an_unexpected_exception_is_one_line_and_status_2(monkeypatch: pytest.Mo
     def broken(*args: object) -> None:
         raise RuntimeError("something inside\nbroke")
 
-    monkeypatch.setattr(build_cmd, "load_or_exit", broken)
+    monkeypatch.setattr(build_cmd, "load_each_or_exit", broken)
     result = run_cli("--profiles", str(estate), "validate")
     assert result.exit_code == 2
     assert result.stderr == "error: unexpected RuntimeError: something inside broke (--debug shows where)\n"

@@ -212,8 +212,14 @@ def _check_depth(text: str) -> None:
                                     "profile files nest a few levels at most")
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):  # newer libyaml (PyYAML >= 6.0.3 wheels) stops deep input itself
+            mark = exc.problem_mark or exc.context_mark
+            raise YamlError(mark.line + 1 if mark is not None else 0, f"nesting is deeper than {MAX_DEPTH} levels; "
+                            "profile files nest a few levels at most") from None
         return  # not YAML: composing reports it, at a depth this check has seen
+    except yaml.YAMLError:
+        return
     finally:
         parser.dispose()
 
