@@ -161,3 +161,35 @@ def test_a_host_keeps_the_gateway_it_was_applied_as(fleet: Path, tmp_path: Path)
         one_gateway(Context(fleet, 0, [FRA]), state)
     assert refused.value.code == 2
     assert one_gateway(Context(PROFILES, 0), state) is None  # a one-gateway estate ignores the file
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True)
+
+
+def _commit(root: Path, message: str) -> None:
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", message)
+
+
+def _diff(fleet: Path) -> dict[str, Any]:
+    result = run_cli("--profiles", str(fleet), "diff", "--base", "HEAD", "--format", "json", "--at", AT)
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_diff_names_the_gateways_whose_access_changes(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    fleet = make_fleet(PROFILES, root / "profiles")
+    _git(root, "init", "-q")
+    _commit(root, "base")
+    edit(fleet / "partners" / "globex.yaml", lambda d: d.update(grants=[g for g in d["grants"] if g["service"] != "erp-db"]))
+    data = _diff(fleet)
+    assert data["summary"]["gateways"] == [DAL]  # erp-db is reached through dal only
+    assert {(c["gateway"], c["partner"], c["kind"]) for c in data["changes"]} == {(DAL, "globex", "flow-removed")}
+    _commit(root, "globex loses erp-db")
+    edit(fleet / "partners" / "acme.yaml", lambda d: d.update(grants=d["grants"][1:]))  # crm-api, through fra
+    assert _diff(fleet)["summary"]["gateways"] == [FRA]
+    text = run_cli("--profiles", str(fleet), "diff", "--base", "HEAD", "--at", AT).stdout
+    assert f"on gateway(s) {FRA}" in text.splitlines()[0] and f"[{FRA}] acme:" in text, text

@@ -16,3 +16,4 @@ class Change:
     subject: str
     detail: str
     risk: str = ""
+    gateway: str = ""  # in an estate of several gateways: the gateway whose access changes

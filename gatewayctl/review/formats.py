@@ -13,7 +13,7 @@ from typing import Any
 
 from gatewayctl.markup import markdown_code
 from gatewayctl.markup import markdown_text as _md
-from gatewayctl.review.change import GATEWAY
+from gatewayctl.review.change import GATEWAY, Change
 from gatewayctl.review.review import Review
 
 DIFF_FORMAT = "gatewayctl-diff/1"
@@ -27,18 +27,30 @@ def headline(review: Review, quote: Callable[[str], str] = str) -> str:
         return f"No access change between {base} and {head}."
     partners = len({c.partner for c in review.changes} - {GATEWAY})
     gateway = " and the gateway" if any(c.partner == GATEWAY for c in review.changes) else ""
-    return (f"{len(review.changes)} access change(s) for {partners} partner(s){gateway} between {base} and {head}; "
-            f"{review.risk_count} need a security reviewer.")
+    sites = gateways(review)
+    where = f" on gateway(s) {quote(', '.join(sites))}" if sites else ""
+    return (f"{len(review.changes)} access change(s) for {partners} partner(s){gateway}{where} between {base} and "
+            f"{head}; {review.risk_count} need a security reviewer.")
 
 
-def _section(partner: str) -> str:
-    return "gateway (gateway.yaml)" if partner == GATEWAY else partner
+def gateways(review: Review) -> list[str]:
+    """The gateways whose access changes, in an estate of several (empty for one gateway)."""
+    return sorted({c.gateway for c in review.changes} - {""})
+
+
+def _key(change: Change) -> tuple[str, str]:
+    return change.gateway, change.partner
+
+
+def _section(key: tuple[str, str]) -> str:
+    site, partner = key
+    return (f"[{site}] " if site else "") + ("gateway (gateway.yaml)" if partner == GATEWAY else partner)
 
 
 def text(review: Review) -> str:
     lines = [headline(review)]
-    for partner, group in groupby(review.changes, key=lambda c: c.partner):
-        lines.append(f"{_section(partner)}:")
+    for key, group in groupby(sorted(review.changes, key=_key), key=_key):
+        lines.append(f"{_section(key)}:")
         for c in group:
             flag = f"  [RISK: {c.risk}]" if c.risk else ""
             lines.append(f"  {c.kind}: {c.subject}{': ' + c.detail if c.detail else ''}{flag}")
@@ -50,7 +62,7 @@ def as_json(review: Review) -> dict[str, Any]:
     return {
         "format": DIFF_FORMAT, "base": review.base, "head": review.head,
         "summary": {"changes": len(review.changes), "risky": review.risk_count,
-                    "partners": sorted({c.partner for c in review.changes} - {GATEWAY})},
+                    "partners": sorted({c.partner for c in review.changes} - {GATEWAY}), "gateways": gateways(review)},
         "changes": [c.__dict__ for c in review.changes],
         "lint_errors_introduced": list(review.lint_introduced),
     }
@@ -64,8 +76,8 @@ def markdown(review: Review, limit: int = MARKDOWN_LIMIT) -> str:
     body = ["<details><summary>Access changes by partner</summary>", ""]
     if review.lint_introduced:
         body += ["#### Lint errors introduced", ""] + [f"- :warning: {_md(e)}" for e in review.lint_introduced] + [""]
-    for partner, group in groupby(review.changes, key=lambda c: c.partner):
-        body += [f"#### {_md(_section(partner))}", "", "| | change | what | detail |", "|---|---|---|---|"]
+    for key, group in groupby(sorted(review.changes, key=_key), key=_key):
+        body += [f"#### {_md(_section(key))}", "", "| | change | what | detail |", "|---|---|---|---|"]
         body += [f"| {':warning:' if c.risk else ''} | {markdown_code(c.kind)} | {_md(c.subject)} | {_md(c.detail)}"
                  f"{' **(' + _md(c.risk) + ')**' if c.risk else ''} |" for c in group]
         body.append("")
