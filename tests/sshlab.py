@@ -1,0 +1,342 @@
+"""A fleet of real gateways reached over SSH, for the Ansible collection's tests (tests/test_ansible.py).
+
+Each gateway is a network namespace with its own sshd on an underlay address (192.0.2.1x), and
+gatewayctl applies to it a small estate of three gateways kept in git. The Ansible controller runs in
+a namespace of its own on the same underlay switch, so nothing is added to the machine's own network.
+Every key (SSH client, SSH host, WireGuard) is made at run time. Processes we start are stopped by
+PID; wireguard-go started by gatewayctl is stopped by the PID it wrote in the state folder.
+
+The estate (written out here, so tests can state expectations from it):
+- gateways gw-a, gw-b, gw-c: pools 10.201/16, 10.202/16, 10.203/16, internal networks 10.11/16,
+  10.12/16, 10.13/16, each with a unique WireGuard interface name;
+- services app-a (10.11.0.5), app-b (10.12.0.5), app-c (10.13.0.5): tcp/443, internal;
+- partner acme on every gateway, granted app-a, app-b, app-c; partner globex on gw-c only, granted app-c;
+- policy tests: acme reaches each app, globex reaches app-c, globex never reaches app-a.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from tests.netns import sh, unique
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS = REPO / "ansible"
+PLAYBOOKS = COLLECTIONS / "ansible_collections" / "gatewayctl" / "gateway" / "playbooks"
+GATEWAYCTL = Path(sys.executable).parent / "gatewayctl"  # this checkout's, not whatever /usr/local/bin points at
+VENV_BIN = Path(sys.executable).parent
+GATEWAYS = ("gw-a", "gw-b", "gw-c")
+CONTROLLER = "192.0.2.1"
+
+
+def underlay(index: int) -> str:
+    return f"192.0.2.{11 + index}"
+
+
+def keypair() -> tuple[str, str]:
+    """A WireGuard key pair (private, public), base64."""
+    key = X25519PrivateKey.generate()
+    private = base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())).decode()
+    return private, base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def _secret(path: Path, text: str) -> None:
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+
+
+STAGES = {"established": {"description": "Agreement in force.", "max_services": 4,
+                          "classifications": ["public", "internal"], "max_grant_days": 365}}
+
+
+def _grant(service: str) -> dict[str, str]:
+    return {"service": service, "justification": f"Test access to {service} (CHG-1).",
+            "approved_by": "Test Owner (service owner)", "expires": "2027-09-30"}
+
+
+def _partner(pid: str, gateways: Any, addresses: list[str], services: list[str], public_key: str) -> dict[str, Any]:
+    return {"id": pid, "name": f"{pid.title()} Ltd", "stage": "established",
+            "contacts": [{"name": "Ops", "email": f"ops@{pid}.example", "role": "technical"},
+                         {"name": "Security", "email": f"security@{pid}.example", "role": "security"}],
+            "agreement": {"reference": f"AGR-{pid}", "expires": "2027-12-31"}, "review_by": "2027-06-30",
+            "gateways": gateways,
+            "peers": [{"name": f"{pid}-hq", "public_key": public_key, "addresses": addresses, "keepalive": 25}],
+            "grants": [_grant(s) for s in services]}
+
+
+def write_estate(profiles: Path, keys: Path, ifnames: dict[str, str]) -> None:
+    """The three-gateway estate described in the module docstring, with keys made now."""
+    (profiles / "partners").mkdir(parents=True)
+    (profiles / "tests").mkdir()
+    gateways = {}
+    for i, name in enumerate(GATEWAYS):
+        private, public = keypair()
+        _secret(keys / f"{name}.key", private)
+        n = 201 + i
+        gateways[name] = {"description": f"Test gateway {name}.",
+                          "wireguard": {"interface": ifnames[name], "listen_port": 51820 + i, "addresses": [f"10.{n}.0.1/16"],
+                                        "pool": [f"10.{n}.0.0/16"], "endpoint": f"{underlay(i)}:{51820 + i}",
+                                        "public_key": public, "private_key_file": str(keys / f"{name}.key")},
+                          "internal_networks": [f"10.{11 + i}.0.0/16"]}
+    gateway = {"owner": "Network Engineering <netops@example.com>", "classifications": ["public", "internal", "confidential"],
+               "stages": STAGES, "gateways": gateways}
+    services = {f"app-{c}": {"description": f"Application {c}.", "owner": "Apps <apps@example.com>", "classification": "internal",
+                             "addresses": [f"10.{11 + i}.0.5/32"], "protocol": "tcp", "ports": [443]}
+                for i, c in enumerate("abc")}
+    _write(profiles / "gateway.yaml", gateway)
+    _write(profiles / "services.yaml", {"services": services})
+    _write(profiles / "partners" / "acme.yaml", _partner("acme", "all", ["10.201.1.1/32", "10.202.1.1/32", "10.203.1.1/32"],
+                                                         ["app-a", "app-b", "app-c"], keypair()[1]))
+    _write(profiles / "partners" / "globex.yaml", _partner("globex", ["gw-c"], ["10.203.2.1/32"], ["app-c"], keypair()[1]))
+    tests = [{"name": f"acme reaches app-{c}", "partner": "acme", "can_reach": {"service": f"app-{c}"}} for c in "abc"]
+    tests += [{"name": "globex reaches app-c", "partner": "globex", "can_reach": {"service": "app-c"}},
+              {"name": "globex never reaches app-a", "partner": "globex", "cannot_reach": {"service": "app-a"}}]
+    _write(profiles / "tests" / "access.yaml", {"tests": tests})
+
+
+def _write(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1))  # JSON is YAML: gatewayctl reads it with line numbers
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env, timeout=60).stdout.strip()
+
+
+@dataclass
+class Gateway:
+    name: str
+    ns: str
+    address: str
+    ifname: str
+    checkout: Path
+    state: Path
+    sshd_pid: int = 0
+
+    @property
+    def profiles(self) -> Path:
+        return self.checkout / "profiles"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.ns, *args, check=check)
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """gatewayctl run directly in the gateway's namespace (for the test's own observations)."""
+        return subprocess.run(["ip", "netns", "exec", self.ns, str(GATEWAYCTL), "-q", "--profiles", str(self.profiles),
+                               "--gateway", self.name, *args, "--state-dir", str(self.state)],
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def drift(self) -> dict[str, Any]:
+        result = self.ctl("drift", "--format", "json")
+        assert result.returncode in (0, 1, 3), result.stderr
+        return dict(json.loads(result.stdout))
+
+    def ruleset(self) -> list[Any]:
+        """The namespace's nftables ruleset as nft lists it, without what moves by itself (counters,
+        element expiry countdowns, handles)."""
+        out = self.run("nft", "-j", "list", "ruleset").stdout
+        return [_still(item) for item in json.loads(out)["nftables"] if "metainfo" not in item]
+
+    def wg_port(self) -> str:
+        return self.run("wg", "show", self.ifname, "listen-port", check=False).stdout.strip()
+
+
+def _still(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _still(v) for k, v in value.items() if k not in ("expires", "handle", "packets", "bytes")}
+    if isinstance(value, list):
+        return [_still(v) for v in value]
+    return value
+
+
+@dataclass
+class SshLab:
+    root: Path
+    token: str = field(default_factory=lambda: unique("")[:6])
+    controller: str = ""
+    gateways: list[Gateway] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    origin: Path = Path()
+
+    # --- building -------------------------------------------------------------------------------------
+
+    def up(self) -> SshLab:
+        (self.root / "keys").mkdir(mode=0o700, parents=True)
+        self._estate()
+        self._network()
+        self._ssh()
+        self._inventory()
+        return self
+
+    def _estate(self) -> None:
+        ifnames = {name: f"wgs{self.token}{name[-1]}" for name in GATEWAYS}
+        work = self.root / "work"
+        write_estate(work / "profiles", self.root / "keys", ifnames)
+        git(self.root, "init", "-q", "-b", "main", str(work))
+        self.commit("the first estate")
+        self.origin = self.root / "origin.git"
+        git(self.root, "clone", "-q", "--bare", str(work), str(self.origin))
+        git(work, "remote", "add", "origin", str(self.origin))
+        for i, name in enumerate(GATEWAYS):
+            home = self.root / name
+            home.mkdir()
+            git(home, "clone", "-q", str(self.origin), str(home / "checkout"))
+            self.gateways.append(Gateway(name, f"gws{self.token}{name[-1]}", underlay(i), ifnames[name], home / "checkout",
+                                         home / "state"))
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    def commit(self, message: str) -> str:
+        """Commit the work copy of the profiles and push it to origin; returns the commit."""
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "-m", message)
+        if self.origin != Path() and self.origin.exists():
+            git(self.work, "push", "-q", "origin", "main")
+        return git(self.work, "rev-parse", "HEAD")
+
+    def _network(self) -> None:
+        t = self.token
+        self.controller = f"gws{t}ctl"
+        self._ns(self.controller)
+        ctl = ("ip", "netns", "exec", self.controller)
+        sh(*ctl, "ip", "link", "set", "lo", "up")
+        sh(*ctl, "ip", "link", "add", f"brs{t}", "type", "bridge")
+        sh(*ctl, "ip", "addr", "add", f"{CONTROLLER}/24", "dev", f"brs{t}")
+        sh(*ctl, "ip", "link", "set", f"brs{t}", "up")
+        for gw in self.gateways:
+            self._ns(gw.ns)
+            n = gw.name[-1]
+            sh("ip", "link", "add", f"vs{t}{n}c", "netns", self.controller, "type", "veth", "peer", "name", f"vs{t}{n}g", "netns", gw.ns)
+            sh(*ctl, "ip", "link", "set", f"vs{t}{n}c", "master", f"brs{t}", "up")
+            gw.run("ip", "link", "set", "lo", "up")
+            gw.run("ip", "addr", "add", f"{gw.address}/24", "dev", f"vs{t}{n}g")
+            gw.run("ip", "link", "set", f"vs{t}{n}g", "up")
+            for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
+                gw.run("sysctl", "-qw", key)
+
+    def _ns(self, name: str) -> None:
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+
+    def _ssh(self) -> None:
+        keys = self.root / "keys"
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ansible-test", "-f", str(keys / "client"))
+        shutil.copy(keys / "client.pub", keys / "authorized_keys")
+        known = []
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+        for gw in self.gateways:
+            host_key = keys / f"host-{gw.name}"
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
+            known.append(f"{gw.address} {(keys / f'host-{gw.name}.pub').read_text().split(' ')[0]} "
+                         f"{(keys / f'host-{gw.name}.pub').read_text().split(' ')[1]}")
+            pid_file = self.root / gw.name / "sshd.pid"
+            proc = subprocess.Popen(["ip", "netns", "exec", gw.ns, "/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null",
+                                     "-o", f"ListenAddress={gw.address}", "-o", f"HostKey={host_key}",
+                                     "-o", f"AuthorizedKeysFile={keys / 'authorized_keys'}", "-o", f"PidFile={pid_file}",
+                                     "-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no",
+                                     "-o", "KbdInteractiveAuthentication=no", "-o", "UsePAM=no",
+                                     "-o", "StrictModes=no", "-o", "Subsystem=sftp internal-sftp", "-o", "MaxSessions=20",
+                                     "-o", "MaxStartups=50"],
+                                    stdout=subprocess.DEVNULL, stderr=open(self.root / gw.name / "sshd.log", "ab"))  # noqa: SIM115
+            gw.sshd_pid = proc.pid
+        (keys / "known_hosts").write_text("\n".join(known) + "\n")
+        for gw in self.gateways:
+            self._wait_ssh(gw)
+
+    def _wait_ssh(self, gw: Gateway) -> None:
+        deadline = time.monotonic() + 15
+        while True:
+            result = subprocess.run(["ip", "netns", "exec", self.controller, *self.ssh_command(gw), "true"],
+                                    capture_output=True, text=True, timeout=30)
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ssh to {gw.name} ({gw.address}) failed: {result.stderr}")
+            time.sleep(0.2)
+
+    def ssh_command(self, gw: Gateway) -> list[str]:
+        keys = self.root / "keys"
+        return ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={keys / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                "-i", str(keys / "client"), f"root@{gw.address}"]
+
+    def _inventory(self) -> None:
+        hosts = {gw.name: {"ansible_host": gw.address, "gatewayctl_gateway": gw.name, "gatewayctl_profiles": str(gw.profiles),
+                           "gatewayctl_state_dir": str(gw.state)} for gw in self.gateways}
+        inventory = {"gateways": {"hosts": hosts, "vars": {
+            "ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
+            "gatewayctl_executable": str(GATEWAYCTL), "gatewayctl_confirm_timeout": 12}}}
+        _write(self.root / "inventory.json", inventory)
+        (self.root / "ansible.cfg").write_text("[defaults]\n")  # no site or user configuration decides the run
+
+    # --- running Ansible --------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        keys = self.root / "keys"
+        return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+                "ANSIBLE_HOME": str(self.root / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(self.root / "ansible-tmp"),
+                "ANSIBLE_REMOTE_TMP": str(self.root / "remote-tmp"),
+                "ANSIBLE_PRIVATE_KEY_FILE": str(keys / "client"), "ANSIBLE_HOST_KEY_CHECKING": "true",
+                "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={keys / 'known_hosts'} -o StrictHostKeyChecking=yes "
+                                    "-o ControlMaster=auto -o ControlPersist=60s",
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.root / "cp"), "ANSIBLE_PIPELINING": "true",
+                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "false",
+                "ANSIBLE_DEPRECATION_WARNINGS": "false", "ANSIBLE_CONFIG": str(self.root / "ansible.cfg")}
+
+    def playbook(self, name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+        """ansible-playbook on a shipped playbook, from the controller namespace, over SSH; the working
+        folder is the profiles repository (as in CI)."""
+        command = ["ip", "netns", "exec", self.controller, str(VENV_BIN / "ansible-playbook"), "-i",
+                   str(self.root / "inventory.json"), str(PLAYBOOKS / name), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**self.env(), "PWD": str(self.work)},
+                              cwd=self.work,
+                              stdin=subprocess.DEVNULL)
+
+    def adhoc(self, host: str, module: str, args: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
+        """One module on one host (ansible ad hoc), its result printed as JSON by the one-line callback."""
+        command = ["ip", "netns", "exec", self.controller, str(VENV_BIN / "ansible"), "-i", str(self.root / "inventory.json"),
+                   host, "-m", module, "-a", json.dumps(args), "-o", *flags]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=self.env(), stdin=subprocess.DEVNULL)
+
+    # --- cleaning up ------------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        for gw in self.gateways:
+            _stop(gw.sshd_pid)
+            for pid_file in gw.state.glob("wireguard-go-*.pid") if gw.state.exists() else ():
+                _stop(int(pid_file.read_text().strip() or 0), reap=False)
+        for name in self.namespaces:
+            sh("ip", "netns", "del", name, check=False)
+        for gw in self.gateways:
+            Path(f"/var/run/wireguard/{gw.ifname}.sock").unlink(missing_ok=True)
+
+
+def _stop(pid: int, reap: bool = True) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if reap:
+            os.waitpid(pid, 0)
+        else:
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+    except (ProcessLookupError, ChildProcessError):
+        pass
