@@ -24,6 +24,8 @@ class Context:
     profiles: Path
     verbosity: int
     gateways: list[str] = field(default_factory=list)  # --gateway NAME (repeatable); empty: every gateway
+    debug: bool = False
+    color: bool | None = None  # --color / --no-color / NO_COLOR / the settings file; None: on a terminal only
 
 
 def gateway_option(func: F) -> F:
@@ -37,6 +39,60 @@ def _remember_gateways(ctx: click.Context, _: click.Parameter, value: tuple[str,
     obj = ctx.find_object(Context)
     if obj is not None:
         obj.gateways.extend(v for v in value if v not in obj.gateways)
+
+
+def _set_profiles(ctx: click.Context, _: click.Parameter, value: Path | None) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value is not None:
+        obj.profiles = value
+
+
+def _add_verbosity(ctx: click.Context, _: click.Parameter, value: int) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value and obj.verbosity >= 0:  # -q wins over -v, wherever each is given
+        obj.verbosity += value
+
+
+def _set_quiet(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value:
+        obj.verbosity = -1
+
+
+def _set_debug(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value:
+        obj.debug = True
+
+
+def _set_color(ctx: click.Context, _: click.Parameter, value: bool | None) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value is not None:
+        obj.color = value
+
+
+def group_options(command: click.Command) -> click.Command:
+    """`command` (and each subcommand of a group) also accepts the group's options after its name:
+    --profiles, -v, -q, --debug, --color/--no-color and --gateway, written into the Context over
+    what the group settled (given after the command, a flag wins over one given before it). Options
+    a command has already are left as they are; applying this twice changes nothing. They are hidden
+    from the command's help (the group's help lists them). Returns `command`."""
+    options = [
+        click.Option(["--profiles", "-p"], type=click.Path(path_type=Path, file_okay=False), expose_value=False,
+                     callback=_set_profiles, hidden=True),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_add_verbosity, hidden=True),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_quiet, hidden=True),
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, hidden=True),
+        click.Option(["--color/--no-color"], default=None, expose_value=False, callback=_set_color, hidden=True),
+        click.Option(["--gateway", "-g", "gateway_names"], metavar="NAME", multiple=True, expose_value=False,
+                     callback=_remember_gateways, hidden=True),
+    ]
+    taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    command.params += [o for o in options if not taken & {*o.opts, *o.secondary_opts}]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            group_options(sub)
+    return command
 
 
 def targets(obj: Context) -> list[str | None]:

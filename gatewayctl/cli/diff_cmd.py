@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, at_option, resolve_at
 from gatewayctl.errors import ProfileErrors
 from gatewayctl.review.formats import render
@@ -36,5 +37,6 @@ def diff(obj: Context, base: str, head: str | None, fmt: str, at_text: str | Non
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    click.echo(render(result, fmt))
+    rendered = render(result, fmt)
+    colour.echo(obj, colour.by_line(rendered, colour.review_role) if fmt == "text" else rendered)
     raise SystemExit(1 if result.changes or result.lint_introduced else 0)

@@ -18,10 +18,12 @@ from gatewayctl.apply.engine import (
     prepare,
 )
 from gatewayctl.build import atomic_write
+from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
+from gatewayctl.drift.formats import text as drift_text
 from gatewayctl.hanode import NODE_ENV, NODE_FILE, NodeError, NodeRole, node_name, resolve
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.local_addresses import local_addresses
@@ -152,7 +154,7 @@ def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, temp
     if fmt == "json":
         click.echo(json.dumps({**plan_json(prep.plan), "revocations": [r.to_json() for r in revoked]}, indent=2))
     else:
-        click.echo(plan_text(prep.plan) + revoked_text(revoked))
+        colour.echo(obj, plan_text(prep.plan, colour.ansi) + revoked_text(revoked))
     if prep.plan.blockers:
         raise SystemExit(2)
     raise SystemExit(0 if prep.plan.empty else 1)
@@ -242,11 +244,10 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
                    _stale_flow_findings(host, prep))
     report = dataclasses.replace(report, revocations=tuple(
         f"{r.label}: revoked by {r.by} at {r.at}: {r.reason}" for r in prep.revoked))
-    rendered = RENDERERS[fmt](report)
     if output:
-        atomic_write(output, (rendered.rstrip("\n") + "\n").encode(), 0o644)
+        atomic_write(output, (RENDERERS[fmt](report).rstrip("\n") + "\n").encode(), 0o644)
     else:
-        click.echo(rendered.rstrip("\n"))
+        colour.echo(obj, (drift_text(report, colour.ansi) if fmt == "text" else RENDERERS[fmt](report)).rstrip("\n"))
     raise SystemExit(report.status)
 
 

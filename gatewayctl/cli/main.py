@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 
 from gatewayctl import __version__
 
@@ -60,7 +61,19 @@ class LazyGroup(click.Group):
         module, attribute = COMMANDS[cmd_name]
         command = getattr(importlib.import_module(f"gatewayctl.cli.{module}"), attribute)
         assert isinstance(command, click.Command)
-        return command
+        from gatewayctl.cli.common import group_options
+
+        return group_options(command)  # the group's options after the command too (pre-commit's args:)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command named first in `args`; an unknown name fails with the closest command's name."""
+        ctx.meta[ARGS] = args[1:]  # the command's own arguments, read by _prepare
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-") and not ctx.resilient_parsing:
+            from gatewayctl.suggest import did_you_mean
+
+            ctx.fail(f"No such command {name!r}{did_you_mean(name, [c for c in COMMANDS if not c.startswith('_')])}.")
+        return super().resolve_command(ctx, args)
 
     @staticmethod
     def _prepare(ctx: click.Context, cmd_name: str) -> None:
@@ -70,11 +83,12 @@ class LazyGroup(click.Group):
         if cmd_name in BATCH:
             gc.disable()
             _batch_command = True
-        profiles = ctx.params.get("profiles")
-        if cmd_name in LOADS_ESTATE and profiles is not None and not {"-h", "--help"} & set(ctx.args):
+        args = ctx.meta.get(ARGS, [])
+        if cmd_name in LOADS_ESTATE and not {"-h", "--help"} & set(args):
             from gatewayctl.loader import prefetch
 
-            prefetch.start(profiles)
+            # a guess: a wrong one costs only the helper's work (prefetch.take checks the folder)
+            prefetch.start(_profiles_after(args) or _profiles_before(ctx))
 
     def invoke(self, ctx: click.Context) -> object:
         collecting = gc.isenabled()
@@ -86,9 +100,9 @@ class LazyGroup(click.Group):
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # the reader went away: click ends quietly, as any program would
-            _unexpected(exc, bool(ctx.params.get("debug")))
+            _unexpected(exc, _debugging(ctx))
         except Exception as exc:
-            _unexpected(exc, bool(ctx.params.get("debug")))
+            _unexpected(exc, _debugging(ctx))
         finally:
             ctx.meta.pop("gatewayctl.invoking", None)
             if "gatewayctl.loader.prefetch" in sys.modules:
@@ -97,10 +111,44 @@ class LazyGroup(click.Group):
                 gc.enable()
 
 
+ARGS = "gatewayctl.command-args"
+
+
+def _profiles_after(args: list[str]) -> Path | None:
+    """The last --profiles given after the command's name, read before click parses them."""
+    found = None
+    for index, arg in enumerate(args):
+        if arg in ("--profiles", "-p") and index + 1 < len(args):
+            found = Path(args[index + 1])
+        elif arg.startswith("--profiles="):
+            found = Path(arg.split("=", 1)[1])
+        elif arg == "--":
+            break
+    return found
+
+
+def _profiles_before(ctx: click.Context) -> Path:
+    """--profiles of the group as the Context will have it: flag or environment, else the settings file."""
+    from gatewayctl.cli import config
+
+    profiles: Path = ctx.params["profiles"]
+    if ctx.get_parameter_source("profiles") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        return profiles
+    try:
+        return config.load(Path.cwd()).profiles or profiles
+    except (config.ConfigError, OSError, UnicodeDecodeError):
+        return profiles  # the group's callback reports it
+
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
 DEBUG_ENV = "GATEWAYCTL_DEBUG"
+
+
+def _debugging(ctx: click.Context) -> bool:
+    """--debug given before or after the command (or GATEWAYCTL_DEBUG, or the settings file)."""
+    return bool(getattr(ctx.obj, "debug", False) or ctx.params.get("debug"))
 
 
 def _unexpected(exc: Exception, debug: bool) -> NoReturn:
@@ -145,10 +193,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("-v", "--verbose", count=True, help="Say more (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 @click.option("--debug", is_flag=True, envvar=DEBUG_ENV, help="Show the traceback of an unexpected error.")
+@click.option("--color/--no-color", "color", default=None,
+              help="Colour plan, diff, drift and lint output: default on a terminal unless NO_COLOR is set.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version, with Python, the nftables binding and the WireGuard backends, and exit.")
 @click.pass_context
-def cli(ctx: click.Context, profiles: Path, gateway: tuple[str, ...], verbose: int, quiet: bool, debug: bool) -> None:
+def cli(ctx: click.Context, profiles: Path, gateway: tuple[str, ...], verbose: int, quiet: bool, debug: bool,
+        color: bool | None) -> None:
     """Declarative partner access for a WireGuard gateway.
 
     Trust profiles in YAML (one per partner), a service catalogue and the gateway's
@@ -161,12 +212,16 @@ def cli(ctx: click.Context, profiles: Path, gateway: tuple[str, ...], verbose: i
       gatewayctl --profiles /srv/profiles build -o out/
       gatewayctl schema > profile.schema.json
 
+    These options are accepted after the command too (gatewayctl validate --profiles DIR).
+    Defaults come from gatewayctl.toml or [tool.gatewayctl] in pyproject.toml, in this folder or a
+    parent; a flag wins over the environment, which wins over the file (docs/cli.md).
+
     Exit codes: 0 clean, 1 findings or changes, 2 bad input or usage.
     Shell completion (bash): eval "$(_GATEWAYCTL_COMPLETE=bash_source gatewayctl)"
     """
-    from gatewayctl.cli.common import Context
+    from gatewayctl.cli.config import group_context
 
-    ctx.obj = Context(profiles=profiles, verbosity=-1 if quiet else verbose, gateways=list(dict.fromkeys(gateway)))
+    ctx.obj = group_context(ctx)
 
 
 def main() -> None:

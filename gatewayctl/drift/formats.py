@@ -8,6 +8,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from gatewayctl.drift.check import STATUS, DriftReport
+from gatewayctl.paint import Paint, plain
 
 DRIFT_FORMAT = "gatewayctl-drift/1"
 SUMMARY = {0: "in sync: the host matches the last apply and the profiles",
@@ -23,9 +24,15 @@ def _applied_line(report: DriftReport) -> str:
     return f"last applied {applied.get('applied_at')} by digest {applied.get('digest', '')[:12]} (revision {rev})"
 
 
-def text(report: DriftReport) -> str:
-    lines = [SUMMARY[report.status], _applied_line(report)]
-    lines += [f"  {f}" for f in report.findings]
+# in sync: ok; the host changed behind gatewayctl's back: error; the profiles not applied yet: warning
+STATUS_ROLE = {0: "ok", 1: "error", 3: "warning"}
+
+
+def text(report: DriftReport, paint: Paint = plain) -> str:
+    """The summary, the last apply, one line per finding and each revocation in force; `paint`
+    colours the summary by status and each finding by its source (host: error, profiles: warning)."""
+    lines = [paint(STATUS_ROLE.get(report.status, ""), SUMMARY[report.status]), _applied_line(report)]
+    lines += [paint("error" if f.source == "host" else "warning", f"  {f}") for f in report.findings]
     lines += [f"revoked on this gateway: {r}" for r in report.revocations]
     return "\n".join(lines)
 
