@@ -11,11 +11,12 @@ from gatewayctl.cli.common import Context, at_option, gateway_option, resolve_at
 from gatewayctl.lint.docs import rules_reference
 from gatewayctl.lint.engine import merge, run_lint
 from gatewayctl.lint.finding import rank
-from gatewayctl.lint.formats import render
+from gatewayctl.lint.formats import FORMATS, render
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="github: workflow-command annotations; gitlab: Code Quality JSON (docs/rules.md).")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error", show_default=True,
               help="Exit 1 when a finding of this severity or above is not suppressed.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
@@ -33,6 +34,7 @@ def lint(obj: Context, fmt: str, fail_on: str, output: Path | None, print_rules:
     Examples:
       gatewayctl lint
       gatewayctl lint --format sarif -o lint.sarif
+      gatewayctl lint --format gitlab -o gl-code-quality-report.json
       gatewayctl lint --format json --at 2027-01-01 --fail-on warning
     """
     if print_rules:

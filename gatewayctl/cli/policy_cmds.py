@@ -13,10 +13,12 @@ from gatewayctl.pipeline import Compiled
 from gatewayctl.policy.assertions import evaluate_fleet, load_tests
 from gatewayctl.policy.explain import flow, partner_access, who_reaches
 from gatewayctl.policy.flows import parse_target
+from gatewayctl.policy.junit import junit
 
 
 @click.command("test")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True,
+              help="junit: JUnit XML, one testcase per policy test (for CI test reports).")
 @at_option
 @gateway_option
 @click.pass_obj
@@ -30,8 +32,10 @@ def test_cmd(obj: Context, fmt: str, at_text: str | None) -> None:
     Examples:
       gatewayctl test
       gatewayctl test --at 2027-06-01 --format json
+      gatewayctl test --format junit > policy-tests.xml
     """
-    views = [(c.policy.gateway, c) for c in load_each_or_exit(dataclasses.replace(obj, verbosity=-1), resolve_at(at_text))]
+    at = resolve_at(at_text)
+    views = [(c.policy.gateway, c) for c in load_each_or_exit(dataclasses.replace(obj, verbosity=-1), at)]
     try:
         tests = load_tests(obj.profiles)
     except ProfileErrors as exc:
@@ -41,7 +45,9 @@ def test_cmd(obj: Context, fmt: str, at_text: str | None) -> None:
     services = {k: v for _, c in views for k, v in c.estate.services.model.services.items()}  # what any gateway fronts
     outcomes = [evaluate_fleet(t, [(n, c.policy) for n, c in views], services) for t in tests]
     failed = [o for o in outcomes if not o.passed]
-    if fmt == "json":
+    if fmt == "junit":
+        click.echo(junit(outcomes, at), nl=False)
+    elif fmt == "json":
         click.echo(json.dumps({"format": "gatewayctl-test/1", "passed": len(outcomes) - len(failed), "failed": len(failed),
                                "tests": [{"name": o.test.test.name, "where": o.test.where, "passed": o.passed,
                                           "detail": o.detail, "evidence": list(o.evidence)} for o in outcomes]}, indent=2))
