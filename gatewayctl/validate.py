@@ -15,6 +15,7 @@ from gatewayctl.model.ha import ha_problems
 from gatewayctl.model.types import parse_port_spec
 from gatewayctl.partner_files import config_file
 from gatewayctl.ports import contained
+from gatewayctl.suggest import did_you_mean
 from gatewayctl.validate_addresses import check_grant_unions, check_partner_claims, check_services
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ def _grant_errors(estate: Estate, partner: Loaded[PartnerFile], index: int, sour
     where = f"grants[{index}]"
     service = estate.services.model.services.get(grant.service)
     if service is None:
-        yield doc.error(("grants", index, "service"), f"{where}.service: unknown service {grant.service!r}; "
+        hint = did_you_mean(grant.service, estate.services.model.services)
+        yield doc.error(("grants", index, "service"), f"{where}.service: unknown service {grant.service!r}{hint}; "
                         "it must be defined in services.yaml")
         return
     if grant.expires and grant.expires > model.agreement.expires:

@@ -20,6 +20,7 @@ from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
 from gatewayctl.plan.flows import Coverage, parse_flows
 from gatewayctl.state import StateDir, current_user
+from gatewayctl.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     grants: dict[str, list[str]] = applied.get("element_grants", {})
     partners = {p["partner"] for p in applied["peers"].values()}
     if partner not in partners:
-        raise HostError(f"partner {partner!r} has no peer on this gateway (last apply); partners here: "
-                        f"{', '.join(sorted(partners)) or 'none'}")
+        raise HostError(f"partner {partner!r} has no peer on this gateway (last apply){did_you_mean(partner, partners)}; "
+                        f"partners here: {', '.join(sorted(partners)) or 'none'}")
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     new = Revocation(partner, service, reason, current_user(), now)
     if service is not None and not any(new.covers(g) for ids in grants.values() for g in ids):

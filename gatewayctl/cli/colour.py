@@ -51,3 +51,16 @@ def review_role(line: str) -> str:
     if kind.endswith(("-removed", "-narrowed")):
         return "remove"
     return "change"
+
+
+SEVERITY_ROLE = {"error": "error", "warning": "warning"}
+
+
+def by_severity(text: str, severities: list[str]) -> str:
+    """Lint's text output (one line per finding, in the order of `severities`, then the summary)
+    with each finding's line painted by its severity: errors red, warnings yellow."""
+    lines = text.split("\n")
+    if len(lines) != len(severities) + 1:  # not the shape expected: left plain rather than mispainted
+        return text
+    return "\n".join([*(ansi(SEVERITY_ROLE.get(s, ""), line) for s, line in zip(severities, lines, strict=False)),
+                      lines[-1]])

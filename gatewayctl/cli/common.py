@@ -47,16 +47,21 @@ def _set_profiles(ctx: click.Context, _: click.Parameter, value: Path | None) ->
         obj.profiles = value
 
 
+QUIET_FLAG = "gatewayctl.quiet-flag"  # in ctx.meta (shared by the group and its commands): -q was given
+
+
 def _add_verbosity(ctx: click.Context, _: click.Parameter, value: int) -> None:
     obj = ctx.find_object(Context)
-    if obj is not None and value and obj.verbosity >= 0:  # -q wins over -v, wherever each is given
-        obj.verbosity += value
+    if obj is None or not value or ctx.meta.get(QUIET_FLAG):  # -q wins over -v, wherever each is given
+        return
+    obj.verbosity = max(obj.verbosity, 0) + value  # a -v flag outranks the settings file's quiet
 
 
 def _set_quiet(ctx: click.Context, _: click.Parameter, value: bool) -> None:
     obj = ctx.find_object(Context)
     if obj is not None and value:
         obj.verbosity = -1
+        ctx.meta[QUIET_FLAG] = True
 
 
 def _set_debug(ctx: click.Context, _: click.Parameter, value: bool) -> None:

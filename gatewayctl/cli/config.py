@@ -23,7 +23,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from gatewayctl.cli.common import Context
+from gatewayctl.cli.common import QUIET_FLAG, Context
 from gatewayctl.errors import display_path, shown
 from gatewayctl.suggest import did_you_mean
 
@@ -205,6 +205,8 @@ def group_context(ctx: click.Context) -> Context:
     # a -v flag outranks the file's quiet, as any flag outranks the file
     quiet = params["quiet"] if given("quiet") else (not given("verbose") and bool(settings.quiet))
     debug = params["debug"] if given("debug") else bool(settings.debug)
+    if params["quiet"]:
+        ctx.meta[QUIET_FLAG] = True
     return Context(profiles=profiles, verbosity=-1 if quiet else verbose, gateways=list(dict.fromkeys(gateways)),
                    debug=debug, color=params["color"] if given("color") else _color(settings.color))
 

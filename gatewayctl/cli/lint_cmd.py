@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gatewayctl.build import atomic_write
+from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, at_option, gateway_option, resolve_at, targets
 from gatewayctl.lint.docs import rules_reference
 from gatewayctl.lint.engine import merge, run_lint
@@ -47,6 +48,8 @@ def lint(obj: Context, fmt: str, fail_on: str, output: Path | None, print_rules:
     rendered = render(result, fmt, at)
     if output:
         atomic_write(output, (rendered + "\n").encode(), 0o644)
+    elif fmt == "text":
+        colour.echo(obj, colour.by_severity(rendered, [f.severity for f in result.active()]))
     else:
         click.echo(rendered)
     if result.errors:

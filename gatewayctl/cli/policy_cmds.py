@@ -82,6 +82,12 @@ def query(obj: Context, partner: str | None, to: str | None, source: str | None,
     if not partner and not to:
         raise click.UsageError("give --partner, or --to (with or without --from)")
     every = load_each_or_exit(dataclasses.replace(obj, verbosity=-1), resolve_at(at_text))
+    if partner and not any(c.policy.partner(partner) for c in every):
+        from gatewayctl.suggest import did_you_mean
+
+        known = {p.id for c in every for p in c.policy.partners}
+        raise click.BadParameter(f"no partner {partner!r} in the profiles{did_you_mean(partner, known)}",
+                                 param_hint="--partner")
     answers: list[tuple[Compiled, object]] = []
     for compiled in every:
         policy = compiled.policy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import click
@@ -17,7 +18,9 @@ FORMATS = ["html", "markdown", "json", "junit", "prometheus"]
 
 @click.command()
 @click.option("--partner", help="A report for this partner only: its own grants, peers, counters and requirements.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format; default: from the -o suffix, else html.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format; default: from the -o suffix (.html .md .json .xml .prom), else html, "
+                   "or markdown when printing to a terminal.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
 @click.option("--controls", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A control mapping to use instead of the packaged one (see docs/report.md).")
@@ -56,7 +59,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     from gatewayctl.report.live import read_live
     from gatewayctl.report.render import render
 
-    fmt = fmt or _format_of(output)
+    fmt = fmt or _format_of(output)  # before any work: a name it cannot tell is a usage error
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     try:
         mapping = load_controls(controls)
@@ -68,7 +71,9 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
         raise SystemExit(2) from None
     compiled = load_or_exit(obj.profiles, now, -1, one_gateway(obj))
     if partner is not None and compiled.policy.partner(partner) is None:
-        fail(f"no partner {partner!r} in the profiles")
+        from gatewayctl.suggest import did_you_mean
+
+        fail(f"no partner {partner!r} in the profiles{did_you_mean(partner, (p.id for p in compiled.policy.partners))}")
     if netns and not offline:
         try:
             enter(netns)
@@ -92,6 +97,17 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
     raise SystemExit(1 if doc["summary"]["controls"]["fail"] else 0)
 
 
+SUFFIXES = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "json", ".xml": "junit", ".prom": "prometheus"}
+
+
 def _format_of(output: Path | None) -> str:
-    suffix = output.suffix.lower() if output else ""
-    return {".md": "markdown", ".json": "json", ".xml": "junit", ".prom": "prometheus"}.get(suffix, "html")
+    """The format -o's suffix names (a suffix it does not know is a usage error, status 2: a .txt
+    holding HTML helps nobody); without -o, html, except markdown on a terminal (HTML is for
+    browsers, not for reading in a terminal)."""
+    if output is None:
+        return "markdown" if sys.stdout.isatty() else "html"
+    fmt = SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        raise click.BadParameter(f"cannot tell the report format from {str(output)[-80:]!r}: name the file "
+                                 f"{', '.join(SUFFIXES)} or give --format {{{','.join(FORMATS)}}}", param_hint="-o")
+    return fmt

@@ -197,16 +197,24 @@ def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> l
     found = []
     for err in exc.errors(include_url=False):
         loc = tuple(part for part in err["loc"] if part != "[key]")
-        found.append(doc.error(loc, _message(err, loc)))
+        found.append(doc.error(loc, _message(err, loc, model)))
     return found
 
 
-def _message(err: Any, loc: tuple[Any, ...]) -> str:
+def _message(err: Any, loc: tuple[Any, ...], model: type[BaseModel] | None = None) -> str:
+    """The message for one validation error at `loc` of a file read as `model` (an unknown field
+    gets the closest field name that model knows there, if one is close)."""
     where = _dotted(loc) or "file"
     kind = err["type"]
     if kind == "missing":
         return f"{where}: required field is missing"
     if kind == "extra_forbidden":
+        from gatewayctl.loader.fields import known_fields
+        from gatewayctl.suggest import closest
+
+        close = closest(str(loc[-1]), known_fields(model, loc[:-1])) if model is not None and loc else None
+        if close is not None:
+            return f"{where}: unknown field (did you mean {close!r}? see the profile reference)"
         return f"{where}: unknown field (check its spelling in the profile reference)"
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
