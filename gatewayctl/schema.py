@@ -1,4 +1,4 @@
-"""JSON Schemas of the profile files and the policy test files, generated from the pydantic models.
+"""JSON Schemas of the profile files, the policy test files and the saved plan, generated from the pydantic models.
 
 Every pattern in them is valid ECMA-262 in Unicode mode (what check-jsonschema, editors and other
 JSON Schema tools run), and every format is a standard one; tests/test_jsonschema_tools.py runs
@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.fleet import FleetFile
+from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.policy.assertions import PolicyTestFile
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -46,15 +47,19 @@ _POLICY_TEST_FIELDS = {
 }
 
 
+# Files gatewayctl writes for programs: `plan -o` (read back by `apply PLAN`). Not part of "all".
+OUTPUTS: dict[str, type[BaseModel]] = {"plan": SavedPlan}
+
+
 # Other forms a kind of file may take: gateway.yaml of an estate of several gateways (model/fleet.py).
 FORMS: dict[str, tuple[type[BaseModel], ...]] = {"gateway": (FleetFile,)}
 
 
 def json_schema(kind: str = "all") -> dict[str, Any]:
     """Return a draft 2020-12 schema for one kind of file, or for any of them ("all": a file
-    validates when it is one of the kinds)."""
+    validates when it is one of the kinds); or of a file gatewayctl writes (OUTPUTS)."""
     if kind != "all" and kind not in FORMS:
-        schema = KINDS[kind].model_json_schema()
+        schema = {**KINDS, **OUTPUTS}[kind].model_json_schema()
         schema["$schema"] = DRAFT
         return _with_rules(schema)
     chosen = [KINDS[kind], *FORMS[kind]] if kind != "all" else [m for k, m in KINDS.items() for m in (m, *FORMS.get(k, ()))]
@@ -94,7 +99,7 @@ def write_schemas(folder: Path) -> list[Path]:
     return the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in ["all", *KINDS]:
+    for kind in ["all", *KINDS, *OUTPUTS]:
         path = folder / schema_file_name(kind)
         path.write_text(schema_text(kind))
         written.append(path)

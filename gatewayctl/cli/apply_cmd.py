@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -23,18 +22,20 @@ from gatewayctl.apply.engine import (
 )
 from gatewayctl.cli.common import Context, remember_gateway
 from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
-from gatewayctl.errors import ProfileErrors
+from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
 from gatewayctl.plan.render import plan_text
+from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.render.environment import make_environment
-from gatewayctl.state import StateDir, profile_revision
+from gatewayctl.state import StateDir
 
 
 @click.command()
+@click.argument("saved_path", metavar="[PLAN]", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @host_options
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (a saved PLAN never asks).")
 @click.option("--confirm-timeout", type=click.IntRange(10, 86400), metavar="SECONDS",
               help="Roll back by itself unless `gatewayctl confirm` arrives within SECONDS.")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True),
@@ -42,45 +43,40 @@ from gatewayctl.state import StateDir, profile_revision
 @click.option("--at", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]), metavar="INSTANT",
               help="Apply as of a later instant (UTC, not earlier than now): every timer is shorter, never longer.")
 @click.pass_obj
-def apply(obj: Context, netns: str | None, state_dir: Path | None, yes: bool, confirm_timeout: int | None,
-          templates: Path | None, at: dt.datetime | None) -> None:
+def apply(obj: Context, saved_path: Path | None, netns: str | None, state_dir: Path | None, yes: bool,
+          confirm_timeout: int | None, templates: Path | None, at: dt.datetime | None) -> None:
     """Apply the profiles to this host: show the plan, ask, apply, verify.
 
     Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
     (untouched peers keep their sessions), and orders the steps so access is never wider
     than the old or the new policy. On any failure the previous table and peers are
-    restored. Exit 0: applied or nothing to do; 1: failed and rolled back; 2: bad input
-    or refused; 4: failed and the rollback failed too.
+    restored. With PLAN (saved by `gatewayctl plan -o PLAN`), applies exactly that plan
+    without asking, and refuses, changing nothing, if the profiles or the host changed
+    since. Exit 0: applied or nothing to do; 1: failed and rolled back; 2: bad input or
+    refused; 4: failed and the rollback failed too.
 
     \b
     Examples:
       gatewayctl apply
+      gatewayctl plan -o plan.json && gatewayctl apply plan.json
       gatewayctl apply --yes --confirm-timeout 120   # then: gatewayctl confirm
       gatewayctl apply --netns gw --yes
     """
+    if saved_path is not None and at is not None:
+        raise click.UsageError("a saved plan is applied as of now: it takes no --at")
+    saved = (saved_path, read_or_exit(saved_path)) if saved_path is not None else None
     host, state = open_host(netns, state_dir)
     when = at.replace(tzinfo=dt.UTC) if at is not None else None
     try:
         with state.lock():
-            _apply_locked(obj, host, state, yes, confirm_timeout, templates, when)
+            _apply_locked(obj, host, state, yes or saved is not None, confirm_timeout, templates, when, saved)
     except HostError as exc:
         fail(str(exc))
 
 
-def _revision_or_exit(profiles: Path) -> dict[str, Any]:
-    """The profiles' git revision for the journal; exit 2 before anything is planned when the
-    profiles folder holds a git repository (gatewayctl/gitsafe.py)."""
-    try:
-        return profile_revision(profiles)
-    except ProfileErrors as exc:
-        for error in exc.errors:
-            click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-
-
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
-                  templates: Path | None, at: dt.datetime | None) -> None:
-    revision = _revision_or_exit(obj.profiles)
+                  templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None) -> None:
+    revision = revision_or_exit(obj.profiles)
     previous = state.read_json("applied.json")
     prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {})
     click.echo(plan_text(prep.plan) + revoked_text(prep.revoked))
@@ -90,6 +86,8 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             state.journal({"event": "refused", "blockers": list(prep.plan.blockers), "guard": guard})
         fail("refusing to apply: " + "; ".join(prep.plan.blockers)
              + (f"; partner traffic is blocked by the guard table inet {guard} until an apply succeeds" if guard else ""))
+    if saved is not None:  # before anything changes: a stale plan is refused whole
+        refuse_if_stale(obj, state, *saved, prep, revision)
     _refuse_lint_errors(obj, prep)
     _end_revocations(state, prep)
     if prep.plan.empty:
@@ -100,7 +98,8 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             fail("not applying without confirmation: run with --yes when there is no terminal")
         click.confirm("Apply these changes?", abort=True)
     applied = spec_to_json(prep.desired)
-    meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes)}
+    meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes),
+            **({"saved_plan": str(saved[0])} if saved is not None else {})}
     try:
         rollback = execute(prep, host, make_environment(templates), secrets)
     except ApplyError as exc:

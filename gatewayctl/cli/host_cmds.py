@@ -20,6 +20,7 @@ from gatewayctl.apply.engine import (
 from gatewayctl.build import atomic_write
 from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
+from gatewayctl.cli.saved_plan import save_or_exit
 from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
@@ -136,17 +137,22 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
 @host_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False, exists=True), hidden=True)
+@click.option("-o", "--output", "saved_to", type=click.Path(path_type=Path, dir_okay=False), metavar="PLAN",
+              help="Also save the plan (JSON, mode 0600) for `gatewayctl apply PLAN` (docs/operations.md).")
 @click.pass_obj
-def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, templates: Path | None) -> None:
+def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, templates: Path | None,
+         saved_to: Path | None) -> None:
     """Show what apply would change on this host (read-only).
 
-    Reads the live state once and diffs it against the compiled profiles. Exit 0: no
-    changes; 1: changes pending; 2: error.
+    Reads the live state once and diffs it against the compiled profiles. With -o, saves
+    the plan, pinned to the profiles and the host, for `apply PLAN`. Exit 0: no changes;
+    1: changes pending; 2: error.
 
     \b
     Examples:
       gatewayctl plan
       gatewayctl plan --netns gw --format json
+      gatewayctl plan -o plan.json && gatewayctl apply plan.json
     """
     host, state = open_host(netns, state_dir)
     prep, _ = prepare_or_exit(obj, host, state, templates)
@@ -155,6 +161,8 @@ def plan(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, temp
         click.echo(json.dumps({**plan_json(prep.plan), "revocations": [r.to_json() for r in revoked]}, indent=2))
     else:
         colour.echo(obj, plan_text(prep.plan, colour.ansi) + revoked_text(revoked))
+    if saved_to is not None:
+        save_or_exit(obj, prep, saved_to)  # a blocked plan is not saved: exit 2
     if prep.plan.blockers:
         raise SystemExit(2)
     raise SystemExit(0 if prep.plan.empty else 1)

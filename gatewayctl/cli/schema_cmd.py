@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from gatewayctl.docgen import profile_reference
-from gatewayctl.schema import KINDS, schema_text, write_schemas
+from gatewayctl.schema import KINDS, OUTPUTS, schema_text, write_schemas
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["all", *KINDS]), default="all", show_default=True,
-              help="Schema of one kind of file (policy-test: profiles/tests/*.yaml), or of all of them "
-                   "(any profile or policy test file validates against it).")
+@click.option("--kind", type=click.Choice(["all", *KINDS, *OUTPUTS]), default="all", show_default=True,
+              help="Schema of one kind of file (policy-test: profiles/tests/*.yaml; plan: a saved plan, "
+                   "`plan -o`), or of all profile and policy test files (any of them validates against it).")
 @click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True,
               help="JSON Schema, or the Markdown profile reference (docs/profile-reference.md).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

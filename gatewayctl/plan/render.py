@@ -28,10 +28,27 @@ def plan_text(plan: Plan, paint: Paint = plain) -> str:
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan for programs: changes in words, blockers and what stays (no key, not even a public one)."""
     return {
         "format": PLAN_FORMAT,
         "changes": [{"sign": c.sign, "area": c.area, "subject": c.subject, "detail": c.detail, "kind": c.kind}
                     for c in plan.changes],
         "blockers": list(plan.blockers),
         "unchanged": list(plan.unchanged),
+    }
+
+
+def plan_operations(plan: Plan) -> dict[str, Any]:
+    """What apply carries out, exactly (addresses, peers by public key, set elements by key), for the
+    saved plan file; no secret: `private_key` only says the key is set from its file."""
+    return {
+        "create_interface": plan.create_interface, "mtu": plan.mtu, "up": plan.up,
+        "addresses_add": list(plan.addresses_add), "addresses_remove": list(plan.addresses_remove),
+        "routes_add": list(plan.routes_add), "routes_remove": list(plan.routes_remove),
+        "listen_port": plan.listen_port, "private_key": plan.private_key,
+        "peers_upsert": list(plan.peers_upsert), "peers_remove": list(plan.peers_remove),
+        "nft_replace": plan.nft_replace,
+        "nft_delete": {k: sorted(v) for k, v in sorted(plan.nft_delete.items())},
+        "nft_add": {k: sorted(v) for k, v in sorted(plan.nft_add.items())},
+        "remove_guard": plan.remove_guard,
     }
