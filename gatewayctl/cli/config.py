@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +80,8 @@ def _read(path: Path) -> str:
 def _has_table(text: str) -> bool:
     """Whether a pyproject.toml has a [tool.gatewayctl] table (a file that does not parse counts when
     it seems to have one: loading then says what is wrong with it)."""
+    import tomllib  # here: 3 ms that a folder without a settings file does not pay
+
     try:
         tool = tomllib.loads(text).get("tool")
     except tomllib.TOMLDecodeError:
@@ -94,6 +95,8 @@ def load(start: Path) -> Settings:
     if found is None:
         return Settings()
     path, text, table = found
+    import tomllib
+
     try:
         data: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
