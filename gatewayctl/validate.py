@@ -49,7 +49,7 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
             _check_stage(gateway.model, partner, errors)
             _check_session(gateway.model, partner, errors)
     if gateway is not None and services is not None:
-        estate = Estate(partial.root, gateway, services, partial.partners, partial.gateways)
+        estate = Estate(partial.root, gateway, services, partial.partners, partial.gateways, partial.fleet_internal)
         _check_services(estate, errors)
         check_services(gateway, services, errors)
         check_grant_unions(services, partial.partners, errors)

@@ -29,10 +29,81 @@ def fleet_errors(fleet: Fleet, services: ServicesFile | None,
                  partners: list[tuple[PartnerFile, Document]]) -> list[ProfileError]:
     """Every cross-gateway problem, each at its file and line."""
     errors = _pool_overlaps(fleet)
+    if fleet.several:
+        errors += _internal_over_pools(fleet)
+        errors += _lan_claims(fleet, partners)
     fronted = fronted_services(fleet.gateways, services)
     for model, doc in partners:
         errors += _partner_errors(fleet, model, doc, fronted, services)
     return errors
+
+
+def _internal_over_pools(fleet: Fleet) -> list[ProfileError]:
+    """A gateway's internal networks may not cover another gateway's pool or tunnel addresses: a
+    service there would be a partner (or the other gateway) reached as an internal service."""
+    errors = []
+    for name, gw in fleet.gateways.items():
+        for other, og in fleet.gateways.items():
+            if other == name:
+                continue
+            theirs = [*og.wireguard.pool, *(a.network for a in og.wireguard.addresses)]
+            errors += [fleet.doc.error(("gateways", name, "internal_networks", i), f"gateways.{name}.internal_networks"
+                                       f"[{i}]: {net} overlaps {hit}, the tunnel pool or address of gateway {other!r}")
+                       for i, net in enumerate(gw.internal_networks) for hit in theirs if _overlap(net, hit)][:1]
+    return errors
+
+
+@dataclass(frozen=True)
+class _Lan:
+    net: IPNetwork
+    partner: str
+    doc: Document
+    loc: tuple[int | str, ...]
+    gateways: frozenset[str]
+
+
+def _lan_claims(fleet: Fleet, partners: list[tuple[PartnerFile, Document]]) -> list[ProfileError]:
+    """Partner LANs across the fleet: none inside any gateway's pool or tunnel addresses, and none
+    overlapping another partner's (the internal networks can route a LAN to one gateway only).
+    Overlaps between partners of a common gateway are that gateway's own check (validate_addresses)."""
+    available = list(fleet.gateways)
+    spans = [(g, n) for g, gw in fleet.gateways.items() for n in (*gw.wireguard.pool, *(a.network for a in gw.wireguard.addresses))]
+    lans = []
+    errors = []
+    for model, doc in partners:
+        order = partner_gateways(model, available)
+        for j, peer in enumerate(model.peers):
+            mine = frozenset(g for g in (peer.gateways or order) if g in available)
+            for k, lan in enumerate(peer.networks):
+                loc = ("peers", j, "networks", k)
+                lans.append(_Lan(lan, model.id, doc, loc, mine))
+                hit = next(((g, n) for g, n in spans if g not in mine and _overlap(lan, n)), None)
+                if hit is not None:
+                    errors.append(doc.error(loc, f"peers[{j}].networks[{k}]: {lan} overlaps {hit[1]}, the tunnel pool or "
+                                            f"address of gateway {hit[0]!r}; a partner network may not claim it"))
+    for one, two in _overlapping(lans):
+        if one.partner != two.partner and not one.gateways & two.gateways:
+            for at, seen in ((one, two), (two, one)):
+                errors.append(at.doc.error(at.loc, f"peers[{at.loc[1]}].networks[{at.loc[3]}]: {at.net} of partner "
+                                           f"{at.partner!r} overlaps {seen.net} of partner {seen.partner!r} "
+                                           f"({seen.doc.shown_path}:{seen.doc.line_of(seen.loc)}) on another gateway; "
+                                           "the internal networks route a LAN to one gateway only"))
+    return errors
+
+
+def _overlapping(lans: list[_Lan]) -> list[tuple[_Lan, _Lan]]:
+    """Pairs of overlapping LANs: a sweep over the ranges sorted by start (no pairwise comparison)."""
+    pairs = []
+    for version in (4, 6):
+        ordered = sorted((x for x in lans if x.net.version == version),
+                         key=lambda x: (int(x.net.network_address), -x.net.prefixlen))
+        open_: list[_Lan] = []
+        for lan in ordered:
+            start = int(lan.net.network_address)
+            open_ = [o for o in open_ if int(o.net.broadcast_address) >= start]
+            pairs += [(o, lan) for o in open_]
+            open_.append(lan)
+    return pairs
 
 
 def _overlap(a: IPNetwork, b: IPNetwork) -> bool:

@@ -314,9 +314,6 @@ def test_lint_and_fleet_errors_about_a_later_grant_name_its_line(fleet: Path) ->
 
 # ---------------------------------------------------------------- defects (xfail, strict)
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a stage's max_services is counted per gateway view. Pilot initech "
-                   "(max_services 1) on [dal, fra] with status-page and intranet-web gets one service compiled on each "
-                   "gateway, two in all, and lint says nothing; the same profile on one gateway compiles one (GW101)")
 def test_a_stage_limit_on_services_holds_across_the_fleet(fleet: Path) -> None:
     def two_services(d: dict[str, Any]) -> None:
         _initech_dal_first(d)
@@ -329,10 +326,6 @@ def test_a_stage_limit_on_services_holds_across_the_fleet(fleet: Path) -> None:
     assert len(reached) <= limit, reached
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: an emergency revocation is kept per host and keyed by grant: after "
-                   "`revoke globex --grant crm-api` on fra, the partner reorders its own gateways to [dal, fra]; crm-api "
-                   "then routes through dal (which knows no revocation) and opens there, and fra's next apply ends the "
-                   "revocation as 'no longer granted'. It should stay standing while the estate still grants the access")
 def test_a_revocation_is_not_undone_by_moving_the_grant_to_another_gateway(fleet: Path) -> None:
     from gatewayctl.apply import revocations
 
@@ -347,9 +340,6 @@ def _lan(root: Path, net: str) -> None:
     edit(root / "partners" / "acme.yaml", lambda d: d["peers"][0].update(networks=[net]))  # acme: fra only
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a partner's LAN may overlap another gateway's tunnel pool, even its "
-                   "tunnel address: acme (fra only) claims 10.251.0.0/24 or 10.251.0.1/32 (dal's pool and address) and "
-                   "validate says ok; on one gateway a LAN inside the pool is refused")
 @pytest.mark.parametrize("net", ["10.251.0.0/24", "10.251.0.1/32"])
 def test_a_lan_may_not_claim_another_gateways_pool_or_address(fleet: Path, net: str) -> None:
     _lan(fleet, net)
@@ -358,9 +348,6 @@ def test_a_lan_may_not_claim_another_gateways_pool_or_address(fleet: Path, net: 
     assert code == 2 and re.search(rf"acme\.yaml:{want}: peers\[0\]\.networks\[0\]: .*{re.escape(net)}", output), output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: two partners on different gateways may claim the same LAN: acme (fra) "
-                   "and umbrella (dal only) both claim 100.64.77.0/24 and validate says ok. The internal network routes "
-                   "that LAN to one gateway only, so one partner receives the other's replies; on one gateway it is refused")
 def test_two_partners_on_different_gateways_may_not_claim_one_lan(fleet: Path) -> None:
     def umbrella_on_dal(d: dict[str, Any]) -> None:
         d["gateways"] = [DAL]
@@ -373,10 +360,6 @@ def test_two_partners_on_different_gateways_may_not_claim_one_lan(fleet: Path) -
     assert code == 2 and re.search(r"(acme|umbrella)\.yaml:\d+: peers\[0\]\.networks\[0\]: .*100\.64\.77\.0/24", output), output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a gateway's internal networks may cover another gateway's pool, so a "
-                   "'service' may be another partner's tunnel address: dal fronts 10.250.1.0/24 (fra's pool) and globex "
-                   "is granted 10.250.1.1 (acme-hq on fra) through dal; validate says ok and dal's ruleset opens it. "
-                   "On one gateway both the overlap and the service are refused")
 def test_a_gateway_may_not_front_another_gateways_pool(fleet: Path, tmp_path: Path) -> None:
     edit(fleet / "gateway.yaml", lambda d: d["gateways"][DAL]["internal_networks"].append("10.250.1.0/24"))
     edit(fleet / "services.yaml", lambda d: d["services"].__setitem__(
@@ -388,9 +371,6 @@ def test_a_gateway_may_not_front_another_gateways_pool(fleet: Path, tmp_path: Pa
     assert code == 2 and "gateway.yaml" in output and "10.250.1.0/24" in output, output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: validate errors about a filtered grant give the view's index in the "
-                   "message: globex's third grant (file-drop, grants[2] in the file) is reported as 'grants[1].ports[0]' "
-                   "(the line, 54, is right); the message must name the file's index")
 def test_a_validate_error_about_a_later_grant_names_the_files_index(fleet: Path) -> None:
     path = fleet / "partners" / "globex.yaml"
     edit(path, lambda d: d["grants"][2].update(ports=[9000]))
@@ -452,9 +432,6 @@ def test_a_gateway_may_not_be_named_all(fleet: Path) -> None:
     assert code == 2 and re.search(r"gateway\.yaml:\d+: gateways\.all", output), output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (info, wrong words): lint says GW603 \"service 'crm-api' is granted to no "
-                   "partner (gateway gw-dal-1)\" although acme and globex are granted it (through fra); a service fronted "
-                   "by several gateways is unused only when no gateway has a grant of it")
 def test_lint_does_not_call_a_service_granted_through_another_gateway_unused(fleet: Path) -> None:
     result = run_cli("--profiles", str(fleet), "lint", "--at", AT)
     assert "GW603 service 'crm-api'" not in result.stdout, result.stdout
@@ -483,9 +460,6 @@ def test_a_gateway_flag_wins_over_the_environment(fleet: Path) -> None:
     assert result.exit_code == 0 and [line.split()[0] for line in result.stdout.splitlines()] == [f"[{FRA}]"], result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (lint): a service no gateway fronts vanishes from every gateway's view, "
-                   "so GW405 (service-outside-internal-networks), which warns about it on one gateway, never fires in a "
-                   "fleet: a mistyped service address goes unnoticed until someone grants it")
 def test_lint_warns_about_a_service_no_gateway_fronts(fleet: Path, estate: Path) -> None:
     def stray(d: dict[str, Any]) -> None:
         d["services"]["stray"] = {**d["services"]["erp-db"], "addresses": ["10.9.0.1/32"]}

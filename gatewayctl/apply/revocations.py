@@ -59,8 +59,9 @@ def lift(revocations: list[Revocation], partner: str, service: str | None) -> tu
 
 
 def still_granted(revocations: list[Revocation], policy: CompiledPolicy) -> tuple[list[Revocation], list[Revocation]]:
-    """(standing, ended): a revocation ends by itself once the profiles no longer grant what it closes."""
-    ids = [g.id for p in policy.partners for g in p.grants]
+    """(standing, ended): a revocation ends by itself once the profiles no longer grant what it closes
+    (through any gateway: a grant moved to another gateway of several does not end it here)."""
+    ids = [g.id for p in policy.partners for g in p.grants] + [i for p in policy.partners for i in p.elsewhere]
     standing = [r for r in revocations if any(r.covers(i) for i in ids)]
     return standing, [r for r in revocations if r not in standing]
 

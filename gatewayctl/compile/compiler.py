@@ -112,10 +112,18 @@ def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded
     ended = {i: r for i, g in enumerate(model.grants) if (r := _exclusion(g.expires, model.agreement.expires, at))}
     exceptions, levels = ceilings
     verdict = judge_partner(estate.gateway.model, levels, model, ended, at, exceptions)
+    elsewhere = []
     for index, grant in enumerate(model.grants):
         facts = catalogue[grant.service]
         service = facts.service
         reason = ended.get(index) or verdict.excluded.get(index)
+        if index in loaded.elsewhere:  # another gateway's (several gateways): that gateway's build says the rest
+            via = loaded.elsewhere[index] or "none: no gateway of the partner fronts it"
+            excluded.append(ExcludedGrant(model.id, index, grant.service, f"reached through gateway {via}",
+                                          facts.destinations, service.protocol))
+            if not reason:
+                elsewhere.append(ids[index])
+            continue
         if reason or index in verdict.excepted:  # line_of walks the YAML nodes: only for the few grants that need it
             where = f"{loaded.doc.shown_path}:{loaded.doc.line_of(('grants', index))}"
         if index in verdict.excepted:
@@ -139,10 +147,11 @@ def _partner(estate: Estate, catalogue: dict[str, _ServiceFacts], loaded: Loaded
             sources=tuple(s for s in sources if s.version in facts.families),
             expires=grant.expires, ends_at=ends, justification=grant.justification, approved_by=grant.approved_by,
         ))
-    if model.grants and not grants:
+    if model.grants and not grants and not elsewhere:
         warnings.append(f"{loaded.doc.shown_path}:1: partner {model.id!r} has no grant in force; its tunnel reaches nothing")
     return PartnerIR(model.id, model.name, model.stage, model.agreement.reference, model.agreement.expires,
-                     peers, tuple(grants), tuple(excluded), _certificates(model, cas, estate.gateway.model.auth))
+                     peers, tuple(grants), tuple(excluded), _certificates(model, cas, estate.gateway.model.auth),
+                     tuple(elsewhere))
 
 
 def _exclusion(expires: dt.date | None, agreement_expires: dt.date, at: dt.datetime) -> str | None:

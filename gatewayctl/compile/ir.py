@@ -107,6 +107,8 @@ class PartnerIR:
     grants: tuple[GrantIR, ...]
     excluded: tuple[ExcludedGrant, ...]
     certificates: CertRequirementsIR | None
+    # in an estate of several gateways: the grants in force that are reached through another gateway
+    elsewhere: tuple[str, ...] = ()
 
     @property
     def sources(self) -> tuple[IPNetwork, ...]:

@@ -123,8 +123,11 @@ def in_pool(net: IPNetwork, pool: list[IPNetwork]) -> bool:
 
 
 def partner_view(loaded_model: PartnerFile, doc: Document, name: str, order: list[str], pools: dict[str, list[IPNetwork]],
-                 fronted: dict[str, set[str]]) -> tuple[PartnerFile, ViewDocument] | None:
-    """What gateway `name` sees of one partner, or None when the partner does not connect through it."""
+                 fronted: dict[str, set[str]]) -> tuple[PartnerFile, ViewDocument, dict[int, str]] | None:
+    """What gateway `name` sees of one partner, or None when the partner does not connect through it:
+    its peers through `name` with their addresses in its pool, every grant (the stage ceilings count
+    them all, and lint and validate read them as written), and by index the grants reached through
+    another gateway, which the compiler leaves to that gateway."""
     if name not in order:
         return None
     remap: list[tuple[Loc, tuple[int, ...]]] = []
@@ -136,11 +139,7 @@ def partner_view(loaded_model: PartnerFile, doc: Document, name: str, order: lis
         peers.append(peer.model_copy(update={"addresses": [peer.addresses[k] for k in kept]}))
         peer_index.append(j)
         remap.append((("peers", j, "addresses"), tuple(kept)))
-    grant_index = [i for i, g in enumerate(loaded_model.grants) if route(order, fronted, g.service) == name]
-    remap += [(("peers",), tuple(peer_index)), (("grants",), tuple(grant_index))]
-    model = loaded_model.model_copy(update={"peers": peers, "grants": [loaded_model.grants[i] for i in grant_index]})
-    return model, ViewDocument(doc.path, doc.shown_path, None, doc.text, remap=tuple(remap))
-
-
-def services_view(services: ServicesFile, fronted: set[str]) -> ServicesFile:
-    return services.model_copy(update={"services": {k: v for k, v in services.services.items() if k in fronted}})
+    elsewhere = {i: via or "" for i, g in enumerate(loaded_model.grants) if (via := route(order, fronted, g.service)) != name}
+    remap.append((("peers",), tuple(peer_index)))
+    model = loaded_model.model_copy(update={"peers": peers})
+    return model, ViewDocument(doc.path, doc.shown_path, None, doc.text, remap=tuple(remap)), elsewhere

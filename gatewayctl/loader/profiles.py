@@ -6,8 +6,8 @@ import contextlib
 import gc
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +18,7 @@ from gatewayctl.loader import fleet, prefetch
 from gatewayctl.loader.yaml12 import Document, read_document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.fleet import FleetFile
-from gatewayctl.model.types import DATE_MAX, DATE_MIN, PATTERN_HELP
+from gatewayctl.model.types import DATE_MAX, DATE_MIN, PATTERN_HELP, IPNetwork
 from gatewayctl.validate_fleet import Fleet, fleet_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,6 +35,8 @@ class Loaded(Generic[M]):
 
     model: M
     doc: Document
+    # a partner in one gateway's view of several: its grants reached through another gateway, by index
+    elsewhere: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Estate:
     services: Loaded[ServicesFile]
     partners: tuple[Loaded[PartnerFile], ...]
     gateways: tuple[str, ...] = ()  # every gateway of the estate (loader/fleet.py); `gateway` is the one loaded
+    fleet_internal: tuple[IPNetwork, ...] = ()  # several gateways: the internal networks of all of them
 
     @property
     def several(self) -> bool:
@@ -63,6 +66,7 @@ class PartialEstate:
     partners: tuple[Loaded[PartnerFile], ...]
     errors: tuple[ProfileError, ...]
     gateways: tuple[str, ...] = ()  # every gateway of the estate; `gateway` is the one loaded
+    fleet_internal: tuple[IPNetwork, ...] = ()  # several gateways: the internal networks of all of them
 
 
 def load_estate(root: Path, gateway: str | None = None) -> PartialEstate:
@@ -138,12 +142,11 @@ def _one_gateway(root: Path, loaded: Loaded[Any], services: Loaded[ServicesFile]
     if several:
         fronted = fleet.fronted_services(models, services.model if services else None)
         pools = {g: list(m.wireguard.pool) for g, m in models.items()}
-        views = [(p, fleet.partner_view(p.model, p.doc, name, fleet.partner_gateways(p.model, available), pools, fronted))
+        views = [fleet.partner_view(p.model, p.doc, name, fleet.partner_gateways(p.model, available), pools, fronted)
                  for p in partners]
-        partners = tuple(Loaded(*v) for _, v in views if v is not None)
-        if services is not None:
-            services = Loaded(fleet.services_view(services.model, fronted[name]), services.doc)
-    return PartialEstate(root, gateway, services, partners, tuple(sorted(errors)), tuple(available))
+        partners = tuple(Loaded(*v) for v in views if v is not None)
+    internal = tuple(n for m in models.values() for n in m.internal_networks) if several else ()
+    return PartialEstate(root, gateway, services, partners, tuple(sorted(errors)), tuple(available), internal)
 
 
 @contextlib.contextmanager

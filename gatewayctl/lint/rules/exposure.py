@@ -131,7 +131,8 @@ class ServiceOutsideInternalNetworks(Rule):
     hint = "correct the address or add its network to internal_networks"
 
     def check(self, ctx: LintContext) -> Iterator[Finding]:
-        internal = ctx.estate.gateway.model.internal_networks
+        # several gateways: a service any of them fronts is inside (routing is validate's: loader/fleet.py)
+        internal = ctx.estate.fleet_internal or ctx.estate.gateway.model.internal_networks
         doc = ctx.estate.services.doc
         for name, service in ctx.estate.services.model.services.items():
             for index, net in enumerate(service.addresses):
