@@ -132,7 +132,7 @@ def test_gitlab_code_quality_has_the_documented_shape(lint_estate: Path) -> None
     issues = json.loads(result.stdout)
     jsonschema.Draft202012Validator(GITLAB_ISSUE).validate(issues)
     severity = {i["check_name"]: i["severity"] for i in issues}
-    assert severity == {"GW404": "critical", "GW402": "minor", "GW201": "minor", "GW603": "info"}  # docs/rules.md
+    assert severity == {"GW404": "critical", "GW402": "minor", "GW201": "minor", "GW603": "info"}  # docs/review.md
     services = lint_estate / "services.yaml"
     wiki = next(i for i in issues if i["check_name"] == "GW603")
     assert wiki["location"] == {"path": str(services), "lines": {"begin": line_of(services, "Nobody is granted this.")}}

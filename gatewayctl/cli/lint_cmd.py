@@ -17,7 +17,7 @@ from gatewayctl.lint.formats import FORMATS, render
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="github: workflow-command annotations; gitlab: Code Quality JSON (docs/rules.md).")
+              help="github: workflow-command annotations; gitlab: Code Quality JSON (docs/review.md).")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error", show_default=True,
               help="Exit 1 when a finding of this severity or above is not suppressed.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the report to a file.")
