@@ -161,7 +161,7 @@ def _named_gateways(fleet: Fleet, model: PartnerFile, doc: Document, available: 
             return [doc.error(("id",), f"gateways: required when the estate has several gateways ({', '.join(available)}): "
                               "list the ones this partner connects through, in order of preference, or write `all`")]
         return []
-    if model.gateways == "all":
+    if model.gateways == ["all"]:
         return []
     errors, seen = [], set()
     for i, g in enumerate(model.gateways):

@@ -164,7 +164,10 @@ def test_a_host_keeps_the_gateway_it_was_applied_as(fleet: Path, tmp_path: Path)
     with pytest.raises(SystemExit) as refused:
         one_gateway(Context(fleet, 0, [FRA]), state)
     assert refused.value.code == 2
-    assert one_gateway(Context(PROFILES, 0), state) is None  # a one-gateway estate ignores the file
+    with pytest.raises(SystemExit):  # the host was gw-dal-1: an estate without it would make it another gateway
+        one_gateway(Context(PROFILES, 0), state)
+    (state / "gateway").write_text("gw-fra-1\n")
+    assert one_gateway(Context(PROFILES, 0), state) is None  # the estate's only gateway, as recorded
 
 
 def _git(root: Path, *args: str) -> None:

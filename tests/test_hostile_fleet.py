@@ -379,10 +379,6 @@ def test_a_validate_error_about_a_later_grant_names_the_files_index(fleet: Path)
     assert code == 2 and re.search(rf"globex\.yaml:{want}: grants\[2\]\.ports\[0\]: 9000", output), output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a host that the state folder records as gw-dal-1 acts as another "
-                   "gateway once the estate has only one (gw-fra-1): one_gateway ignores the record when the estate has "
-                   "one gateway, so plan/apply would turn the dal host into fra. It should refuse (exit 2) as it does "
-                   "for --gateway gw-fra-1")
 def test_a_host_recorded_as_a_gateway_the_estate_no_longer_has_is_refused(fleet: Path, tmp_path: Path) -> None:
     edit(fleet / "gateway.yaml", lambda d: d["gateways"].pop(DAL))
     (tmp_path / "gateway").write_text(f"{DAL}\n")
@@ -391,9 +387,6 @@ def test_a_host_recorded_as_a_gateway_the_estate_no_longer_has_is_refused(fleet:
     assert refused.value.code == 2
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `report` does not consult the state folder's gateway: on a fleet host "
-                   "recorded as gw-dal-1, `report --state-dir S` (as the shipped gatewayctl-report.service runs it, "
-                   "without --gateway) fails with 'say which with --gateway'; it should report on the host's gateway")
 def test_report_on_a_fleet_host_reports_the_recorded_gateway(fleet: Path, tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "gateway").write_text(f"{DAL}\n")
@@ -404,9 +397,6 @@ def test_report_on_a_fleet_host_reports_the_recorded_gateway(fleet: Path, tmp_pa
     assert DAL in out.read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `auth sessions` and `auth serve` load the profiles without the gateway: "
-                   "in a fleet they fail with 'say which with --gateway' even when --gateway is given, so no fleet "
-                   "gateway can run the smart-card front")
 def test_auth_commands_load_the_gateway_given(fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gatewayctl.cli import auth_cmd
     from gatewayctl.host.fake import FakeHost
@@ -421,9 +411,6 @@ def test_auth_commands_load_the_gateway_given(fleet: Path, tmp_path: Path, monke
     assert "say which with --gateway" not in result.stderr, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a gateway may be named `all`; then a partner's `gateways: all` (every "
-                   "gateway) and `gateways: [all]` (that one) differ by two brackets, and a careless `all` widens the "
-                   "partner to every gateway. `all` should be refused as a gateway name")
 def test_a_gateway_may_not_be_named_all(fleet: Path) -> None:
     edit(fleet / "gateway.yaml", lambda d: d["gateways"].__setitem__("all", d["gateways"].pop(DAL)))
     for p in ("globex", "initech"):
@@ -437,9 +424,6 @@ def test_lint_does_not_call_a_service_granted_through_another_gateway_unused(fle
     assert "GW603 service 'crm-api'" not in result.stdout, result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (message): an unknown gateway in a partner's list is reported as "
-                   "pydantic's union branches (`gateways.\"literal['all']\": Input should be 'all'` and "
-                   "`gateways.'list[constrained-str]'[1]`) instead of one sentence naming the requirement")
 def test_a_bad_gateway_name_in_a_partner_reads_as_one_plain_error(fleet: Path) -> None:
     edit(fleet / "partners" / "globex.yaml", lambda d: d.update(gateways=[FRA, "../x"]))
     code, output = validate(fleet)
@@ -447,9 +431,6 @@ def test_a_bad_gateway_name_in_a_partner_reads_as_one_plain_error(fleet: Path) -
     assert "literal[" not in output and "constrained-str" not in output, output
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: GATEWAYCTL_GATEWAY=gw-dal-1 with `validate --gateway gw-fra-1` (the "
-                   "flag after the command) covers both gateways: the command's flag adds to the environment instead of "
-                   "winning over it, as the group's help promises ('a flag wins over the environment')")
 def test_a_gateway_flag_wins_over_the_environment(fleet: Path) -> None:
     from click.testing import CliRunner
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gatewayctl.cli.common import Context, load_or_exit
+from gatewayctl.cli.common import Context, load_or_exit, one_gateway
 from gatewayctl.cli.host_cmds import fail, host_options, open_host
 
 
@@ -55,7 +55,8 @@ def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: 
     from gatewayctl.pipeline import compile_profiles
 
     host, state = open_host(netns, state_dir)
-    compiled = load_or_exit(obj.profiles, dt.datetime.now(dt.UTC), obj.verbosity)
+    gateway = one_gateway(obj, state.root)  # several gateways: this host's
+    compiled = load_or_exit(obj.profiles, dt.datetime.now(dt.UTC), obj.verbosity, gateway)
     settings = compiled.policy.auth
     if settings is None:
         fail("gateway.yaml has no auth section: no partner's grants wait for a session")
@@ -64,7 +65,7 @@ def serve(obj: Context, netns: str | None, state_dir: Path | None, socket_path: 
 
     def load() -> Authorizer:
         """The profiles as they are now (after an apply that changed what is installed)."""
-        return Authorizer(compile_profiles(obj.profiles, dt.datetime.now(dt.UTC)), crl)
+        return Authorizer(compile_profiles(obj.profiles, dt.datetime.now(dt.UTC), gateway), crl)
 
     path = socket_path or Path(settings.socket)
     try:
@@ -106,7 +107,7 @@ def sessions(obj: Context, netns: str | None, state_dir: Path | None, fmt: str) 
 
     host, state = open_host(netns, state_dir)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    compiled = load_or_exit(obj.profiles, now, obj.verbosity)
+    compiled = load_or_exit(obj.profiles, now, obj.verbosity, one_gateway(obj, state.root))
     policy = compiled.policy
     try:
         live = read(host, policy.interface.name, policy.table.name)

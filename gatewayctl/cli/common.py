@@ -26,6 +26,7 @@ class Context:
     gateways: list[str] = field(default_factory=list)  # --gateway NAME (repeatable); empty: every gateway
     debug: bool = False
     color: bool | None = None  # --color / --no-color / NO_COLOR / the settings file; None: on a terminal only
+    gateways_default: bool = False  # `gateways` came from the environment or the settings file: a flag replaces them
 
 
 def gateway_option(func: F) -> F:
@@ -37,7 +38,9 @@ def gateway_option(func: F) -> F:
 
 def _remember_gateways(ctx: click.Context, _: click.Parameter, value: tuple[str, ...]) -> None:
     obj = ctx.find_object(Context)
-    if obj is not None:
+    if obj is not None and value:
+        if obj.gateways_default:  # a flag wins over GATEWAYCTL_GATEWAY and the settings file
+            obj.gateways, obj.gateways_default = [], False
         obj.gateways.extend(v for v in value if v not in obj.gateways)
 
 
@@ -171,20 +174,30 @@ GATEWAY_FILE = "gateway"  # in the state folder: which gateway of several this h
 
 def one_gateway(obj: Context, state_root: Path | None = None) -> str | None:
     """The one gateway a command acts on: --gateway (given once), else this host's, as the state
-    folder records it (only an estate of several gateways consults it), else None (the estate's only
-    gateway; loading says so when there are several). A --gateway other than the host's is refused:
-    it would make this host another gateway."""
+    folder records it, else None (the estate's only gateway; loading says so when there are several).
+    Refused (exit 2), because it would make this host another gateway: a --gateway other than the
+    recorded one, and a recorded gateway the estate no longer has."""
     if len(obj.gateways) > 1:
         raise click.UsageError("this command acts on one gateway: give --gateway once")
     recorded = None
-    if state_root is not None and (state_root / GATEWAY_FILE).is_file() and len(gateway_names(obj.profiles)) > 1:
+    if state_root is not None and (state_root / GATEWAY_FILE).is_file():
         recorded = (state_root / GATEWAY_FILE).read_text().strip() or None
     wanted = obj.gateways[0] if obj.gateways else None
-    if wanted is not None and recorded is not None and state_root is not None and wanted != recorded:
-        click.echo(f"error: this host is gateway {recorded!r} ({state_root / GATEWAY_FILE}); --gateway {wanted!r} "
-                   "would make it another gateway: remove that file first if that is what you mean", err=True)
-        raise SystemExit(2)
-    return wanted or recorded
+    if recorded is None or state_root is None:
+        return wanted
+    names = gateway_names(obj.profiles)
+    where = state_root / GATEWAY_FILE
+    if wanted is not None and wanted != recorded:
+        _refuse_host(f"this host is gateway {recorded!r} ({where}); --gateway {wanted!r} would make it another gateway")
+    if names and recorded not in names:
+        _refuse_host(f"this host is gateway {recorded!r} ({where}), which the estate no longer has "
+                     f"(it has {', '.join(names)}); acting would make it another gateway")
+    return recorded if len(names) > 1 else wanted
+
+
+def _refuse_host(message: str) -> None:
+    click.echo(f"error: {message}: remove that file first if that is what you mean", err=True)
+    raise SystemExit(2)
 
 
 def remember_gateway(state_root: Path, compiled_gateway: str, several: bool) -> None:

@@ -211,7 +211,8 @@ def group_context(ctx: click.Context) -> Context:
     if params["quiet"]:
         ctx.meta[QUIET_FLAG] = True
     return Context(profiles=profiles, verbosity=-1 if quiet else verbose, gateways=list(dict.fromkeys(gateways)),
-                   debug=debug, color=params["color"] if given("color") else _color(settings.color))
+                   debug=debug, color=params["color"] if given("color") else _color(settings.color),
+                   gateways_default=ctx.get_parameter_source("gateway") != ParameterSource.COMMANDLINE)
 
 
 def _color(from_file: bool | None) -> bool | None:

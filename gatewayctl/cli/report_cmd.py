@@ -69,7 +69,8 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    compiled = load_or_exit(obj.profiles, now, -1, one_gateway(obj))
+    root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
+    compiled = load_or_exit(obj.profiles, now, -1, one_gateway(obj, root))  # several gateways: this host's
     if partner is not None and compiled.policy.partner(partner) is None:
         from gatewayctl.suggest import did_you_mean
 
@@ -79,7 +80,6 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
             enter(netns)
         except HostError as exc:
             fail(str(exc))
-    root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
     live = read_live(compiled, root, now, offline)
     services = compiled.estate.services.model.services
     outcomes = [run_test(t, compiled.policy, services) for t in tests]

@@ -96,7 +96,7 @@ def site_gateway(fleet: FleetFile, doc: Document, name: str) -> tuple[GatewayFil
 
 def partner_gateways(partner: PartnerFile, available: list[str]) -> list[str]:
     """The gateways a partner connects through, in its order of preference."""
-    if partner.gateways == "all" or (partner.gateways is None and len(available) == 1):
+    if partner.gateways == ["all"] or (partner.gateways is None and len(available) == 1):
         return list(available)
     return [g for g in partner.gateways or [] if g in available]
 

@@ -16,9 +16,9 @@ works on one gateway's settings, as it always has.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, create_model, model_validator
+from pydantic import AfterValidator, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from gatewayctl.model.gateway import DenyLogging, Firewall, GatewayFile, HostPaths, check_classifications
@@ -47,8 +47,15 @@ GatewaySite = create_model("GatewaySite", __base__=Strict, __doc__="One gateway 
 
 _shared = _fields(tuple(n for n in GatewayFile.model_fields
                         if n != "name" and (n not in SITE_FIELDS or n in INHERITED or n == "owner")))
-_shared["gateways"] = (dict[Identifier, GatewaySite], FieldInfo(  # type: ignore[valid-type]
-    annotation=dict[Identifier, GatewaySite], min_length=1,  # type: ignore[valid-type]
+def _not_all(name: str) -> str:
+    if name == "all":  # a partner's `gateways: all` means every gateway
+        raise ValueError("may not be 'all': a partner's `gateways: all` means every gateway")
+    return name
+
+
+GatewayName = Annotated[Identifier, AfterValidator(_not_all)]
+_shared["gateways"] = (dict[GatewayName, GatewaySite], FieldInfo(  # type: ignore[valid-type]
+    annotation=dict[GatewayName, GatewaySite], min_length=1,  # type: ignore[valid-type]
     description="the gateways of this estate by name, each with its own WireGuard interface, pool, internal networks "
                 "and host settings (docs/fleet.md)"))
 _FleetBase = create_model("_FleetBase", __base__=Strict, **_shared)

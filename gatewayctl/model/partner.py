@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema, model_validator
 
 from gatewayctl.model.types import (
+    IDENTIFIER_PATTERN,
     RELATIVE_PATTERN,
     Duration,
     Email,
@@ -61,6 +62,19 @@ class Agreement(Strict):
     reference: Text = Field(description="the agreement's reference, e.g. a contract number")
     expires: dt.date = Field(description="last day the agreement is in force (YYYY-MM-DD)")
     signed: dt.date | None = None
+
+
+def _all_as_list(value: object) -> object:
+    """`all` (every gateway) is read as the one-item list ["all"]: one list type, so a bad name in the
+    list is one plain error, not one per branch of a union; no gateway may be named `all` (model/fleet.py)."""
+    return ["all"] if value == "all" else value
+
+
+# The partner's gateways in order of preference, or `all`; JSON Schema shows both forms.
+GatewayChoice = Annotated[
+    list[Identifier] | None, BeforeValidator(_all_as_list),
+    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string", "pattern": IDENTIFIER_PATTERN}, "minItems": 1},
+                              {"const": "all"}, {"type": "null"}]})]
 
 
 class Peer(Strict):
@@ -155,7 +169,7 @@ class PartnerFile(Strict):
     contacts: list[Contact] = Field(min_length=1)
     agreement: Agreement
     review_by: dt.date | None = Field(default=None, description="date by which this profile must be reviewed")
-    gateways: list[Identifier] | Literal["all"] | None = Field(
+    gateways: GatewayChoice = Field(
         default=None, description="the gateways this partner connects through, in order of preference: a service "
         "that several of them front is reached through the first (docs/fleet.md); `all` for every gateway in "
         "gateway.yaml's order. Required when the estate has several gateways")
