@@ -20,6 +20,7 @@ from gatewayctl.apply.engine import (
     execute,
     grant_ends,
 )
+from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, remember_gateway
 from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
@@ -79,7 +80,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     revision = revision_or_exit(obj.profiles)
     previous = state.read_json("applied.json")
     prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {})
-    click.echo(plan_text(prep.plan) + revoked_text(prep.revoked))
+    colour.echo(obj, plan_text(prep.plan, colour.ansi) + revoked_text(prep.revoked))
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
         if guard:
