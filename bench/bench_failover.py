@@ -94,6 +94,11 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 2) if known and len(known) == len(values) else None
 
 
+def _median_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 2) if known else None
+
+
 def summarise(events: list[Event]) -> list[dict[str, Any]]:
     """Per kind: medians and worst cases over its runs."""
     rows = []
@@ -103,7 +108,12 @@ def summarise(events: list[Event]) -> list[dict[str, Any]]:
             "kind": kind, "runs": len(mine),
             "new_conn_s": _median([e.new_conn_s for e in mine]),
             "new_conn_max_s": max((e.new_conn_s for e in mine if e.new_conn_s is not None), default=None),
-            "roaming_new_conn_s": _median([e.roaming_new_conn_s for e in mine]),
+            "outage_s": _median([e.outage_s for e in mine]),
+            "outage_max_s": max((e.outage_s for e in mine if e.outage_s is not None), default=None),
+            "took_s": _median([e.took_s for e in mine]),
+            "roaming_new_conn_s": _median_known([e.roaming_new_conn_s for e in mine]),
+            "roaming_recovered": sum(e.roaming_new_conn_s is not None for e in mine),
+            "roaming_max_s": max((e.roaming_new_conn_s for e in mine if e.roaming_new_conn_s is not None), default=None),
             "long_gap_s": _median([e.long_gap_s for e in mine]),
             "long_gap_max_s": round(max(e.long_gap_s for e in mine), 2),
             "long_resumed": sum(e.long_resume_s is not None and e.long_gap_s < 10.0 for e in mine),
@@ -125,11 +135,19 @@ def section(results: dict[str, Any]) -> list[str]:
              "partners' side. New connection: the endpoint partner opens a TCP connection every ~0.5 s (0.3 s timeout); "
              "\"0\" means not one failed. Roaming: the same from a partner with no endpoint in its profile. Long-lived: "
              "the longest silence of a TCP connection sending both ways every 50 ms; resumed / not reset out of the runs.",
-             "", "| failure | new connection (median, worst) | roaming partner | long-lived: longest silence (median, worst) "
-             "| resumed | not reset |", "|---|---:|---:|---:|---:|---:|"]
+             "All times are seconds from the failure (or from the action that undoes it: keepalived started, link up, "
+             "apply); \"address moved\" is when the expected node held the floating address; \"out\" is how long new "
+             "connections failed (first failed probe to the first success after it). Roaming: median of the "
+             "runs in which it recovered within the window (30 s), and in how many it did; \"-\" where not measured.",
+             "", "| failure | address moved | new connection back (median, worst) | new connections out (median, worst) | roaming "
+             "partner back (median, worst) | long-lived: longest silence (median, worst) | resumed | not reset |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results["summary"] + results["unsynced_summary"]:
-        lines.append(f"| {row['kind']} | {_s(row['new_conn_s'])}, {_s(row['new_conn_max_s'])} | "
-                     f"{_s(row['roaming_new_conn_s'])} | {_s(row['long_gap_s'])}, {_s(row['long_gap_max_s'])} | "
+        roaming = "-" if not row["roaming_recovered"] and "(" in row["kind"] else \
+            f"{_s(row['roaming_new_conn_s'])}, {_s(row['roaming_max_s'])} ({row['roaming_recovered']}/{row['runs']})"
+        lines.append(f"| {row['kind']} | {_s(row['took_s'])} | {_s(row['new_conn_s'])}, {_s(row['new_conn_max_s'])} | "
+                     f"{_s(row['outage_s'])}, {_s(row['outage_max_s'])} | "
+                     f"{roaming} | {_s(row['long_gap_s'])}, {_s(row['long_gap_max_s'])} | "
                      f"{row['long_resumed']}/{row['runs']} | {row['long_alive']}/{row['runs']} |")
     leaks = results["leaks"]
     lines += ["", f"Ungranted port and revoked grant probed {leaks['rounds']} times each throughout: "

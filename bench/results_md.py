@@ -92,6 +92,10 @@ def render(results: dict[str, Any]) -> str:
                      f"{len(g['one_partner_apply_touched'])} partners, one per run |")
     if "per_packet" in results:
         lines += per_packet(results["per_packet"])
+    if "failover" in results:  # bench/bench_failover.py (issue 16)
+        from bench.bench_failover import section
+
+        lines += section(results["failover"])
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ long-lived flow's logs (tests/flowtool.py), all stamped by the one clock of this
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -56,6 +57,8 @@ class Event:
     long_resume_s: float | None  # from t0 until data passed both ways again
     long_alive: bool  # the long-lived connection's client still runs (no reset, no close)
     later_failures: int = 0  # new-connection failures after the first recovery, in the window
+    took_s: float | None = None  # from t0 until the expected node held the floating address
+    outage_s: float | None = None  # new connections: from the first failed probe until the first success after it
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -244,13 +247,13 @@ class Pair:
         deadline = t0 + 30.0
         while time.time() < deadline and ha.active(self.lab) != expect_active:
             time.sleep(0.05)
-        took = ha.active(self.lab)
+        took, took_s = ha.active(self.lab), time.time() - t0
         self.wait_flowing(time.time(), flow_timeout_s)
         if roaming:
             self._wait_roaming(t0, 30.0)
         time.sleep(settle_s)
         t1 = time.time()
-        return self.measure(kind, node, took, t0, t1, roaming)
+        return dataclasses.replace(self.measure(kind, node, took, t0, t1, roaming), took_s=took_s)
 
     def _wait_roaming(self, t0: float, timeout_s: float) -> None:
         deadline = time.time() + timeout_s
@@ -263,10 +266,11 @@ class Pair:
 
     def measure(self, kind: str, node: str, took: str | None, t0: float, t1: float, roaming: bool) -> Event:
         new_s, later = recovery(self.probes(), NEW_UMBRELLA, t0, t1)
+        outage = outage_of(self.probes(), NEW_UMBRELLA, t0, t1)
         roaming_s = recovery(self.probes(self.root / "probe-acme.log"), 0, t0, t1)[0] if roaming else None
         client, server = self.long_rx()
         gap, resume = long_gap(client, server, t0, t1)
-        return Event(kind, node, took, t0, t1, new_s, roaming_s, gap, resume, self.long_alive(), later)
+        return Event(kind, node, took, t0, t1, new_s, roaming_s, gap, resume, self.long_alive(), later, outage_s=outage)
 
     def leaks(self) -> dict[str, int]:
         """Probes that passed where nothing may pass, over the whole run."""
@@ -289,6 +293,17 @@ def recovery(probes: list[tuple[float, float, int, bool]], index: int, t0: float
     if back is None:
         return None, 0
     return back[1] - t0, sum(1 for s, _, ok in window if not ok and s > back[0])
+
+
+def outage_of(probes: list[tuple[float, float, int, bool]], index: int, t0: float, t1: float) -> float | None:
+    """Seconds from the start of the first failed probe in the window to the end of the first success after
+    it (0.0: none failed; None: none succeeded again)."""
+    window = sorted((s, e, ok) for s, e, i, ok in probes if i == index and t0 <= s < t1)
+    first_fail = next((s for s, _, ok in window if not ok), None)
+    if first_fail is None:
+        return 0.0
+    back = next((e for s, e, ok in window if ok and s > first_fail), None)
+    return None if back is None else back - first_fail
 
 
 def long_gap(client: list[float], server: list[float], t0: float, t1: float) -> tuple[float, float | None]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from tests.ha_pair import long_gap, recovery
+from tests.ha_pair import long_gap, outage_of, recovery
 
 
 def test_recovery_counts_from_the_failure_to_the_first_success_after_the_first_failed_probe() -> None:
     probes = [(9.0, 9.1, 0, True), (10.2, 10.5, 0, False), (11.0, 11.3, 0, False), (12.0, 12.1, 0, True),
               (13.0, 13.3, 0, False), (14.0, 14.1, 0, True), (12.5, 12.6, 1, False)]
     assert recovery(probes, 0, 10.0, 20.0) == (12.1 - 10.0, 1)  # back at 12.1 s; one more failure later
+    assert outage_of(probes, 0, 10.0, 20.0) == 12.1 - 10.2  # from the first failed probe's start
 
 
 def test_recovery_without_a_failure_is_zero_and_without_a_success_none() -> None:
