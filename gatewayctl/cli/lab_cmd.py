@@ -91,6 +91,10 @@ def _up_pair(obj: Context, root: Path) -> None:
     """lab up --ha: the pair's namespaces, build, then conntrackd, apply standby then active, keepalived."""
     try:
         made = ha.up(obj.profiles, root)
+    except core.LabError as exc:  # up removed what it had made
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    try:
         click.echo(f"lab {made.data['id']}: nodes {', '.join(n['ns'] for n in made.data['ha']['nodes'].values())}, "
                    f"{len(made.data['peers'])} partner peers, services in {made.data['services_ns']}, "
                    f"floating address {made.data['ha']['floating']}")
