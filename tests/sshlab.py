@@ -12,6 +12,10 @@ The estate (written out here, so tests can state expectations from it):
 - services app-a (10.11.0.5), app-b (10.12.0.5), app-c (10.13.0.5): tcp/443, internal;
 - partner acme on every gateway, granted app-a, app-b, app-c; partner globex on gw-c only, granted app-c;
 - policy tests: acme reaches each app, globex reaches app-c, globex never reaches app-a.
+
+Beside the gateways: a services namespace behind all three (app-x on its loopback, a responder on
+tcp/22 and tcp/443), and acme's site on the underlay with one wireguard-go interface per gateway
+(tunnel address 10.20x.1.1, keepalive 1 s), so handshakes and packets through each gateway are real.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ GATEWAYCTL = Path(sys.executable).parent / "gatewayctl"  # this checkout's, not 
 VENV_BIN = Path(sys.executable).parent
 GATEWAYS = ("gw-a", "gw-b", "gw-c")
 CONTROLLER = "192.0.2.1"
+CONFIRM_TIMEOUT = 12  # seconds: the rollout's dead-man timer in the tests (gatewayctl's minimum is 10)
 
 
 def underlay(index: int) -> str:
@@ -51,6 +56,26 @@ def keypair() -> tuple[str, str]:
     key = X25519PrivateKey.generate()
     private = base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())).decode()
     return private, base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def keypair_public(private_file: Path) -> str:
+    """The public key of a private key file (base64 in, base64 out)."""
+    raw = base64.b64decode(private_file.read_text().strip())
+    public = X25519PrivateKey.from_private_bytes(raw).public_key()
+    return base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def _gateway_keys(profiles: Path) -> dict[str, str]:
+    doc = json.loads((profiles / "gateway.yaml").read_text())
+    return {name: str(gw["wireguard"]["public_key"]) for name, gw in doc["gateways"].items()}
+
+
+def _wait_socket(ifname: str) -> None:
+    for _ in range(100):
+        if Path(f"/var/run/wireguard/{ifname}.sock").exists():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"wireguard-go did not start for {ifname}")
 
 
 def _secret(path: Path, text: str) -> None:
@@ -98,8 +123,10 @@ def write_estate(profiles: Path, keys: Path, ifnames: dict[str, str]) -> None:
                 for i, c in enumerate("abc")}
     _write(profiles / "gateway.yaml", gateway)
     _write(profiles / "services.yaml", {"services": services})
+    acme_private, acme_public = keypair()
+    _secret(keys / "acme.key", acme_private)  # the partner side of the lab (SshLab.partner) uses it
     _write(profiles / "partners" / "acme.yaml", _partner("acme", "all", ["10.201.1.1/32", "10.202.1.1/32", "10.203.1.1/32"],
-                                                         ["app-a", "app-b", "app-c"], keypair()[1]))
+                                                         ["app-a", "app-b", "app-c"], acme_public))
     _write(profiles / "partners" / "globex.yaml", _partner("globex", ["gw-c"], ["10.203.2.1/32"], ["app-c"], keypair()[1]))
     tests = [{"name": f"acme reaches app-{c}", "partner": "acme", "can_reach": {"service": f"app-{c}"}} for c in "abc"]
     tests += [{"name": "globex reaches app-c", "partner": "globex", "can_reach": {"service": "app-c"}},
@@ -147,9 +174,18 @@ class Gateway:
 
     def ruleset(self) -> list[Any]:
         """The namespace's nftables ruleset as nft lists it, without what moves by itself (counters,
-        element expiry countdowns, handles)."""
+        handles, element timers: see element_ends)."""
         out = self.run("nft", "-j", "list", "ruleset").stdout
         return [_still(item) for item in json.loads(out)["nftables"] if "metainfo" not in item]
+
+    def element_ends(self) -> dict[str, float]:
+        """When each set element with a timer expires (UNIX time; a rollback re-adds an element with the
+        time it has left, so its `timeout` changes but its end must not)."""
+        now = time.time()
+        out = json.loads(self.run("nft", "-j", "list", "ruleset").stdout)["nftables"]
+        return {f"{item['set']['name']} {json.dumps(e['elem']['val'])}": now + e["elem"]["expires"]
+                for item in out if "set" in item for e in item["set"].get("elem", [])
+                if isinstance(e, dict) and "elem" in e and "expires" in e["elem"]}
 
     def wg_port(self) -> str:
         return self.run("wg", "show", self.ifname, "listen-port", check=False).stdout.strip()
@@ -157,7 +193,7 @@ class Gateway:
 
 def _still(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _still(v) for k, v in value.items() if k not in ("expires", "handle", "packets", "bytes")}
+        return {k: _still(v) for k, v in value.items() if k not in ("expires", "timeout", "handle", "packets", "bytes")}
     if isinstance(value, list):
         return [_still(v) for v in value]
     return value
@@ -171,6 +207,10 @@ class SshLab:
     gateways: list[Gateway] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     origin: Path = Path()
+    pids: list[int] = field(default_factory=list)
+    site_ifnames: list[str] = field(default_factory=list)
+    site: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)  # what one test leaves for the next
 
     # --- building -------------------------------------------------------------------------------------
 
@@ -178,6 +218,7 @@ class SshLab:
         (self.root / "keys").mkdir(mode=0o700, parents=True)
         self._estate()
         self._network()
+        self._partner_side()
         self._ssh()
         self._inventory()
         return self
@@ -230,6 +271,61 @@ class SshLab:
             for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
                 gw.run("sysctl", "-qw", key)
 
+    def _partner_side(self) -> None:
+        """The services behind the gateways and acme's site in front of them (module docstring)."""
+        t, svc, site = self.token, f"gws{self.token}svc", f"gws{self.token}p"
+        self._ns(svc)
+        self._ns(site)
+        sh("ip", "netns", "exec", svc, "ip", "link", "set", "lo", "up")
+        gateway_keys = _gateway_keys(self.work / "profiles")
+        site_cmd = ("ip", "netns", "exec", site)
+        sh("ip", "link", "add", f"vs{t}pc", "netns", self.controller, "type", "veth", "peer", "name", f"vs{t}pp", "netns", site)
+        sh("ip", "netns", "exec", self.controller, "ip", "link", "set", f"vs{t}pc", "master", f"brs{t}", "up")
+        sh(*site_cmd, "ip", "link", "set", "lo", "up")
+        sh(*site_cmd, "ip", "addr", "add", "192.0.2.50/24", "dev", f"vs{t}pp")
+        sh(*site_cmd, "ip", "link", "set", f"vs{t}pp", "up")
+        for i, gw in enumerate(self.gateways):
+            n, internal, pool = gw.name[-1], f"10.{11 + i}", f"10.{201 + i}"
+            sh("ip", "link", "add", f"vs{t}{n}s", "netns", gw.ns, "type", "veth", "peer", "name", f"vs{t}{n}S", "netns", svc)
+            gw.run("ip", "addr", "add", f"{internal}.255.1/24", "dev", f"vs{t}{n}s")
+            gw.run("ip", "link", "set", f"vs{t}{n}s", "up")
+            gw.run("ip", "route", "add", f"{internal}.0.0/16", "via", f"{internal}.255.2")
+            sh("ip", "netns", "exec", svc, "ip", "addr", "add", f"{internal}.255.2/24", "dev", f"vs{t}{n}S")
+            sh("ip", "netns", "exec", svc, "ip", "link", "set", f"vs{t}{n}S", "up")
+            sh("ip", "netns", "exec", svc, "ip", "addr", "add", f"{internal}.0.5/32", "dev", "lo")
+            sh("ip", "netns", "exec", svc, "ip", "route", "add", f"{pool}.0.0/16", "via", f"{internal}.255.1")
+            ifname = f"wgs{t}p{n}"
+            self.pids.append(subprocess.Popen(["ip", "netns", "exec", site, "wireguard-go", "-f", ifname],
+                                              env={**os.environ, "WG_PROCESS_FOREGROUND": "1"},
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)
+            self.site_ifnames.append(ifname)
+            _wait_socket(ifname)
+            sh(*site_cmd, "wg", "set", ifname, "private-key", str(self.root / "keys" / "acme.key"), "peer", gateway_keys[gw.name],
+               "endpoint", f"{gw.address}:{51820 + i}", "allowed-ips", f"{internal}.0.0/16", "persistent-keepalive", "1")
+            sh(*site_cmd, "ip", "addr", "add", f"{pool}.1.1/32", "dev", ifname)
+            sh(*site_cmd, "ip", "link", "set", ifname, "up")
+            sh(*site_cmd, "ip", "route", "add", f"{internal}.0.0/16", "dev", ifname)
+        self.site = site
+        self.pids.append(subprocess.Popen(["ip", "netns", "exec", svc, sys.executable, "-m", "gatewayctl.lab.responder",
+                                           "--tcp", "22,443"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)
+
+    def reach(self, index: int, port: int) -> bool:
+        """Does app-x (x: the gateway's letter) answer acme's site on tcp/`port`, through that gateway?"""
+        spec = [{"src": f"10.{201 + index}.1.1", "dst": f"10.{11 + index}.0.5", "proto": "tcp", "port": port}]
+        out = sh("ip", "netns", "exec", self.site, sys.executable, "-m", "gatewayctl.lab.probe", json.dumps(spec)).stdout
+        return bool(json.loads(out)[0])
+
+    def eventually_reach(self, index: int, port: int, seconds: float = 15.0) -> bool:
+        """Reachability once the site's WireGuard has its session (it retries its handshake every 5 s)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.reach(index, port):
+                return True
+        return False
+
+    def acme_public_key(self) -> str:
+        return keypair_public(self.root / "keys" / "acme.key")
+
     def _ns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
@@ -277,10 +373,11 @@ class SshLab:
 
     def _inventory(self) -> None:
         hosts = {gw.name: {"ansible_host": gw.address, "gatewayctl_gateway": gw.name, "gatewayctl_profiles": str(gw.profiles),
-                           "gatewayctl_state_dir": str(gw.state)} for gw in self.gateways}
+                           "gatewayctl_state_dir": str(gw.state), "gatewayctl_interface": gw.ifname} for gw in self.gateways}
         inventory = {"gateways": {"hosts": hosts, "vars": {
             "ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
-            "gatewayctl_executable": str(GATEWAYCTL), "gatewayctl_confirm_timeout": 12}}}
+            "gatewayctl_executable": str(GATEWAYCTL), "gatewayctl_confirm_timeout": CONFIRM_TIMEOUT,
+            "gatewayctl_handshake_peers": [self.acme_public_key()], "gatewayctl_handshake_wait": 30}}}
         _write(self.root / "inventory.json", inventory)
         (self.root / "ansible.cfg").write_text("[defaults]\n")  # no site or user configuration decides the run
 
@@ -317,14 +414,16 @@ class SshLab:
     # --- cleaning up ------------------------------------------------------------------------------------
 
     def down(self) -> None:
+        for pid in self.pids:
+            _stop(pid)
         for gw in self.gateways:
             _stop(gw.sshd_pid)
             for pid_file in gw.state.glob("wireguard-go-*.pid") if gw.state.exists() else ():
                 _stop(int(pid_file.read_text().strip() or 0), reap=False)
         for name in self.namespaces:
             sh("ip", "netns", "del", name, check=False)
-        for gw in self.gateways:
-            Path(f"/var/run/wireguard/{gw.ifname}.sock").unlink(missing_ok=True)
+        for ifname in [gw.ifname for gw in self.gateways] + self.site_ifnames:
+            Path(f"/var/run/wireguard/{ifname}.sock").unlink(missing_ok=True)
 
 
 def _stop(pid: int, reap: bool = True) -> None:

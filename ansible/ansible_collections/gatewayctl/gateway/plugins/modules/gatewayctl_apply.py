@@ -172,7 +172,7 @@ from ansible_collections.gatewayctl.gateway.plugins.module_utils.gatewayctl impo
 APPLIED = re.compile(r"^applied (\d+) change\(s\)", re.M)
 HOST_CHANGED = re.compile(r"^(closed \d+ open connection|revocation of .* ended)", re.M)
 APPLY_FAILURES = {1: "the apply failed and gatewayctl restored the previous firewall table and peers",
-                  2: "gatewayctl refused to apply; nothing was changed",
+                  2: "gatewayctl refused to apply (bad input, a blocker, lint errors, the lock held, or an unexpected error)",
                   4: "the apply failed and the rollback failed too: check the gateway now"}
 
 
