@@ -6,7 +6,7 @@ a namespace of its own on the same underlay switch, so nothing is added to the m
 Every key (SSH client, SSH host, WireGuard) is made at run time. Processes we start are stopped by
 PID; wireguard-go started by gatewayctl is stopped by the PID it wrote in the state folder.
 
-The estate (written out here, so tests can state expectations from it):
+The estate (tests/sshlab_estate.py writes it; tests state their expectations from this description):
 - gateways gw-a, gw-b, gw-c: pools 10.201/16, 10.202/16, 10.203/16, internal networks 10.11/16,
   10.12/16, 10.13/16, each with a unique WireGuard interface name;
 - services app-a (10.11.0.5), app-b (10.12.0.5), app-c (10.13.0.5): tcp/443, internal;
@@ -20,7 +20,6 @@ tcp/22 and tcp/443), and acme's site on the underlay with one wireguard-go inter
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -32,116 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-
 from tests.netns import sh, unique
+from tests.sshlab_estate import GATEWAYS, gateway_keys, git, keypair_public, underlay, wait_socket, write_estate, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS = REPO / "ansible"
 PLAYBOOKS = COLLECTIONS / "ansible_collections" / "gatewayctl" / "gateway" / "playbooks"
 GATEWAYCTL = Path(sys.executable).parent / "gatewayctl"  # this checkout's, not whatever /usr/local/bin points at
 VENV_BIN = Path(sys.executable).parent
-GATEWAYS = ("gw-a", "gw-b", "gw-c")
 CONTROLLER = "192.0.2.1"
 CONFIRM_TIMEOUT = 12  # seconds: the rollout's dead-man timer in the tests (gatewayctl's minimum is 10)
-
-
-def underlay(index: int) -> str:
-    return f"192.0.2.{11 + index}"
-
-
-def keypair() -> tuple[str, str]:
-    """A WireGuard key pair (private, public), base64."""
-    key = X25519PrivateKey.generate()
-    private = base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())).decode()
-    return private, base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
-
-
-def keypair_public(private_file: Path) -> str:
-    """The public key of a private key file (base64 in, base64 out)."""
-    raw = base64.b64decode(private_file.read_text().strip())
-    public = X25519PrivateKey.from_private_bytes(raw).public_key()
-    return base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
-
-
-def _gateway_keys(profiles: Path) -> dict[str, str]:
-    doc = json.loads((profiles / "gateway.yaml").read_text())
-    return {name: str(gw["wireguard"]["public_key"]) for name, gw in doc["gateways"].items()}
-
-
-def _wait_socket(ifname: str) -> None:
-    for _ in range(100):
-        if Path(f"/var/run/wireguard/{ifname}.sock").exists():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"wireguard-go did not start for {ifname}")
-
-
-def _secret(path: Path, text: str) -> None:
-    path.write_text(text + "\n")
-    path.chmod(0o600)
-
-
-STAGES = {"established": {"description": "Agreement in force.", "max_services": 4,
-                          "classifications": ["public", "internal"], "max_grant_days": 365}}
-
-
-def _grant(service: str) -> dict[str, str]:
-    return {"service": service, "justification": f"Test access to {service} (CHG-1).",
-            "approved_by": "Test Owner (service owner)", "expires": "2027-09-30"}
-
-
-def _partner(pid: str, gateways: Any, addresses: list[str], services: list[str], public_key: str) -> dict[str, Any]:
-    return {"id": pid, "name": f"{pid.title()} Ltd", "stage": "established",
-            "contacts": [{"name": "Ops", "email": f"ops@{pid}.example", "role": "technical"},
-                         {"name": "Security", "email": f"security@{pid}.example", "role": "security"}],
-            "agreement": {"reference": f"AGR-{pid}", "expires": "2027-12-31"}, "review_by": "2027-06-30",
-            "gateways": gateways,
-            "peers": [{"name": f"{pid}-hq", "public_key": public_key, "addresses": addresses, "keepalive": 25}],
-            "grants": [_grant(s) for s in services]}
-
-
-def write_estate(profiles: Path, keys: Path, ifnames: dict[str, str]) -> None:
-    """The three-gateway estate described in the module docstring, with keys made now."""
-    (profiles / "partners").mkdir(parents=True)
-    (profiles / "tests").mkdir()
-    gateways = {}
-    for i, name in enumerate(GATEWAYS):
-        private, public = keypair()
-        _secret(keys / f"{name}.key", private)
-        n = 201 + i
-        gateways[name] = {"description": f"Test gateway {name}.",
-                          "wireguard": {"interface": ifnames[name], "listen_port": 51820 + i, "addresses": [f"10.{n}.0.1/16"],
-                                        "pool": [f"10.{n}.0.0/16"], "endpoint": f"{underlay(i)}:{51820 + i}",
-                                        "public_key": public, "private_key_file": str(keys / f"{name}.key")},
-                          "internal_networks": [f"10.{11 + i}.0.0/16"]}
-    gateway = {"owner": "Network Engineering <netops@example.com>", "classifications": ["public", "internal", "confidential"],
-               "stages": STAGES, "gateways": gateways}
-    services = {f"app-{c}": {"description": f"Application {c}.", "owner": "Apps <apps@example.com>", "classification": "internal",
-                             "addresses": [f"10.{11 + i}.0.5/32"], "protocol": "tcp", "ports": [443]}
-                for i, c in enumerate("abc")}
-    _write(profiles / "gateway.yaml", gateway)
-    _write(profiles / "services.yaml", {"services": services})
-    acme_private, acme_public = keypair()
-    _secret(keys / "acme.key", acme_private)  # the partner side of the lab (SshLab.partner) uses it
-    _write(profiles / "partners" / "acme.yaml", _partner("acme", "all", ["10.201.1.1/32", "10.202.1.1/32", "10.203.1.1/32"],
-                                                         ["app-a", "app-b", "app-c"], acme_public))
-    _write(profiles / "partners" / "globex.yaml", _partner("globex", ["gw-c"], ["10.203.2.1/32"], ["app-c"], keypair()[1]))
-    tests = [{"name": f"acme reaches app-{c}", "partner": "acme", "can_reach": {"service": f"app-{c}"}} for c in "abc"]
-    tests += [{"name": "globex reaches app-c", "partner": "globex", "can_reach": {"service": "app-c"}},
-              {"name": "globex never reaches app-a", "partner": "globex", "cannot_reach": {"service": "app-a"}}]
-    _write(profiles / "tests" / "access.yaml", {"tests": tests})
-
-
-def _write(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1))  # JSON is YAML: gatewayctl reads it with line numbers
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env, timeout=60).stdout.strip()
 
 
 @dataclass
@@ -277,7 +176,7 @@ class SshLab:
         self._ns(svc)
         self._ns(site)
         sh("ip", "netns", "exec", svc, "ip", "link", "set", "lo", "up")
-        gateway_keys = _gateway_keys(self.work / "profiles")
+        keys_of = gateway_keys(self.work / "profiles")
         site_cmd = ("ip", "netns", "exec", site)
         sh("ip", "link", "add", f"vs{t}pc", "netns", self.controller, "type", "veth", "peer", "name", f"vs{t}pp", "netns", site)
         sh("ip", "netns", "exec", self.controller, "ip", "link", "set", f"vs{t}pc", "master", f"brs{t}", "up")
@@ -299,8 +198,8 @@ class SshLab:
                                               env={**os.environ, "WG_PROCESS_FOREGROUND": "1"},
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)
             self.site_ifnames.append(ifname)
-            _wait_socket(ifname)
-            sh(*site_cmd, "wg", "set", ifname, "private-key", str(self.root / "keys" / "acme.key"), "peer", gateway_keys[gw.name],
+            wait_socket(ifname)
+            sh(*site_cmd, "wg", "set", ifname, "private-key", str(self.root / "keys" / "acme.key"), "peer", keys_of[gw.name],
                "endpoint", f"{gw.address}:{51820 + i}", "allowed-ips", f"{internal}.0.0/16", "persistent-keepalive", "1")
             sh(*site_cmd, "ip", "addr", "add", f"{pool}.1.1/32", "dev", ifname)
             sh(*site_cmd, "ip", "link", "set", ifname, "up")
@@ -378,7 +277,7 @@ class SshLab:
             "ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
             "gatewayctl_executable": str(GATEWAYCTL), "gatewayctl_confirm_timeout": CONFIRM_TIMEOUT,
             "gatewayctl_handshake_peers": [self.acme_public_key()], "gatewayctl_handshake_wait": 30}}}
-        _write(self.root / "inventory.json", inventory)
+        write_json(self.root / "inventory.json", inventory)
         (self.root / "ansible.cfg").write_text("[defaults]\n")  # no site or user configuration decides the run
 
     # --- running Ansible --------------------------------------------------------------------------------
@@ -414,6 +313,9 @@ class SshLab:
     # --- cleaning up ------------------------------------------------------------------------------------
 
     def down(self) -> None:
+        for socket in sorted((self.root / "cp").glob("*")) if (self.root / "cp").is_dir() else ():
+            # Ansible's persistent SSH connections: their masters end by their own control socket
+            subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "lab"], capture_output=True, timeout=30)
         for pid in self.pids:
             _stop(pid)
         for gw in self.gateways:

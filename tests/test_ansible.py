@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.sshlab import COLLECTIONS, CONFIRM_TIMEOUT, GATEWAYS, VENV_BIN, SshLab, git
+from tests.sshlab import COLLECTIONS, CONFIRM_TIMEOUT, VENV_BIN, SshLab
+from tests.sshlab_estate import GATEWAYS, git
 
 COLLECTION = COLLECTIONS / "ansible_collections" / "gatewayctl" / "gateway"
 MODULES = ("gatewayctl_apply", "gatewayctl_confirm", "gatewayctl_facts", "gatewayctl_handshakes")
