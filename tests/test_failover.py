@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -74,6 +75,24 @@ def test_failover_and_failback(pair: Pair, kind: str) -> None:
     assert leaks["ungranted"] == 0 and leaks["revoked"] == 0, leaks
     # the forbidden ports were probed all along: never more than 2 s without a probe of each
     assert leaks["rounds"] > 10 and leaks["longest_unprobed_ms"] < 2000, leaks
+
+
+def test_a_node_whose_device_lost_the_key_gives_up_the_address(pair: Pair) -> None:
+    """The track script compares the device's key with gateway.yaml's: a node that cannot answer partners
+    goes to FAULT; apply puts the key back and the node takes the address again."""
+    assert ha.active(pair.lab) == "node-a"
+    wrong = subprocess.run(ha.node_command(pair.lab, "node-a", ["sh", "-c", f"wg genkey | wg set {pair.lab.data['ifname']} "
+                                                                 "private-key /dev/stdin"]), capture_output=True, text=True)
+    assert wrong.returncode == 0, wrong.stderr
+    assert ha.wait_active(pair.lab, 10.0, other_than="node-a") == "node-b"
+    fixed = ha.gatewayctl(pair.lab, "node-a", "apply", "--yes")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "key" in fixed.stdout  # the plan named the key mismatch
+    deadline = time.time() + 15
+    while ha.active(pair.lab) != "node-a" and time.time() < deadline:
+        time.sleep(0.1)
+    assert ha.active(pair.lab) == "node-a"
+    assert pair.wait_flowing(time.time(), 20.0)
 
 
 def test_both_nodes_still_match_the_profiles(pair: Pair) -> None:

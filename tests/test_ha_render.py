@@ -65,6 +65,7 @@ def test_node_files_name_their_node_and_the_other(built: tuple[dict[str, str], d
     assert "Interface eth1" in sync_a and "/var/lib/gatewayctl/ha/fra-a/conntrackd.ctl" in sync_a
     check = pair["ha/fra-a/gatewayctl-ha-check.sh"]
     assert "wg-partners" in check and "inet gatewayctl forward" in check and "gatewayctl_guard" in check
+    assert '= "ZVPBzda+ILGkL+7zE8mMDqcWH3mCGuXsLMJ4P35OdXA=" ]; }' in check and "|| exit 5" in check  # its key
     notify = pair["ha/fra-a/gatewayctl-ha-notify.sh"]
     # the new active node expires stale sessions (a throwaway key, then the gateway's own from its file)
     assert "wg genkey | wg set wg-partners private-key /dev/stdin" in notify

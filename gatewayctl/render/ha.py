@@ -41,7 +41,8 @@ def ha_files(policy: CompiledPolicy, ha: HaSettings, env: jinja2.Environment,
         context = dict(
             ha=ha, node=node, other=other, interface=policy.interface.name, table=policy.table.name,
             listen_port=policy.interface.listen_port,
-            private_key_file=policy.interface.private_key_file, instance=f"gatewayctl_{policy.gateway}".replace("-", "_"),
+            private_key_file=policy.interface.private_key_file, public_key=policy.interface.public_key,
+            instance=f"gatewayctl_{policy.gateway}".replace("-", "_"),
             advert_s=_seconds(ha.advert_interval_ms), family=ha.floating_address.version,
             own_addresses=_own_addresses(ha),
             node_dir=node_dir(ha, node), run_dir=run_dir(ha, node), **common)
