@@ -270,9 +270,6 @@ def test_a_skeleton_with_an_accept_everything_rule_is_never_in_force(lab: LabHan
 # -- defects: each a strict xfail naming what is wrong ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a set name in applied.json is pasted into `add element inet T NAME {...}` "
-                   "unchecked (only element keys and grant ids are checked), so a tampered set name carries nft commands "
-                   "that delete other tables (here someone else's table, and the guard itself) before restore notices")
 def test_a_set_name_in_applied_json_cannot_reach_outside_the_table(lab: LabHandle) -> None:
     _neighbour_table(lab)
 
@@ -294,9 +291,6 @@ def test_a_set_name_in_applied_json_cannot_reach_outside_the_table(lab: LabHandl
             sh_gw(lab, "nft", "delete", "table", "inet", NEIGHBOUR)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: applied.json records a digest of the applied spec, but restore never "
-                   "checks it: a grant element added to the record (globex to 10.1.0.5 tcp 2222, never applied) is "
-                   "loaded, verified against the same tampered record, and the guard lifted; access wider than applied")
 def test_a_grant_added_to_applied_json_is_never_opened(lab: LabHandle) -> None:
     def widen(data: dict[str, Any]) -> None:
         data["table"]["sets"]["grants4"]["elements"].append("10.250.2.1 . 10.1.0.5 . tcp . 2222")
@@ -308,9 +302,6 @@ def test_a_grant_added_to_applied_json_is_never_opened(lab: LabHandle) -> None:
         assert result.returncode == 2 and "applied.json" in result.stderr, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a deeply nested applied.json raises RecursionError, which load_record does "
-                   "not catch: `restore --guard-only` (the guard unit) ends with 'unexpected RecursionError' (exit 2) and "
-                   "loads no guard at all (not even the by-name one it loads for a cut-short file); restore journals nothing")
 def test_a_deeply_nested_applied_json_still_gets_the_guard_and_a_reason(lab: LabHandle) -> None:
     original = _applied(lab).read_text()
     try:
@@ -326,10 +317,6 @@ def test_a_deeply_nested_applied_json_still_gets_the_guard_and_a_reason(lab: Lab
         recover(lab, original)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the wireguard-go PID file in the state folder survives a reboot and "
-                   "restore takes any live process with that PID for its wireguard-go: after a reboot where the PID now "
-                   "belongs to another process, restore refuses ('still running', exit 1) and the gateway stays closed "
-                   "until someone removes the file; it should check the process is wireguard-go for this interface")
 def test_a_pid_file_whose_pid_is_now_another_process_does_not_block_restore(lab: LabHandle) -> None:
     reboot(lab)
     other = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL, start_new_session=True)
@@ -381,10 +368,6 @@ def test_a_grant_ending_seconds_after_restore_closes_on_time(lab: LabHandle) -> 
 # -- the units --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="defect: nothing binds wg-quick@IF or systemd-networkd to the guard or restore "
-                   "(restore is only ordered Before= them): when the guard unit fails, restore and wireguard-go are "
-                   "skipped (Requires=) but an enabled wg-quick@IF still starts and brings the interface up with no "
-                   "gatewayctl table and no guard; build ships no drop-in (Requires=/Requisite= on the guard) for them")
 def test_wg_quick_cannot_start_when_the_guard_failed(tmp_path: Path) -> None:
     from tests.conftest import AT, run_cli
 

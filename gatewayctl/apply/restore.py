@@ -33,7 +33,7 @@ from gatewayctl.host.errors import HostError
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig, public_of
 from gatewayctl.plan.diff import Plan, diff
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import GatewaySpec, spec_from_json
+from gatewayctl.plan.spec import SPEC_KEYS, GatewaySpec, spec_from_json
 from gatewayctl.render.artifacts import render_guard, render_ruleset
 from gatewayctl.render.environment import nft_timeout
 from gatewayctl.state import StateDir
@@ -98,9 +98,11 @@ def load_record(state: StateDir) -> Record | None:
     except KeyError as exc:
         hint = " (it was written before gatewayctl recorded it: run `gatewayctl apply` once)" if exc.args[0] == SKELETON else ""
         raise StateError(f"{path}: the last applied state must hold {exc.args[0]!r} and does not{hint}") from None
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise StateError(f"{path}: the last applied state must be the JSON apply wrote; it is not: "
                          f"{_short(str(exc) or type(exc).__name__)}") from None
+    _check_names(path.name, spec)
+    _check_digest(path.name, data)
     _check_skeleton(path.name, text, spec.table_name)
     _check_elements(path.name, spec, grants)
     try:
@@ -109,6 +111,35 @@ def load_record(state: StateDir) -> Record | None:
         raise StateError(f"{state.root / 'revocations.json'}: the revocations must be the JSON revoke wrote; they are not: "
                          f"{_short(str(exc))}") from None
     return Record(spec, text, grants, labels, revoked)
+
+
+_TABLE = re.compile(r"gatewayctl(_[a-z0-9]{1,20})?")  # model/gateway.py Firewall.table
+_IFNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,14}")
+_NFT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # every set and chain name the ruleset template declares
+
+
+def _check_names(name: str, spec: GatewaySpec) -> None:
+    """Names restore writes into nft commands and the guard: each must be a plain name of the kind
+    gatewayctl itself declares, so that no text from the file can become a command of its own."""
+    if not _TABLE.fullmatch(spec.table_name):
+        raise StateError(f"{name}: the table must be gatewayctl or gatewayctl_<suffix>; it is {_short(spec.table_name)!r}")
+    if not _IFNAME.fullmatch(spec.ifname):
+        raise StateError(f"{name}: the interface must be an interface name; it is {_short(spec.ifname)!r}")
+    for kind, names in (("set", spec.table.sets), ("chain", spec.table.chains)):
+        bad = next((n for n in names if not _NFT_NAME.fullmatch(n)), None)
+        if bad is not None:
+            raise StateError(f"{name}: a {kind} name must be lower-case letters, digits and _; it is {_short(bad)!r}")
+
+
+def _check_digest(name: str, data: dict[str, Any]) -> None:
+    """The record's digest (written by apply and revoke) must match what it holds: an element or rule
+    added by hand or by corruption would otherwise be loaded and then taken as what was applied."""
+    from gatewayctl.apply.engine import digest
+
+    spec_part = {k: data[k] for k in SPEC_KEYS if k in data}
+    if data.get("digest") != digest(spec_part):
+        raise StateError(f"{name}: the last applied state does not match its digest (changed since apply or revoke "
+                         "wrote it); restore loads only what was applied: run `gatewayctl apply`")
 
 
 def _short(text: str) -> str:

@@ -13,12 +13,13 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from gatewayctl.apply.engine import forget_seen
+from gatewayctl.apply.engine import digest, forget_seen
 from gatewayctl.apply.revocations import Revocation, add, load, save
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
 from gatewayctl.plan.flows import Coverage, parse_flows
+from gatewayctl.plan.spec import SPEC_KEYS
 from gatewayctl.state import StateDir, current_user
 from gatewayctl.suggest import did_you_mean
 
@@ -58,6 +59,7 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
         for key in keys:
             grants.pop(key, None)
             applied["element_ends"].pop(key, None)
+    applied["digest"] = digest({k: applied[k] for k in SPEC_KEYS if k in applied})  # restore checks it
     state.write_json("applied.json", applied, compact=True)
     flows = _close_flows(host, applied, partner)
     count = sum(len(k) for k in present.values())

@@ -89,9 +89,12 @@ class RealHost:
             pid = int(pidfile.read_text().split()[0])
             # a killed process nobody reaped yet (a zombie) is not running
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (ValueError, IndexError, OSError):
             return None
-        return None if state in ("Z", "X") else pid
+        # after a reboot the PID may belong to another process: only wireguard-go serving `ifname` counts
+        ours = any(Path(a.decode(errors="replace")).name == "wireguard-go" for a in argv[:1]) and ifname.encode() in argv
+        return None if state in ("Z", "X") or not ours else pid
 
     def _start_userspace(self, ifname: str) -> str:
         binary = shutil.which("wireguard-go")

@@ -150,6 +150,11 @@ def _resolve(endpoint: str | None, label: str) -> str | None:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+# The keys spec_to_json writes: applied.json holds them beside apply's own records (digest, revision, ...).
+SPEC_KEYS = ("ifname", "listen_port", "public_key", "private_key_file", "mtu", "addresses", "routes", "table_name",
+             "needs_forwarding4", "needs_forwarding6", "peers", "table", "element_ends")
+
+
 def spec_to_json(spec: GatewaySpec) -> dict[str, Any]:
     """The spec as JSON (no secrets: preshared keys appear as fingerprints)."""
     return {
