@@ -227,6 +227,7 @@ def kill_wireguard(lab: Lab, name: str) -> int:
     pid = int(pidfile.read_text().split()[0])
     os.kill(pid, signal.SIGKILL)
     _reap(pid)
+    pidfile.unlink()  # so that nothing later signals a PID that may have been given to another process
     return pid
 
 
