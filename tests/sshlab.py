@@ -272,7 +272,10 @@ class SshLab:
 
     def _inventory(self) -> None:
         hosts = {gw.name: {"ansible_host": gw.address, "gatewayctl_gateway": gw.name, "gatewayctl_profiles": str(gw.profiles),
-                           "gatewayctl_state_dir": str(gw.state), "gatewayctl_interface": gw.ifname} for gw in self.gateways}
+                           "gatewayctl_state_dir": str(gw.state), "gatewayctl_interface": gw.ifname,
+                           # a site's own check, run on the gateway: its WireGuard device answers on its socket
+                           "gatewayctl_post_apply_checks": [["test", "-S", f"/var/run/wireguard/{gw.ifname}.sock"]]}
+                 for gw in self.gateways}
         inventory = {"gateways": {"hosts": hosts, "vars": {
             "ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
             "gatewayctl_executable": str(GATEWAYCTL), "gatewayctl_confirm_timeout": CONFIRM_TIMEOUT,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.sshlab import COLLECTIONS, CONFIRM_TIMEOUT, VENV_BIN, SshLab
-from tests.sshlab_estate import GATEWAYS, git
+from tests.sshlab_estate import GATEWAYS, git, keypair
 
 COLLECTION = COLLECTIONS / "ansible_collections" / "gatewayctl" / "gateway"
 MODULES = ("gatewayctl_apply", "gatewayctl_confirm", "gatewayctl_facts", "gatewayctl_handshakes")
@@ -222,12 +222,26 @@ def test_the_rollout_applies_every_gateway_canary_first(lab: SshLab) -> None:
     # one gateway at a time (serial 1, 50% of 3 = 1, the rest), each confirmed before the next applies
     assert seen == [(t, g) for g in GATEWAYS for t in (APPLY_TASK, CONFIRM_TASK)], seen
     assert all(recap(run.stdout)[g]["failed"] == 0 for g in GATEWAYS)
+    assert [(t, s) for t, s, h in events(run.stdout) if t.startswith("WireGuard handshakes") or t == "The site's own checks"] \
+        == [("WireGuard handshakes of the peers that must keep their tunnel up", "ok"), ("The site's own checks", "ok")] * 3
     for i, gw in enumerate(lab.gateways):
         drift = gw.drift()
         assert drift["status"] == "in-sync" and drift["last_apply"]["revision"] == revision
         assert gw.wg_port() == str(51820 + i) and not (gw.state / "pending-confirm.json").exists()
         assert [e["event"] for e in journal(gw)] == ["applied", "confirmed"]
         assert lab.eventually_reach(i, 443) and not lab.reach(i, 22)  # as the profiles say, through each gateway
+
+
+def test_the_handshake_module_names_the_peers_without_a_handshake(lab: SshLab) -> None:
+    gw = lab.gateways[0]
+    good = parse_oneline(lab.adhoc(gw.name, "gatewayctl.gateway.gatewayctl_handshakes",
+                                   {"peers": [lab.acme_public_key()], "interface": gw.ifname, "wait": 0}).stdout)
+    assert good["_status"] == "SUCCESS" and good["missing"] == [] and time.time() - good["handshakes"][lab.acme_public_key()] < 180
+    stranger = keypair()[1]
+    bad = parse_oneline(lab.adhoc(gw.name, "gatewayctl.gateway.gatewayctl_handshakes",
+                                  {"peers": [lab.acme_public_key(), stranger], "interface": gw.ifname, "wait": 1}).stdout)
+    assert bad["_status"] == "FAILED" and bad["missing"] == [stranger]
+    assert bad["msg"] == f"no WireGuard handshake within 180 s on {gw.ifname} from: {stranger} (not peers of this interface: {stranger})"
 
 
 def test_a_second_run_changes_nothing(lab: SshLab) -> None:
@@ -337,3 +351,36 @@ def test_fleet_drift_writes_one_summary_of_every_gateway(lab: SshLab, tmp_path: 
     rows = [line for line in markdown.splitlines() if line.startswith("| gw-")]
     assert len(rows) == 3 and f"| gw-a | gw-a | profiles-not-applied | {previous[:12]} |" in markdown
     assert "## gw-a (gw-a): profiles-not-applied" in markdown
+
+
+def test_an_apply_failing_on_the_canary_is_undone_by_gatewayctl_and_stops_the_rollout(lab: SshLab) -> None:
+    """The canary's new listen port is taken: gatewayctl's apply fails and restores the previous state
+    itself (exit 1); the task says so in gatewayctl's words, the checkout goes back, nothing else runs."""
+    canary = lab.gateways[0]
+    gateway = json.loads((lab.work / "profiles" / "gateway.yaml").read_text())
+    gateway["gateways"]["gw-a"]["wireguard"]["listen_port"] = 51830
+    (lab.work / "profiles" / "gateway.yaml").write_text(json.dumps(gateway, indent=1))
+    lab.commit("gw-a listens on 51830")
+    checkouts = {gw.name: git(gw.checkout, "rev-parse", "HEAD") for gw in lab.gateways}
+    before, entries = rulesets(lab), len(journal(canary))
+    squatter = subprocess.Popen(["ip", "netns", "exec", canary.ns, "python3", "-c", "import socket,time\n"
+                                 "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(('::',51830));time.sleep(120)"])
+    try:
+        time.sleep(0.5)
+        run = lab.playbook("rollout.yml")
+    finally:
+        squatter.terminate()
+        squatter.wait()
+    assert run.returncode != 0
+    fatal = next(line for line in run.stdout.splitlines() if line.startswith("fatal: [gw-a]"))
+    result = json.loads(fatal.split(" => ", 1)[1])
+    assert result["rc"] == 1 and result["rolled_back"] is True
+    assert result["msg"].startswith("gatewayctl apply failed (exit 1): the apply failed and gatewayctl restored the previous")
+    failed = journal(canary)[entries:]
+    assert [e["event"] for e in failed][:1] == ["failed"]
+    assert f"apply failed: {failed[0]['error']}" in result["msg"], (failed, result["msg"])  # gatewayctl's own error text
+    assert set(recap(run.stdout)) == {"localhost", "gw-a"}
+    assert not (canary.state / "pending-confirm.json").exists()
+    assert {gw.name: git(gw.checkout, "rev-parse", "HEAD") for gw in lab.gateways} == checkouts  # the canary's moved back
+    after = rulesets(lab)
+    assert all(after[g] == before[g] for g in GATEWAYS) and canary.wg_port() == "51820"
