@@ -106,3 +106,28 @@ def test_the_daemons_accept_the_files(built: tuple[dict[str, str], dict[str, str
         assert done.returncode == 0, done.stdout + done.stderr
         for script in ("gatewayctl-ha-check.sh", "gatewayctl-ha-notify.sh"):
             assert subprocess.run(["sh", "-n", str(folder / script)], timeout=10).returncode == 0
+
+
+V6_BLOCK = """
+ha:
+  interface: eth0
+  sync_interface: eth1
+  floating_address: fd00:192::100/64
+  virtual_router_id: 52
+  nodes:
+    - {name: fra-a, underlay_address: "fd00:192::21/64", priority: 150, sync_address: "fd00:198::1"}
+    - {name: fra-b, underlay_address: "fd00:192::22/64", priority: 100, sync_address: "fd00:198::2"}
+"""
+
+
+def test_an_ipv6_pair(estate: Path, tmp_path: Path) -> None:
+    """A floating IPv6 address: the endpoint in brackets, IPv6 sync, and IPv4 from the WireGuard port dropped."""
+    with_ha(estate, V6_BLOCK, endpoint="'[fd00:192::100]:51820'")
+    files = build(estate, tmp_path / "out")
+    nft = files["ha/fra-b/gatewayctl-ha.nft"]
+    assert "meta nfproto ipv6 udp sport 51820 ip6 saddr != fd00:192::100 drop" in nft
+    assert "meta nfproto ipv4 udp sport 51820 drop" in nft
+    sync = files["ha/fra-b/conntrackd.conf"]
+    assert "IPv6_address fd00:198::2\n" in sync and "IPv6_Destination_Address fd00:198::1" in sync
+    assert "fd00:192::100/64 dev eth0" in files["ha/fra-a/keepalived.conf"]
+    assert "Endpoint = [fd00:192::100]:51820" in files["partners/acme/acme-hq.conf"]
