@@ -10,30 +10,21 @@ packet that passed crossed the gateway at most 0.3 s before its recorded time.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 
-from gatewayctl.lab import probe
-
-probe.TIMEOUT_S = 0.3
-stop = False
+from tests.prober import probe_until_stopped
 
 
 def main() -> None:
-    def end(*_: object) -> None:
-        global stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, end)
     specs = json.loads(sys.argv[1])
     passed: list[list[float]] = [[] for _ in specs]
-    rounds = 0
-    while not stop:
-        for index, spec in enumerate(specs):
-            if probe.probe(spec):
-                passed[index].append(time.time())
-        rounds += 1
+
+    def keep(index: int, _: float, ok: bool) -> None:
+        if ok:
+            passed[index].append(time.time())
+
+    rounds = probe_until_stopped(specs, keep)
     print(json.dumps({"rounds": rounds, "passed_at": passed}), flush=True)
 
 
