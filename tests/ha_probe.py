@@ -9,30 +9,19 @@ answered through the gateway). Each probe waits at most 0.3 s; a round of probes
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 
-from gatewayctl.lab import probe
-
-probe.TIMEOUT_S = 0.3
-stop = False
+from tests.prober import probe_until_stopped
 
 
 def main() -> None:
-    def end(*_: object) -> None:
-        global stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, end)
     log, specs = sys.argv[1], json.loads(sys.argv[2])
     with open(log, "a", buffering=1) as out:
-        while not stop:
-            for index, spec in enumerate(specs):
-                start = time.time()
-                ok = probe.probe(spec)
-                out.write(f"{start:.3f} {time.time():.3f} {index} {int(ok)}\n")
-            time.sleep(0.1)
+        def line(index: int, start: float, ok: bool) -> None:
+            out.write(f"{start:.3f} {time.time():.3f} {index} {int(ok)}\n")
+
+        probe_until_stopped(specs, line, pause=0.1)
 
 
 if __name__ == "__main__":
