@@ -50,7 +50,7 @@ class WriteResult:
 
 # What each output folder holds: a stale file is removed only when its name could be one a build writes.
 OUTPUT_SUFFIXES = {"wireguard": (".conf",), "nftables": (".nft",), "systemd": (".service", ".timer"),
-                   "front": (".conf", ".pem"), "partners": (".conf", ".pem", ".json"), "ha": (".conf", ".sh", ".nft")}
+                   "front": (".conf", ".pem"), "partners": (".conf", ".pem", ".json"), "ha": (".conf", ".sh", ".nft", ".service")}
 
 
 def is_build_path(rel: str) -> bool:

@@ -14,7 +14,8 @@ from tests.test_ha_model import HA_BLOCK, with_ha
 ROUTES = ("  source_routes:\n    - to: 0.0.0.0/0\n      via: 192.0.2.1\n"
           "  internal_addresses:\n    - {address: 10.255.255.1/24, interface: eth2}\n"
           "    - {address: 'fd00:ffff::1/64', interface: eth2}\n")
-NODE_FILES = {"keepalived.conf", "conntrackd.conf", "gatewayctl-ha-check.sh", "gatewayctl-ha-notify.sh", "gatewayctl-ha.nft"}
+NODE_FILES = {"keepalived.conf", "conntrackd.conf", "gatewayctl-ha-check.sh", "gatewayctl-ha-notify.sh", "gatewayctl-ha.nft",
+              "gatewayctl-ha.service"}
 
 
 def build(profiles: Path, out: Path) -> dict[str, str]:
@@ -131,3 +132,22 @@ def test_an_ipv6_pair(estate: Path, tmp_path: Path) -> None:
     assert "IPv6_address fd00:198::2\n" in sync and "IPv6_Destination_Address fd00:198::1" in sync
     assert "fd00:192::100/64 dev eth0" in files["ha/fra-a/keepalived.conf"]
     assert "Endpoint = [fd00:192::100]:51820" in files["partners/acme/acme-hq.conf"]
+
+
+def test_the_node_boot_unit_loads_the_send_filter_before_wireguard(built: tuple[dict[str, str], dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    """At boot the node's table inet <table>_ha is in force before wireguard-go, restore or wg-quick can
+    start, and an enabled WireGuard unit does not start without it; systemd-analyze accepts the unit."""
+    _, pair = built
+    unit = pair["ha/fra-a/gatewayctl-ha.service"]
+    fields: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        name, _, value = line.partition("=")
+        fields.setdefault(name, []).extend(value.split())
+    assert fields["ExecStart"] == ["/usr/sbin/nft", "-f", "/etc/gatewayctl/ha/fra-a/gatewayctl-ha.nft"]
+    wireguard = {"gatewayctl-wireguard-go.service", "gatewayctl-restore.service", "wg-quick@wg-partners.service"}
+    assert wireguard <= set(fields["Before"]) and wireguard <= set(fields["RequiredBy"])
+    (tmp_path / "gatewayctl-ha.service").write_text(unit)
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "gatewayctl-ha.service")],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0 and "gatewayctl-ha.service" not in verify.stderr, verify.stderr

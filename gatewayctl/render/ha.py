@@ -19,6 +19,7 @@ NODE_FILES = (
     ("gatewayctl-ha-check.sh", "ha/gatewayctl-ha-check.sh.j2", "keepalived track script"),
     ("gatewayctl-ha-notify.sh", "ha/gatewayctl-ha-notify.sh.j2", "keepalived notify script"),
     ("gatewayctl-ha.nft", "ha/gatewayctl-ha.nft.j2", "nftables table (WireGuard sends only from the floating address)"),
+    ("gatewayctl-ha.service", "ha/gatewayctl-ha.service.j2", "systemd unit (boot: that table before WireGuard)"),
 )
 
 
