@@ -318,6 +318,10 @@ def test_a_change_failing_on_the_canary_rolls_it_back_and_stops_the_rollout(lab:
     assert ends and ends_now.keys() == ends.keys(), (ends, ends_now)
     lab.notes["canary element ends"] = (ends, ends_now)  # for the next test
     assert lab.eventually_reach(0, 443)
+    rolled = next(e["apply_id"] for e in journal(canary)[canary_entries:] if e["event"] == "rolled-back")
+    late = parse_oneline(lab.adhoc("gw-a", "gatewayctl.gateway.gatewayctl_confirm", {
+        "apply_id": rolled, "state_dir": str(canary.state), "executable": str(VENV_BIN / "gatewayctl")}).stdout)
+    assert late["_status"] == "FAILED" and late["msg"].startswith(f"too late: apply {rolled} was rolled back at ")
     drift = canary.drift()
     assert drift["last_apply"]["revision"] == previous and drift["status"] == "profiles-not-applied"  # its checkout is at `bad`
     lab.notes["canary last applied"] = previous
@@ -384,3 +388,21 @@ def test_an_apply_failing_on_the_canary_is_undone_by_gatewayctl_and_stops_the_ro
     assert {gw.name: git(gw.checkout, "rev-parse", "HEAD") for gw in lab.gateways} == checkouts  # the canary's moved back
     after = rulesets(lab)
     assert all(after[g] == before[g] for g in GATEWAYS) and canary.wg_port() == "51820"
+
+
+def test_after_a_rollback_the_next_good_rollout_goes_through(lab: SshLab) -> None:
+    """A revision that puts back what the canary runs: nothing to apply there, nothing pending, so the
+    confirm of this rollout has nothing to do (the earlier rollback is not this rollout's)."""
+    acme = lab.work / "profiles" / "partners" / "acme.yaml"
+    doc = json.loads(acme.read_text())
+    doc["grants"] = [{**doc["grants"][0], "service": s} for s in ("app-a", "app-b", "app-c")]
+    acme.write_text(json.dumps(doc, indent=1))
+    gateway = json.loads((lab.work / "profiles" / "gateway.yaml").read_text())
+    gateway["gateways"]["gw-a"]["wireguard"]["listen_port"] = 51820
+    (lab.work / "profiles" / "gateway.yaml").write_text(json.dumps(gateway, indent=1))
+    revision = lab.commit("acme's access and gw-a's port as before")
+    run = lab.playbook("rollout.yml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {g: recap(run.stdout)[g]["changed"] for g in GATEWAYS} == dict.fromkeys(GATEWAYS, 0), run.stdout
+    for gw in lab.gateways:
+        assert git(gw.checkout, "rev-parse", "HEAD") == revision and gw.drift()["status"] == "in-sync"

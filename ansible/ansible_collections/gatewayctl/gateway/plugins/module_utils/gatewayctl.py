@@ -116,6 +116,32 @@ class Gatewayctl:
         """Whether an apply awaits `gatewayctl confirm`."""
         return os.path.exists(os.path.join(self.state_dir, PENDING))
 
+    def pending_id(self):
+        """The id of the apply that awaits `gatewayctl confirm`, or None. (The file also holds the previous
+        device configuration, secrets included: only the id is kept.)"""
+        pending = self.read_state(PENDING)
+        return str(pending.get("id")) if isinstance(pending, dict) and pending.get("id") else None
+
+    def journal_events(self, apply_id, tail_bytes=1 << 20):
+        """The journal's events about one apply (`applied`, `confirmed`, `rolled-back`...), oldest first;
+        only the journal's last `tail_bytes` are read (it is append-only and may be long)."""
+        path = os.path.join(self.state_dir, "journal.jsonl")
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, os.path.getsize(path) - tail_bytes))
+                lines = handle.read().decode("utf-8", "replace").splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the first line of a tail may be cut
+            if isinstance(entry, dict) and entry.get("apply_id") == apply_id:
+                events.append(entry)
+        return events
+
     def last_apply(self):
         """Revision, digest and time of the last apply recorded in the state folder, or None."""
         applied = self.read_state("applied.json")

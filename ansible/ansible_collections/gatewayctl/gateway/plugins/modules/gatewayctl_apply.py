@@ -138,6 +138,12 @@ confirm_pending:
   description: Whether the change now waits for M(gatewayctl.gateway.gatewayctl_confirm) (the dead-man timer runs).
   returned: always
   type: bool
+apply_id:
+  description:
+    - The id of the apply that waits for confirmation (gatewayctl's journal calls it C(apply_id)), else null. Give it
+      to M(gatewayctl.gateway.gatewayctl_confirm) so that a change the timer already rolled back fails the confirm.
+  returned: always
+  type: str
 last_apply:
   description: The state folder's record of the last apply (C(revision), C(dirty), C(digest), C(applied_at)).
   returned: when the gateway was ever applied
@@ -259,6 +265,7 @@ def apply(module, ctl, result):
     result["applied_changes"] = int(found.group(1)) if found else 0
     result["changed"] = bool(found) or bool(HOST_CHANGED.search(out))
     result["confirm_pending"] = bool(found) and bool(module.params["confirm_timeout"]) and ctl.pending()
+    result["apply_id"] = ctl.pending_id() if result["confirm_pending"] else None
     result["stdout"] = out
     return 0, ""
 
@@ -271,7 +278,7 @@ def main():
     ctl = Gatewayctl(module)
     commit, profiles, previous, temp = prepare_checkout(module)
     result = {"changed": False, "revision": commit, "checkout_changed": previous is not None, "applied_changes": 0,
-              "confirm_pending": False}
+              "confirm_pending": False, "apply_id": None}
     try:
         planned = plan(ctl, profiles)
     finally:
