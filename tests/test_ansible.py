@@ -271,6 +271,13 @@ def test_check_mode_of_a_new_revision_moves_no_checkout_and_touches_no_host(lab:
     assert run.returncode == 0, run.stdout + run.stderr
     assert {g: recap(run.stdout)[g]["changed"] for g in GATEWAYS} == {"gw-a": 0, "gw-b": 0, "gw-c": 1}
     assert "+firewall globex: 10.203.2.1 -> 10.13.0.6 tcp/443" in run.stdout
+    gw_c = lab.gateways[2]
+    planned = parse_oneline(lab.adhoc("gw-c", "gatewayctl.gateway.gatewayctl_apply", {
+        "profiles": str(gw_c.profiles), "revision": "origin/main", "gateway": "gw-c", "state_dir": str(gw_c.state),
+        "executable": str(VENV_BIN / "gatewayctl")}, "--check").stdout)
+    assert planned["_status"] == "CHANGED" and planned["revision"] == git(lab.work, "rev-parse", "HEAD")
+    assert planned["access_added"] == ["globex: 10.203.2.1 -> 10.13.0.6 tcp/443"] and planned["access_removed"] == []
+    assert planned["checkout_changed"] is True and planned["applied_changes"] == 0 and planned["apply_id"] is None
     assert rulesets(lab) == before
     assert all(git(gw.checkout, "rev-parse", "HEAD") == old for gw in lab.gateways)
 
