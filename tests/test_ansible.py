@@ -278,7 +278,7 @@ def test_check_mode_of_a_new_revision_moves_no_checkout_and_touches_no_host(lab:
     assert planned["_status"] == "CHANGED" and planned["revision"] == git(lab.work, "rev-parse", "HEAD")
     assert planned["access_added"] == ["globex: 10.203.2.1 -> 10.13.0.6 tcp/443"] and planned["access_removed"] == []
     assert planned["checkout_changed"] is True and planned["applied_changes"] == 0 and planned["apply_id"] is None
-    assert rulesets(lab) == before
+    assert rulesets(lab) == before and all(gw.drift()["status"] == "in-sync" for gw in lab.gateways)  # drift proves it
     assert all(git(gw.checkout, "rev-parse", "HEAD") == old for gw in lab.gateways)
 
 
