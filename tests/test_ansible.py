@@ -337,9 +337,6 @@ def test_a_change_failing_on_the_canary_rolls_it_back_and_stops_the_rollout(lab:
         assert git(gw.checkout, "rev-parse", "HEAD") == good and gw.drift()["status"] == "in-sync"
 
 
-@pytest.mark.xfail(strict=True, reason="gatewayctl bug (reported to the lead): a rollback by the confirm timer re-adds "
-                   "deleted set elements with the time they had left at apply time, so their end moves later by the "
-                   "time the timer ran (gatewayctl/apply/engine.py _live_element_text/_undo_elements)")
 def test_the_rolled_back_canary_keeps_every_grants_end_instant(lab: SshLab) -> None:
     before, after = lab.notes["canary element ends"]
     assert all(abs(after[k] - before[k]) < 3 for k in before), (before, after)

@@ -173,7 +173,10 @@ def test_refusal_midway_restores_table_and_peers(estate: Path) -> None:
     after_table = read(host, "wg-partners", "gatewayctl").nft
     assert after_table == before_table
     assert after_table is not None and before_table is not None
-    assert after_table.sets["grants4"].expires == before_table.sets["grants4"].expires  # timers put back too
+    # timers put back too, each ending when it ended before: never later, and at most the second the
+    # kernel rounds to earlier
+    before, after = before_table.sets["grants4"].expires, after_table.sets["grants4"].expires
+    assert before.keys() == after.keys() and all(before[k] - 1 <= after[k] <= before[k] for k in before), (before, after)
     assert json.dumps(host.devices["wg-partners"].peers, default=str, sort_keys=True) == before_peers
 
 
@@ -263,3 +266,36 @@ def test_allowed_ips_difference_says_what_the_host_has_and_what_the_profiles_say
     assert kind == "allowed-ips-changed"
     assert words == ("allowed IPs: the host has 10.1.0.0/16, 10.250.1.1/32, the profiles say 10.250.1.1/32, "
                      "100.64.1.0/24 (apply adds 100.64.1.0/24 and removes 10.1.0.0/16)")
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["elements", "table"])
+def test_a_rollback_that_runs_later_puts_elements_back_ending_when_they_ended(estate: Path, replace: bool,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dead-man timer rolls back minutes to a day after the apply: the elements it puts back end
+    at their old end instants, never later; one whose end passed meanwhile stays out."""
+    from gatewayctl.apply import engine, timers
+    from gatewayctl.apply.engine import restore
+
+    host = RecordingHost()
+    apply(policy_of(estate), host)
+    before = read(host, "wg-partners", "gatewayctl").nft
+    assert before is not None
+    timed = before.sets["grants4"].expires
+    edit(estate, "acme", "  - service: edi-sftp", "  - service: file-drop")  # an element of acme's goes
+    if replace:
+        edit(estate, "acme", "keepalive: 25", "keepalive: 10")
+    secrets = Secrets()
+    prep = prepare(policy_of(estate), host, ENV, secrets, AT_DT, {})
+    if replace:
+        prep = dataclasses.replace(prep, plan=dataclasses.replace(prep.plan, nft_replace=True))
+    rollback = engine.execute(prep, host, ENV, secrets)
+    gone = sorted(set(timed) - set(read(host, "wg-partners", "gatewayctl").nft.sets["grants4"].elements))
+    assert gone, "the edit removes an element with a timer"
+    shortest = min(timed[k] for k in gone)
+    wait = min(shortest - 5, 3600)  # the timer ran this long: every removed element still has time left
+    later = timers.now() + wait
+    monkeypatch.setattr(timers, "now", lambda: later)
+    restore(rollback, host)  # (the fake host's clock stays: what is listed is what restore loaded)
+    after = read(host, "wg-partners", "gatewayctl").nft.sets["grants4"].expires
+    for key in gone:
+        assert timed[key] - wait - 2 <= after[key] <= timed[key] - wait, (key, timed[key], wait, after[key])

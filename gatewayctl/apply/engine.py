@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from gatewayctl.apply import timers
 from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
 from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
@@ -24,7 +25,6 @@ from gatewayctl.compile.origin import Locate, explain_refusal
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
 from gatewayctl.host.errors import HostError
-from gatewayctl.host.nftstate import NftSet
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
 from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
 from gatewayctl.plan.flows import Flow, stale_flows
@@ -69,9 +69,14 @@ class Rollback:
     wg_raw: str | None
     wg_backend: str | None
     link: dict[str, Any] | None
-    # For a plan that changes elements in place: the inverse operations instead of the whole table.
+    # For a plan that changes elements in place: the inverse operations instead of the whole table
+    # (undo_add: each element's key and comment as `add element` takes them, without its timer).
     undo_delete: dict[str, list[str]] | None = None
     undo_add: dict[str, list[str]] | None = None
+    # When the record was taken, and the end instant of every element it puts back that has a timer
+    # (set -> key -> unix time): a rollback running later restores the same ends (apply/timers.py).
+    taken_at: float | None = None
+    ends: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -219,21 +224,17 @@ def _rollback_of(prep: Prepared, host: Host) -> Rollback:
     desired, plan, live = prep.desired, prep.plan, prep.live
     base = dict(ifname=desired.ifname, table=desired.table_name, wg_raw=prep.live_raw.get("wg_raw"),
                 wg_backend=live.wg_backend, link=prep.live_raw.get("link"))
+    listed_at = float(prep.live_raw.get("nft_listed_at") or timers.now())
     if plan.nft_replace or live.nft is None:
-        return Rollback(nft_text=host.nft_list_text(desired.table_name), **base)  # type: ignore[arg-type]
-    readd = {name: [_live_element_text(live.nft.sets[name], key) for key in keys] for name, keys in plan.nft_delete.items()}
+        taken = timers.now()  # before the listing: the ends it gives are never later than the kernel's
+        text = host.nft_list_text(desired.table_name)
+        ends = {n: timers.ends_of(s, None, listed_at) for n, s in live.nft.sets.items()} if live.nft else None
+        return Rollback(nft_text=text, taken_at=taken, ends=ends, **base)  # type: ignore[arg-type]
+    readd = {name: [timers.element_text(key, live.nft.sets[name].comments.get(key), None, 0) or key for key in keys]
+             for name, keys in plan.nft_delete.items()}
+    ends = {name: timers.ends_of(live.nft.sets[name], list(keys), listed_at) for name, keys in plan.nft_delete.items()}
     return Rollback(nft_text=None, undo_delete={k: list(v) for k, v in plan.nft_add.items()}, undo_add=readd,
-                    **base)  # type: ignore[arg-type]
-
-
-def _live_element_text(live: NftSet, key: str) -> str:
-    """An element as it is live: the same key, its remaining timer and its comment."""
-    text = key
-    if key in live.expires:
-        text += f" timeout {nft_timeout(max(live.expires[key], 1))}"
-    if key in live.comments:
-        text += f' comment "{live.comments[key]}"'
-    return text
+                    taken_at=listed_at, ends=ends, **base)  # type: ignore[arg-type]
 
 
 def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> str:
@@ -358,7 +359,12 @@ def restore(rollback: Rollback, host: Host) -> None:
         host.nft_delete(rollback.table)
     else:
         prefix = f"table inet {rollback.table} {{}}\ndelete table inet {rollback.table}\n"
-        host.nft_load(prefix + rollback.nft_text)
+        now = timers.now()
+        text = timers.aged(rollback.nft_text, now - rollback.taken_at) if rollback.taken_at else rollback.nft_text
+        ended = {n: sorted(k for k, end in e.items() if end - now < 1) for n, e in (rollback.ends or {}).items()}
+        # what ended while the rollback waited goes in the same transaction: never back for a moment
+        gone = "".join(f"delete element inet {rollback.table} {n} {{ {', '.join(keys)} }}\n" for n, keys in ended.items() if keys)
+        host.nft_load(prefix + text + "\n" + gone)
     current = parse_snapshot(host.snapshot(rollback.ifname, rollback.table))
     if rollback.link is None and current.link is not None:  # apply created it: a fresh host goes back to none
         host.wg_destroy(rollback.ifname, current.wg_backend or "userspace")
@@ -380,10 +386,21 @@ def _undo_elements(rollback: Rollback, host: Host) -> None:
         present = host.nft_get_elements(rollback.table, name, keys)
         delete[name] = [k for k in keys if k in present]
     add = {}
+    now = timers.now()
     for name, texts in (rollback.undo_add or {}).items():
         present = host.nft_get_elements(rollback.table, name, [_key_of(t) for t in texts])
-        add[name] = [t for t in texts if _key_of(t) not in present]
+        ends = (rollback.ends or {}).get(name, {})
+        timed = [_timed(t, ends.get(_key_of(t)), now) for t in texts if _key_of(t) not in present]
+        add[name] = [t for t in timed if t is not None]  # an element whose end passed meanwhile stays out
     host.nft_elements(rollback.table, delete, add)
+
+
+def _timed(text: str, end: float | None, now: float) -> str | None:
+    """A recorded element text with the time left until its end (records older than `ends` carry their timer)."""
+    if end is None:
+        return text
+    comment = re.search(r' comment "(.*)"$', text)
+    return timers.element_text(_key_of(text), comment.group(1) if comment else None, end, now)
 
 
 def _key_of(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ class FakeHost:
         chains = {"nftables": [{"chain": c} for c in self.foreign_chains]}
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": "userspace" if device else None,
-            "wg_raw": _uapi_text(device) if device else None, "wg_error": None,
+            "wg_raw": _uapi_text(device) if device else None, "wg_error": None, "nft_listed_at": time.time(),
             "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables else None,
             "nft_chains": chains, "forwarding": dict(self.forwarding), "foreign": self._foreign(ifname),
             "guard": f"{table}_guard" in self.tables,
@@ -83,7 +84,15 @@ class FakeHost:
         self.tables[match.group(1)] = text
 
     def nft_list_text(self, table: str) -> str | None:
-        return self.tables.get(table)
+        """The table as nft lists it: each element's timer with the time it has left (`expires`)."""
+        text = self.tables.get(table)
+        if text is None:
+            return None
+
+        def left(match: re.Match[str]) -> str:
+            return f"{match.group(0)} expires {max(_seconds(match.group(1)) - self.elapsed_s, 1)}s"
+
+        return re.sub(r"(?m)(?<=^\t\t\t)(?:.*?) timeout ((?:\d+(?:ms|d|h|m|s))+)(?! expires)", left, text)
 
     def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
         self._maybe_fail("nft_elements")
@@ -178,7 +187,7 @@ def _flow_tuple(flow: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _element_key(line: str) -> str:
-    return re.sub(r'( timeout \S+)?( comment ".*")?,?$', "", line.strip())
+    return re.sub(r'( timeout \S+)?( expires \S+)?( comment ".*")?,?$', "", line.strip())
 
 
 def _edit_elements(text: str, name: str, delete: set[str], add: list[str]) -> str:
@@ -278,12 +287,15 @@ def _elem(line: str, kind: str) -> Any:
         key, verdict = line.split(" : ")
         action, target = verdict.split()
         return [_value(key), {action: {"target": target}}]
-    key = re.sub(r' (timeout \S+ )?comment ".*"$', "", line)
-    key = re.sub(r" timeout \S+$", "", key)
+    key = re.sub(r' (timeout \S+ )?(expires \S+ )?comment ".*"$', "", line)
+    key = re.sub(r" timeout \S+( expires \S+)?$", "", key)
     attrs: dict[str, Any] = {"val": _value(key), "counter": {"packets": 0, "bytes": 0}}
     timeout = re.search(r" timeout (\S+)", line)
-    if timeout:  # the fake's clock stands still: time left is the whole timeout
+    if timeout:  # the fake's clock stands still: time left is the whole timeout, or what `expires` says
         attrs["timeout"] = attrs["expires"] = _seconds(timeout.group(1))
+        expires = re.search(r" expires (\S+)", line)
+        if expires:
+            attrs["expires"] = _seconds(expires.group(1))
     return {"elem": attrs}
 
 
@@ -305,3 +317,4 @@ def _atom(text: str) -> Any:
         first, last = text.split("-")
         return {"range": [int(first), int(last)]}
     return int(text) if text.isdigit() else text
+

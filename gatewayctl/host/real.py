@@ -36,7 +36,7 @@ class RealHost:
             wg_error = f"{ifname} exists but is not a WireGuard interface (kind {link.get('kind')})"
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": backend, "wg_raw": wg_raw,
-            "wg_error": wg_error, "nft_table": nft.list_json(f"list table inet {table}"),
+            "wg_error": wg_error, "nft_listed_at": time.time(), "nft_table": nft.list_json(f"list table inet {table}"),
             "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
             "foreign": foreign.acquire(ifname, table),
             "guard": nft.list_json(f"list table inet {table}_guard") is not None,
