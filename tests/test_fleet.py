@@ -200,3 +200,13 @@ def test_diff_names_the_gateways_whose_access_changes(tmp_path: Path) -> None:
     assert _diff(fleet)["summary"]["gateways"] == [FRA]
     text = run_cli("--profiles", str(fleet), "diff", "--base", "HEAD", "--at", AT).stdout
     assert f"on gateway(s) {FRA}" in text.splitlines()[0] and f"[{FRA}] acme:" in text, text
+
+
+def test_report_without_a_gateway_writes_one_report_per_gateway(fleet: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = run_cli("--profiles", str(fleet), "report", "--offline", "--format", "json", "-o", str(out))
+    assert result.exit_code in (0, 1), result.output
+    written = sorted(p.name for p in tmp_path.glob("report-*.json"))
+    assert written == [f"report-{DAL}.json", f"report-{FRA}.json"] and not out.exists()
+    dal = json.loads((tmp_path / f"report-{DAL}.json").read_text())
+    assert DAL in json.dumps(dal) and "erp-db" in json.dumps(dal)

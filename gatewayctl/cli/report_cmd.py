@@ -11,6 +11,7 @@ import click
 from gatewayctl.build import atomic_write
 from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.errors import ProfileErrors
+from gatewayctl.loader.profiles import gateway_names
 from gatewayctl.state import DEFAULT_STATE_DIR, profile_revision
 
 FORMATS = ["html", "markdown", "json", "junit", "prometheus"]
@@ -70,32 +71,40 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
             click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
     root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
-    compiled = load_or_exit(obj.profiles, now, -1, one_gateway(obj, root))  # several gateways: this host's
-    if partner is not None and compiled.policy.partner(partner) is None:
-        from gatewayctl.suggest import did_you_mean
-
-        fail(f"no partner {partner!r} in the profiles{did_you_mean(partner, (p.id for p in compiled.policy.partners))}")
+    chosen = one_gateway(obj, root)  # several gateways: this host's, or the one asked for
+    names = gateway_names(obj.profiles)
+    every = [chosen] if chosen is not None or len(names) <= 1 else names  # none chosen: one report per gateway
     if netns and not offline:
         try:
             enter(netns)
         except HostError as exc:
             fail(str(exc))
-    live = read_live(compiled, root, now, offline)
-    services = compiled.estate.services.model.services
-    outcomes = [run_test(t, compiled.policy, services) for t in tests]
-    lint = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now)  # the estate loaded once
-    doc = collect(compiled, lint, outcomes, live, now, revision, partner)
-    evaluate(doc, mapping)
-    text = render(doc, fmt, make_environment(templates))
-    if output:
-        atomic_write(output, text.encode(), 0o644)
-        counts = doc["summary"]["controls"]
-        click.echo(f"wrote {output}: {counts['pass']} controls pass, {counts['fail']} fail, "
-                   f"{counts['not-evidenced']} not evidenced", err=True)
-    else:
-        click.echo(text, nl=False)
-    raise SystemExit(1 if doc["summary"]["controls"]["fail"] else 0)
+    failed = False
+    for name in every:
+        compiled = load_or_exit(obj.profiles, now, -1, name)
+        if partner is not None and compiled.policy.partner(partner) is None:
+            if len(every) > 1:
+                continue  # not a partner of this gateway
+            from gatewayctl.suggest import did_you_mean
 
+            fail(f"no partner {partner!r} in the profiles{did_you_mean(partner, (p.id for p in compiled.policy.partners))}")
+        live = read_live(compiled, root, now, offline)
+        services = compiled.estate.services.model.services
+        outcomes = [run_test(t, compiled.policy, services) for t in tests]
+        lint = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now)  # the estate loaded once
+        doc = collect(compiled, lint, outcomes, live, now, revision, partner)
+        evaluate(doc, mapping)
+        text = render(doc, fmt, make_environment(templates))
+        failed = failed or bool(doc["summary"]["controls"]["fail"])
+        target = output.with_name(f"{output.stem}-{name}{output.suffix}") if output and len(every) > 1 else output
+        if target:
+            atomic_write(target, text.encode(), 0o644)
+            counts = doc["summary"]["controls"]
+            click.echo(f"wrote {target}: {counts['pass']} controls pass, {counts['fail']} fail, "
+                       f"{counts['not-evidenced']} not evidenced", err=True)
+        else:
+            click.echo(text, nl=False)
+    raise SystemExit(1 if failed else 0)
 
 SUFFIXES = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "json", ".xml": "junit", ".prom": "prometheus"}
 
