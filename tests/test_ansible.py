@@ -184,6 +184,14 @@ def events(stdout: str) -> list[tuple[str, str, str]]:
     return found
 
 
+SORT_TASKS = ("Does this host hold its pair's floating address (the active node)?", "Put the host in its rollout group")
+
+
+def worked_on(stdout: str) -> set[str]:
+    """The hosts any task ran on beyond sorting the gateways into their rollout groups."""
+    return {h for t, _, h in events(stdout) if t not in SORT_TASKS} | ({"localhost"} if "localhost" in recap(stdout) else set())
+
+
 def rulesets(lab: SshLab) -> dict[str, list[Any]]:
     return {gw.name: gw.ruleset() for gw in lab.gateways}
 
@@ -310,7 +318,7 @@ def test_a_change_failing_on_the_canary_rolls_it_back_and_stops_the_rollout(lab:
     assert "policy tests failed on gw-a" in run.stdout and "acme reaches app-a" in run.stdout, run.stdout
     assert [(t, h) for t, _, h in events(run.stdout) if t == APPLY_TASK] == [(APPLY_TASK, "gw-a")]
     assert not any(t == CONFIRM_TASK for t, _, _ in events(run.stdout))
-    assert set(recap(run.stdout)) == {"localhost", "gw-a"}  # the rollout stopped after the canary
+    assert worked_on(run.stdout) == {"localhost", "gw-a"}  # the rollout stopped after the canary
     canary = lab.gateways[0]
     assert not lab.reach(0, 443)  # the bad change is in force until the timer runs out
     deadline = started + CONFIRM_TIMEOUT + 30
@@ -387,7 +395,7 @@ def test_an_apply_failing_on_the_canary_is_undone_by_gatewayctl_and_stops_the_ro
     failed = journal(canary)[entries:]
     assert [e["event"] for e in failed][:1] == ["failed"]
     assert f"apply failed: {failed[0]['error']}" in result["msg"], (failed, result["msg"])  # gatewayctl's own error text
-    assert set(recap(run.stdout)) == {"localhost", "gw-a"}
+    assert worked_on(run.stdout) == {"localhost", "gw-a"}
     assert not (canary.state / "pending-confirm.json").exists()
     assert {gw.name: git(gw.checkout, "rev-parse", "HEAD") for gw in lab.gateways} == checkouts  # the canary's moved back
     after = rulesets(lab)
@@ -410,3 +418,32 @@ def test_after_a_rollback_the_next_good_rollout_goes_through(lab: SshLab) -> Non
     assert {g: recap(run.stdout)[g]["changed"] for g in GATEWAYS} == dict.fromkeys(GATEWAYS, 0), run.stdout
     for gw in lab.gateways:
         assert git(gw.checkout, "rev-parse", "HEAD") == revision and gw.drift()["status"] == "in-sync"
+
+
+def test_a_pair_goes_standby_first_and_never_in_one_batch_with_its_active_node(lab: SshLab) -> None:
+    """Two gateways of the inventory stand in for the two nodes of a pair (gatewayctl_floating_address):
+    the one holding the address (gw-b) is the active node. The standby (gw-c) goes with the single
+    gateway (gw-a, the canary), and the active node only after both passed, in a play of its own."""
+    floating = "192.0.2.99"  # on gw-b's loopback: it holds the pair's floating address
+    inventory_path = lab.root / "inventory.json"
+    saved = inventory_path.read_text()
+    inventory = json.loads(saved)
+    for host in ("gw-b", "gw-c"):
+        inventory["gateways"]["hosts"][host]["gatewayctl_floating_address"] = floating
+    inventory_path.write_text(json.dumps(inventory))
+    lab.gateways[1].run("ip", "addr", "add", f"{floating}/32", "dev", "lo")
+    acme = lab.work / "profiles" / "partners" / "acme.yaml"
+    doc = json.loads(acme.read_text())
+    doc["peers"][0]["keepalive"] = 17  # concerns every gateway
+    acme.write_text(json.dumps(doc, indent=1))
+    lab.commit("acme keepalive 17")
+    try:
+        run = lab.playbook("rollout.yml")
+    finally:
+        inventory_path.write_text(saved)
+        lab.gateways[1].run("ip", "addr", "del", f"{floating}/32", "dev", "lo")
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen = [(task, host) for task, _, host in events(run.stdout) if task in (APPLY_TASK, CONFIRM_TASK)]
+    assert seen == [(t, g) for g in ("gw-a", "gw-c", "gw-b") for t in (APPLY_TASK, CONFIRM_TASK)], seen
+    plays = [line for line in run.stdout.splitlines() if line.startswith("PLAY [")]
+    assert any("active node" in line for line in plays), plays
