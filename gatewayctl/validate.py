@@ -39,7 +39,8 @@ def check_estate(partial: PartialEstate) -> tuple[Estate | None, dict[str, list[
     gateway, services = partial.gateway, partial.services
     _check_partner_ids(partial.partners, errors)
     _check_keys(gateway, partial.partners, errors)
-    _check_config_files(partial.partners, errors)
+    site = gateway.model.name if gateway is not None and len(partial.gateways) > 1 else None
+    _check_config_files(partial.partners, errors, site)
     cas = _load_cas(partial.root, partial.partners, errors)
     if gateway is not None:
         check_partner_claims(gateway, services, partial.partners, errors)
@@ -148,13 +149,15 @@ def _check_keys(gateway: Loaded[GatewayFile] | None, partners: tuple[Loaded[Part
             seen.setdefault(peer.public_key, label)
 
 
-def _check_config_files(partners: tuple[Loaded[PartnerFile], ...], errors: list[ProfileError]) -> None:
+def _check_config_files(partners: tuple[Loaded[PartnerFile], ...], errors: list[ProfileError],
+                        site: str | None = None) -> None:
     """Two peers of one partner must not get the same partner config file (a long peer name is shortened
-    to 15 characters for wg-quick, see gatewayctl/partner_files.py); partner folders keep partners apart."""
+    to 15 characters for wg-quick, see gatewayctl/partner_files.py; `site`: the gateway of several the
+    file is for, part of its name); partner folders keep partners apart."""
     for partner in partners:
         taken: dict[str, int] = {}
         for index, peer in enumerate(partner.model.peers):
-            name = config_file(peer.name)
+            name = config_file(peer.name, site)
             first = taken.setdefault(name, index)
             other = partner.model.peers[first].name
             if first != index and other != peer.name:  # the same name twice is reported by _check_keys
