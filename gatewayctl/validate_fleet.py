@@ -10,10 +10,11 @@ import itertools
 from dataclasses import dataclass
 
 from gatewayctl.errors import ProfileError
-from gatewayctl.loader.fleet import _did_you_mean, fronted_services, in_pool, partner_gateways, route
+from gatewayctl.loader.fleet import fronted_services, in_pool, partner_gateways, route
 from gatewayctl.loader.yaml12 import Document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.types import IPNetwork
+from gatewayctl.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _named_gateways(fleet: Fleet, model: PartnerFile, doc: Document, available: 
     for i, g in enumerate(model.gateways):
         if g not in available:
             errors.append(doc.error(("gateways", i), f"gateways[{i}]: no gateway named {g!r}; this estate has "
-                                    f"{', '.join(available)}{_did_you_mean(g, available)}"))
+                                    f"{', '.join(available)}{did_you_mean(g, available)}"))
         elif g in seen:
             errors.append(doc.error(("gateways", i), f"gateways[{i}]: {g!r} is listed twice"))
         seen.add(g)
@@ -184,7 +185,7 @@ def _grant_routes(model: PartnerFile, doc: Document, order: list[str], fronted: 
     for i, grant in enumerate(model.grants):
         if grant.service not in known:
             errors.append(doc.error(("grants", i, "service"), f"grants[{i}].service: no service named {grant.service!r} "
-                                    f"in services.yaml{_did_you_mean(grant.service, known)}"))
+                                    f"in services.yaml{did_you_mean(grant.service, known)}"))
             continue
         via = route(order, fronted, grant.service)
         if via is None:

@@ -19,7 +19,6 @@ The rules, checked across the fleet by `fleet_errors` (each error names the file
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gatewayctl.errors import ProfileError, ProfileErrors
@@ -28,6 +27,7 @@ from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.fleet import SITE_FIELDS, FleetFile, site_settings
 from gatewayctl.model.services import Service
 from gatewayctl.model.types import IPNetwork
+from gatewayctl.suggest import did_you_mean
 
 Loc = tuple[int | str, ...]
 
@@ -71,15 +71,8 @@ def choose(available: list[str], wanted: str | None, shown_path: str) -> str:
                                           f"({', '.join(available)}): say which with --gateway NAME")])
     if wanted not in available:
         raise ProfileErrors([ProfileError(shown_path, 0, f"--gateway {wanted!r}: no such gateway; this estate has "
-                                          f"{', '.join(available)}{_did_you_mean(wanted, available)}")])
+                                          f"{', '.join(available)}{did_you_mean(wanted, available)}")])
     return wanted
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def site_gateway(fleet: FleetFile, doc: Document, name: str) -> tuple[GatewayFile, ViewDocument]:
