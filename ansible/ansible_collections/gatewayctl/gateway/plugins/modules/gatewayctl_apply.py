@@ -59,16 +59,8 @@ options:
         uses the one its state folder records, or the estate's only gateway.
       - Needs a gatewayctl that knows estates of several gateways; with an older one the task fails and says so.
     type: str
-  netns:
-    description: Apply to this network namespace instead of the host (C(--netns); for tests and labs).
-    type: str
-  state_dir:
-    description: gatewayctl's state folder (lock, journal, last applied state); default gatewayctl's own.
-    type: path
-  executable:
-    description: The gatewayctl program (a name looked up on PATH and in /usr/local/bin, or a path).
-    type: path
-    default: gatewayctl
+extends_documentation_fragment:
+  - gatewayctl.gateway.gatewayctl
 notes:
   - Supports check mode and diff mode. Runs as root on the gateway (use C(become) otherwise).
   - Exit statuses of C(gatewayctl apply) are kept in RV(rc); 1 means it failed and restored the previous state, 2

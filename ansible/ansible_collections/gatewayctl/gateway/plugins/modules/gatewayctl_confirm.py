@@ -31,16 +31,8 @@ options:
   profiles:
     description: The profiles folder (not read by C(confirm); accepted so that one set of variables serves every module).
     type: path
-  netns:
-    description: The network namespace the apply was made in (C(--netns); for tests and labs).
-    type: str
-  state_dir:
-    description: gatewayctl's state folder; default gatewayctl's own.
-    type: path
-  executable:
-    description: The gatewayctl program (a name looked up on PATH and in /usr/local/bin, or a path).
-    type: path
-    default: gatewayctl
+extends_documentation_fragment:
+  - gatewayctl.gateway.gatewayctl
 notes:
   - Supports check mode.
 seealso:

@@ -25,16 +25,8 @@ options:
   gateway:
     description: In an estate of several gateways, the gateway this host is (C(--gateway)).
     type: str
-  netns:
-    description: Read this network namespace instead of the host (C(--netns); for tests and labs).
-    type: str
-  state_dir:
-    description: gatewayctl's state folder; default gatewayctl's own.
-    type: path
-  executable:
-    description: The gatewayctl program (a name looked up on PATH and in /usr/local/bin, or a path).
-    type: path
-    default: gatewayctl
+extends_documentation_fragment:
+  - gatewayctl.gateway.gatewayctl
 notes:
   - Supports check mode (it changes nothing in either mode).
 seealso:
