@@ -221,6 +221,7 @@ def restore(host: Host, record: Record, env: jinja2.Environment, secrets: Secret
         held = f"; partner traffic stays blocked by the guard table inet {guard}" if guard else \
             "; and the guard table could not be loaded: partner traffic may pass unfiltered"
         raise RestoreError(f"{exc}{held}", guard) from exc
+    steps["verified"] = time.time()  # the guard goes from here on: the earliest moment a packet may pass
     host.nft_delete(guard)
     steps["guard_lifted"] = time.time()
     return Outcome(tuple(str(c) for c in plan.changes), steps)
