@@ -206,7 +206,8 @@ def test_a_reboot_comes_back_closed_then_right(lab: LabHandle) -> None:
         time.sleep(2)  # every flow probed again under the restored table
     assert arrived > 0 and untabled, "globex's packets should have reached the gateway before its table was there"
     steps = journal(lab)[-1]
-    assert steps["event"] == "restored" and steps["steps"]["guard"] < steps["steps"]["table"] < steps["steps"]["verified"] < steps["steps"]["guard_lifted"]
+    at = steps["steps"]
+    assert steps["event"] == "restored" and at["guard"] < at["table"] < at["verified"] < at["guard_lifted"]
     # nothing passed before the guard began to go ("verified": the table was loaded and read back); the kernel
     # drops the guard somewhere inside the nft call that ends at "guard_lifted", so a packet may pass just before it
     for flow in FLOWS:
