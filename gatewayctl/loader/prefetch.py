@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path
-from gatewayctl.loader import safefs
+from gatewayctl.loader import parsecache, safefs
 from gatewayctl.loader.yaml12 import Document, read_document
 
 PARTNERS_DIR = "partners"
@@ -202,6 +202,7 @@ def _encode(parsed: Parsed) -> tuple[Any, ...]:
 def _decode(record: tuple[Any, ...], path: Path, shown: str) -> Parsed:
     if record[0] == "errors":
         return ProfileErrors([ProfileError(*fields) for fields in record[1]])
+    parsecache.remember(record[2], record[1])  # kept for the next run, as if parsed here
     return Document(path, shown, record[1], record[2])
 
 

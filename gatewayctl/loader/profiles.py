@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from gatewayctl.errors import ProfileError, ProfileErrors, display_path, shown
-from gatewayctl.loader import fleet, prefetch
+from gatewayctl.loader import fleet, parsecache, prefetch
 from gatewayctl.loader.yaml12 import Document, read_document
 from gatewayctl.model import GatewayFile, PartnerFile, ServicesFile
 from gatewayctl.model.fleet import FleetFile
@@ -108,6 +108,7 @@ def _load_all(root: Path, wanted: str | None) -> PartialEstate:
     else:
         partners, listing_errors = taken
         errors.extend(listing_errors)
+    parsecache.save()
     loaded = tuple(p for p in partners if p is not None)
     if fleet_or_gateway is None:
         return PartialEstate(root, None, services, loaded, tuple(sorted(errors)))

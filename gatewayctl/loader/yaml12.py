@@ -22,6 +22,7 @@ from yaml import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
 from gatewayctl.errors import ProfileError, ProfileErrors, shown
+from gatewayctl.loader import parsecache
 from gatewayctl.loader.safefs import MAX_FILE_BYTES, read_regular
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Document", "YamlError", "read_document"]
@@ -133,10 +134,13 @@ def read_document(path: Path, shown_path: str, root: Path | None = None) -> Docu
         message = exc.strerror if exc.errno == errno.EPERM else f"cannot read file: {exc.strerror}"
         raise ProfileErrors([ProfileError(shown_path, 0, message or "cannot read file")]) from None
     text = _decode(raw, shown_path)
-    try:
-        data = _Constructor().build(_compose(text))
-    except YamlError as exc:
-        raise ProfileErrors([ProfileError(shown_path, exc.line, exc.message)]) from None
+    data = parsecache.lookup(text)
+    if data is parsecache.MISS:
+        try:
+            data = _Constructor().build(_compose(text))
+        except YamlError as exc:
+            raise ProfileErrors([ProfileError(shown_path, exc.line, exc.message)]) from None
+        parsecache.remember(text, data)
     return Document(path, shown_path, data, text)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 import jinja2.bccache
 
+from gatewayctl.cachedir import private_folder
 from gatewayctl.compile.ir import AuthClient, DenyEntry, Elements, PartnerNet, SetElement
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,7 +32,6 @@ def default_templates() -> Path:
 
 
 CACHE_ENV = "GATEWAYCTL_TEMPLATE_CACHE"
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def template_cache() -> jinja2.BytecodeCache | None:
@@ -39,56 +39,12 @@ def template_cache() -> jinja2.BytecodeCache | None:
     about 20 ms of every build. Entries are keyed by the template's name and a checksum of its source,
     so an edited or site template is compiled again. The folder ($XDG_CACHE_HOME or ~/.cache, then
     gatewayctl/templates) is created 0700. Its files are loaded as code, so it is used only when
-    nobody else could have put a file there: every folder from / down to it is reached without
-    following a link, belongs to root or to this user and is writable by nobody else (a root-owned
-    sticky folder such as /tmp may be on the way above the cache base), and the last three belong
-    to this user. Else None (templates are compiled each time). GATEWAYCTL_TEMPLATE_CACHE=off turns
-    it off."""
+    nobody else could have put a file there (gatewayctl/cachedir.py). Else None (templates are
+    compiled each time). GATEWAYCTL_TEMPLATE_CACHE=off turns it off."""
     if os.environ.get(CACHE_ENV, "").lower() in ("off", "0", "no"):
         return None
-    try:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        fd = _trusted_folder(Path(os.path.abspath(base)), ("gatewayctl", "templates"))
-    except (OSError, RuntimeError):  # no home, read-only file system
-        return None
+    fd = private_folder("templates")
     return None if fd is None else DescriptorBytecodeCache(fd)
-
-
-def _trusted_folder(base: Path, private: tuple[str, ...]) -> int | None:
-    """A descriptor of base/private..., checked component by component from /; None if any is unsafe."""
-    fd = os.open("/", _DIR_FLAGS)
-    try:
-        if not _trusted(os.fstat(fd), sticky_ok=False):
-            os.close(fd)
-            return None
-        # the cache base (~/.cache) is made if missing, as are the private folders; never its parents
-        above = base.parts[1:]
-        steps = [(part, False) for part in above[:-1]] + [(part, True) for part in (*above[-1:], *private)]
-        for index, (part, create) in enumerate(steps):
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o700, dir_fd=fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)  # a link raises ELOOP or ENOTDIR
-            os.close(fd)
-            fd = child
-            st = os.fstat(fd)
-            mine = index >= len(steps) - len(private) - 1  # the cache base and the folders made in it
-            if not _trusted(st, sticky_ok=not mine) or (mine and st.st_uid != os.geteuid()):
-                os.close(fd)
-                return None
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _trusted(st: os.stat_result, sticky_ok: bool) -> bool:
-    """Owned by root or this user, and nobody else may add, rename or remove entries in it."""
-    if st.st_uid not in (0, os.geteuid()):
-        return False
-    if not st.st_mode & 0o022:
-        return True
-    return sticky_ok and st.st_uid == 0 and bool(st.st_mode & stat.S_ISVTX)
 
 
 class DescriptorBytecodeCache(jinja2.BytecodeCache):
