@@ -34,14 +34,17 @@ class RecordingHost(FakeHost):
         super().__init__()
         self.loaded: list[str] = []
         self.element_ops = []
+        self.flushed: list[tuple[str, ...]] = []
 
     def nft_load(self, text: str) -> None:
         super().nft_load(text)
         self.loaded.append(text)
 
-    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
-        super().nft_elements(table, delete, add)
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]],
+                     flush: tuple[str, ...] = ()) -> None:
+        super().nft_elements(table, delete, add, flush)
         self.element_ops.append((delete, add))
+        self.flushed.append(flush)
 
     element_ops: list[tuple[dict[str, list[str]], dict[str, list[str]]]]
 
@@ -107,10 +110,10 @@ def test_firewall_narrows_before_peers_change_and_widens_after(estate: Path) -> 
     edit(estate, "acme", "keepalive: 25", "keepalive: 10")
     host.calls.clear()
     apply(policy_of(estate), host)
-    # element changes in place (other elements keep their counters): remove (and empty the flow cache),
-    # then peers, then add
-    assert host.calls == ["nft_elements", "nft_load", "wg_update", "nft_elements"]
-    assert host.loaded[-1] == "flush set inet gatewayctl seen4\nflush set inet gatewayctl seen6\n"
+    # element changes in place (other elements keep their counters): remove (and empty the flow cache
+    # in the same transaction), then peers, then add
+    assert host.calls == ["nft_elements", "wg_update", "nft_elements"]
+    assert host.flushed[-2:] == [("seen4", "seen6"), ()]
     (removed, none), (nothing, added) = host.element_ops[-2:]
     assert removed == {"grants4": ["10.250.1.1 . 10.1.0.20 . tcp . 22"]} and none == {} and nothing == {}
     assert added["ranges4"][0].startswith('10.250.1.1 . 10.1.0.21 . tcp . 8000-8010 timeout ')  # a port range

@@ -197,3 +197,42 @@ def test_wg_read_returns_the_device_configuration(subject: Subject) -> None:
     device = uapi.parse_get(
         subject.call(lambda: subject.host.wg_read(subject.ifname, backend)))
     assert device.listen_port == 51890 and set(device.peers) == {public_of(key(4))}
+
+
+def test_the_generation_moves_with_every_write_and_only_then(subject: Subject) -> None:
+    """The proof a table record rests on (apply/tablerecord.py): reads leave the generation, each write
+    that changes a table moves it by one, and nft_writes counts those writes."""
+    gen = lambda: subject.call(subject.host.generation)  # noqa: E731
+    start, writes = gen(), subject.host.nft_writes
+    assert start is not None
+    subject.read()
+    assert gen() == start
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    after_load = gen()
+    assert after_load is not None and after_load[:2] == start[:2] and after_load[2] == start[2] + 1
+    subject.read()
+    subject.call(lambda: subject.host.nft_get_elements("gatewayctl", "grants4", ["10.250.1.1 . 10.1.0.5 . tcp . 443"]))
+    assert gen() == after_load
+    subject.call(lambda: subject.host.nft_elements("gatewayctl", {"grants4": ["10.250.1.1 . 10.1.0.5 . tcp . 443"]}, {},
+                                                   flush=("seen4", "seen6")))
+    subject.call(lambda: subject.host.nft_elements("gatewayctl", {}, {}))  # nothing to send: no transaction
+    subject.call(lambda: subject.host.nft_delete("gatewayctl"))
+    subject.call(lambda: subject.host.nft_delete("gatewayctl"))  # no table: nothing committed
+    end = gen()
+    assert end is not None and end[2] == start[2] + 3 and subject.host.nft_writes == writes + 3
+    with pytest.raises(HostError):  # a refused write commits nothing and is not counted
+        subject.call(lambda: subject.host.nft_elements("gatewayctl", {"grants4": ["10.250.7.7 . 10.1.0.5 . tcp . 443"]}, {}))
+    assert gen() == end and subject.host.nft_writes == writes + 3
+
+
+def test_a_snapshot_skips_the_listing_only_at_the_recorded_generation(subject: Subject) -> None:
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    now = subject.call(subject.host.generation)
+    assert now is not None
+    known = {"generation": list(now), "table": "gatewayctl"}
+    raw = subject.call(lambda: subject.host.snapshot(subject.ifname, "gatewayctl", known))
+    assert raw["nft_proven"] and raw["nft_table"] is None and raw["nft_generation"] == now
+    for stale in ({**known, "generation": [now[0], now[1], now[2] - 1]}, {**known, "generation": [now[0], now[1] + 1, now[2]]},
+                  {**known, "generation": ["another boot", now[1], now[2]]}, {**known, "table": "other"}):
+        raw = subject.call(lambda: subject.host.snapshot(subject.ifname, "gatewayctl", stale))  # noqa: B023
+        assert not raw["nft_proven"] and raw["nft_table"] is not None and raw["nft_generation"] == now

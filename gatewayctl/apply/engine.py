@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.apply import timers
+from gatewayctl.apply import tablerecord, timers
 from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
 from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
@@ -84,12 +84,18 @@ class Rollback:
 
 def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets, now: dt.datetime,
             labels: dict[str, str], cache: Path | None = None,
-            early: Callable[[], dict[str, Any] | None] | None = None) -> Prepared:
-    """Compute the desired state, read the host once (or collect the snapshot `early` is taking), and diff."""
+            early: Callable[[], dict[str, Any] | None] | None = None, known: Mapping[str, Any] | None = None) -> Prepared:
+    """Compute the desired state, read the host once (or collect the snapshot `early` is taking), and diff.
+    `known`: the state folder's table record (apply/tablerecord.py), used when the generation proves it."""
     desired = desired_spec(policy, host, env, secrets, now, cache)
     live_raw = early() if early else None
     if live_raw is None or (live_raw["ifname"], live_raw["table"]) != (desired.ifname, desired.table_name):
-        live_raw = host.snapshot(desired.ifname, desired.table_name)
+        live_raw = host.snapshot(desired.ifname, desired.table_name, known)
+    if live_raw.get("nft_proven"):
+        if known is None or known.get("table") != desired.table_name:  # proven against another record: read again
+            live_raw = host.snapshot(desired.ifname, desired.table_name)
+        else:
+            live_raw = {**live_raw, "nft_record": known["record"]}
     live = parse_snapshot(live_raw)
     return Prepared(policy, desired, live_raw, live, diff(desired, live, now, labels), now, labels)
 
@@ -249,9 +255,9 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
         _load(prep, host, spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))
-    elif plan.nft_delete:  # narrow in place: other elements keep their counters
-        host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {})
-        forget_seen(host, desired.table_name, desired.table.sets)
+    elif plan.nft_delete:  # narrow in place: other elements keep their counters; the flow cache goes with them
+        host.nft_elements(desired.table_name, {k: list(v) for k, v in plan.nft_delete.items()}, {},
+                          flush=seen_sets(desired.table.sets))
     checkpoint("after-narrow")
     if plan.mtu is not None or plan.up:
         host.link_configure(desired.ifname, plan.mtu, True if plan.up else None)
@@ -275,11 +281,15 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
     if plan.nft_replace:
         _load(prep, host, spoil("load-full", render_ruleset(prep.policy, env, prep.now) + sessions))
     elif plan.nft_add:
-        by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
-        timeouts = exact_timeouts(prep.now)
-        add = {name: [element_text(by_key[name][key], timeouts) for key in keys] for name, keys in plan.nft_add.items()}
-        host.nft_elements(desired.table_name, {}, add)
+        host.nft_elements(desired.table_name, {}, {name: [t for _, t in items] for name, items in added_elements(prep).items()})
     return backend
+
+
+def added_elements(prep: Prepared) -> dict[str, list[tuple[str, str]]]:
+    """The elements an in-place plan adds: set -> [(key, the element as `add element` takes it)]."""
+    by_key = {name: {e.key: e for e in elements} for name, elements in prep.policy.table.by_set().items()}
+    timeouts = exact_timeouts(prep.now)
+    return {name: [(key, element_text(by_key[name][key], timeouts)) for key in keys] for name, keys in prep.plan.nft_add.items()}
 
 
 def _load(prep: Prepared, host: Host, text: str) -> None:
@@ -290,10 +300,15 @@ def _load(prep: Prepared, host: Host, text: str) -> None:
         raise HostError(explain_refusal(str(exc), text, prep.policy.table, prep.locate)) from None
 
 
+def seen_sets(sets: Mapping[str, object]) -> tuple[str, ...]:
+    """The flow cache sets (seen4/6) of a table: emptied after narrowing, so no flow of a removed range
+    grant passes for the rest of its 500 ms (the flows that still hold meet the interval sets once more)."""
+    return tuple(name for name in SEEN_SETS if name in sets)
+
+
 def forget_seen(host: Host, table: str, sets: Mapping[str, object]) -> None:
-    """Empty the flow cache (seen4/6) after narrowing, so no flow of a removed range grant passes for
-    the rest of its 500 ms: the flows that still hold meet the interval sets once more."""
-    names = [name for name in SEEN_SETS if name in sets]
+    """Empty the flow cache (seen4/6) after narrowing (see seen_sets)."""
+    names = seen_sets(sets)
     if names:
         host.nft_load("".join(f"flush set inet {table} {name}\n" for name in names))
 
@@ -336,6 +351,10 @@ def _verify(prep: Prepared, host: Host, backend: str) -> list[str]:
             if current is None or peer_differences(spec, current):
                 left.append(f"peer {spec.label} not as planned")
         left += [f"peer {prep.labels.get(k, 'removed')} still present" for k in plan.peers_remove if k in device.peers]
+    if (plan.nft_delete or plan.nft_add) and tablerecord.continued(prep.live.generation, host.generation(), host.nft_writes):
+        # the table was read at a known generation and only this apply's transactions came after it;
+        # each was committed whole (or the apply failed): the elements are as planned
+        return left
     for name in sorted(set(plan.nft_delete) | set(plan.nft_add)):
         asked = sorted(set(plan.nft_delete.get(name, ())) | set(plan.nft_add.get(name, ())))
         got = host.nft_get_elements(desired.table_name, name, asked)

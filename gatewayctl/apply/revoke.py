@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from gatewayctl.apply.engine import digest, forget_seen
+from gatewayctl.apply import tablerecord
+from gatewayctl.apply.engine import digest, seen_sets
 from gatewayctl.apply.revocations import Revocation, add, load, save
+from gatewayctl.host import nftrecord
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
@@ -47,12 +50,15 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
         raise HostError(f"partner {partner!r} has no grant of service {service!r} in force on this gateway")
     standing = add(load(state), new)
     save(state, standing)
-    gone = _gone(applied, standing)  # every revocation in force counts: an element shared by two revoked grants goes
+    touched = _touched(grants, standing)
+    gone = _gone(applied, standing, touched)  # every revocation in force counts: an element shared by two revoked grants goes
     table = applied["table_name"]
-    present = {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
-    host.nft_elements(table, {n: k for n, k in present.items() if k}, {})
-    _retime(host, applied, standing)
-    forget_seen(host, table, applied["table"]["sets"])
+    known, start = tablerecord.load(state.root), host.generation()
+    proven = known is not None and start is not None and known["generation"] == list(start) and known["table"] == table
+    present = _present(host, table, gone, known if proven else None)
+    host.nft_elements(table, {n: k for n, k in present.items() if k}, {}, flush=seen_sets(applied["table"]["sets"]))
+    retimed = _retime(host, applied, standing, touched)
+    _keep_record(state, host, known if proven else None, start, present, retimed)
     for name, keys in gone.items():
         sets = applied["table"]["sets"][name]
         sets["elements"] = sorted(set(sets["elements"]) - set(keys))
@@ -72,15 +78,45 @@ def _revoked(grant: str, revocations: list[Revocation]) -> bool:
     return any(r.covers(grant) for r in revocations)
 
 
-def _gone(applied: dict[str, Any], revocations: list[Revocation]) -> dict[str, list[str]]:
+def _touched(grants: dict[str, list[str]], revocations: list[Revocation]) -> set[str]:
+    """The elements with at least one grant of a partner that a revocation names (the only ones a
+    revocation can change: looked for once, instead of testing every grant of every element)."""
+    partners = {r.partner for r in revocations}
+    return {key for key, ids in grants.items() if any(g.partition("/")[0] in partners for g in ids)}
+
+
+def _gone(applied: dict[str, Any], revocations: list[Revocation], touched: set[str]) -> dict[str, list[str]]:
     """The elements, by set, whose every grant a revocation in force covers."""
     grants: dict[str, list[str]] = applied.get("element_grants", {})
     gone: dict[str, list[str]] = {}
     for name, data in applied["table"]["sets"].items():
-        keys = [k for k in data["elements"] if grants.get(k) and all(_revoked(g, revocations) for g in grants[k])]
+        keys = [k for k in data["elements"] if k in touched and grants.get(k) and all(_revoked(g, revocations) for g in grants[k])]
         if keys:
             gone[name] = keys
     return gone
+
+
+def _present(host: Host, table: str, gone: dict[str, list[str]], known: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Which of `gone` are in the kernel (an element may have left by its timeout, and deleting one that
+    is not there fails the whole transaction): from the table record when the generation proves it
+    (apply/tablerecord.py), else asked of nft."""
+    if known is None:
+        return {name: sorted(host.nft_get_elements(table, name, keys)) for name, keys in gone.items()}
+    sets = nftrecord.decode(known["record"], time.time()).sets
+    return {name: sorted(set(keys) & (sets[name].elements if name in sets else frozenset())) for name, keys in gone.items()}
+
+
+def _keep_record(state: StateDir, host: Host, known: dict[str, Any] | None, start: tuple[str, int, int] | None,
+                 present: dict[str, list[str]], retimed: tuple[dict[str, list[str]], dict[str, list[tuple[str, float, str]]]]) -> None:
+    """The table record after the revocation, when it held before and nobody else committed since; else none."""
+    now = host.generation()
+    if known is None or not tablerecord.continued(start, now, host.nft_writes):
+        tablerecord.forget(state.root)
+        return
+    assert now is not None
+    delete = {name: [*present.get(name, []), *retimed[0].get(name, [])] for name in {*present, *retimed[0]}}
+    record = nftrecord.changed(known["record"], delete, retimed[1], time.time())
+    tablerecord.save(state.root, now, known["table"], record)
 
 
 def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
@@ -97,16 +133,21 @@ def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:
     return host.conntrack_delete([f.raw for f in stale]) if stale else 0
 
 
-def _retime(host: Host, applied: dict[str, Any], revocations: list[Revocation]) -> None:
+def _retime(host: Host, applied: dict[str, Any], revocations: list[Revocation], touched: set[str]
+            ) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, float, str]]]]:
     """An element shared by a revoked grant and one that stands stays, but only until the standing
-    grants end: when the revoked grant held it open longer, it is put back with the shorter timer."""
+    grants end: when the revoked grant held it open longer, it is put back with the shorter timer.
+    Returns what it deleted and added (set -> keys; set -> (key, end, comment))."""
     grants: dict[str, list[str]] = applied.get("element_grants", {})
     ends: dict[str, str | None] = applied.get("grant_ends", {})
     now = dt.datetime.now(dt.UTC)
     delete: dict[str, list[str]] = {}
     add: dict[str, list[str]] = {}
+    added: dict[str, list[tuple[str, float, str]]] = {}
     for name, data in applied["table"]["sets"].items():
         for key in data["elements"]:
+            if key not in touched:
+                continue
             ids = grants.get(key, [])
             left = [g for g in ids if not _revoked(g, revocations)]
             if not left or len(left) == len(ids) or any(ends.get(g) is None for g in left):
@@ -118,7 +159,9 @@ def _retime(host: Host, applied: dict[str, Any], revocations: list[Revocation]) 
             seconds = max(int((end - now).total_seconds()), 1)
             delete.setdefault(name, []).append(key)
             add.setdefault(name, []).append(f'{key} timeout {seconds}s comment "{" ".join(left)}"')
+            added.setdefault(name, []).append((key, now.timestamp() + seconds, " ".join(left)))
             grants[key] = left
             applied["element_ends"][key] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
     if delete:
         host.nft_elements(applied["table_name"], delete, add)
+    return delete, added

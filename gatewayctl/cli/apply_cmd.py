@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from gatewayctl.apply import confirm as confirming
-from gatewayctl.apply import revocations
+from gatewayctl.apply import revocations, tablerecord
 from gatewayctl.apply.engine import (
     ApplyError,
     Prepared,
+    added_elements,
     close_stale_flows,
     close_while_refused,
     digest,
@@ -79,7 +81,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
                   templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None) -> None:
     revision = revision_or_exit(obj.profiles)
     previous = state.read_json("applied.json")
-    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {})
+    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {}, use_record=True)
     colour.echo(obj, plan_text(prep.plan, colour.ansi) + revoked_text(prep.revoked))
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
@@ -92,6 +94,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     _refuse_lint_errors(obj, prep)
     _end_revocations(state, prep)
     if prep.plan.empty:
+        _record_table(state, host, prep, time.time())
         _close_flows(state, host, prep)
         return
     if not yes:
@@ -101,9 +104,11 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     applied = spec_to_json(prep.desired)
     meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes),
             **({"saved_plan": str(saved[0])} if saved is not None else {})}
+    started_at = time.time()
     try:
         rollback = execute(prep, host, make_environment(templates), secrets)
     except ApplyError as exc:
+        tablerecord.forget(state.root)
         state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc), **meta})
         click.echo(f"error: apply failed: {exc}", err=True)
         click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
@@ -116,8 +121,9 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
 
     applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
     state.write_json("applied.json", applied, compact=True)
+    _record_table(state, host, prep, started_at)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
-    entry = {"event": "applied", **meta}
+    entry = {"event": "applied", **meta, "table_read": "record" if prep.live.from_record else "listed"}
     if confirm_timeout:
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
         entry["confirm_by_s"] = confirm_timeout
@@ -126,6 +132,20 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     _close_flows(state, host, prep)
     if confirm_timeout:
         click.echo(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+
+
+def _record_table(state: StateDir, host: RealHost, prep: Prepared, started_at: float) -> None:
+    """Keep the table as this apply left it, for the next apply's plan (apply/tablerecord.py), when it
+    is known exactly; else drop the old record (the next apply lists the table)."""
+    now = host.generation()
+    if prep.plan.nft_replace or prep.live.nft is None or not tablerecord.continued(prep.live.generation, now, host.nft_writes):
+        tablerecord.forget(state.root)
+        return
+    assert now is not None
+    record = tablerecord.after_elements(prep.live, prep.live_raw, prep.plan.nft_delete,
+                                        added_elements(prep) if prep.plan.nft_add else {},
+                                        prep.desired.element_ends, prep.now, started_at)
+    tablerecord.save(state.root, now, prep.desired.table_name, record)
 
 
 def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:

@@ -6,10 +6,11 @@ Reading is two halves: `snapshot()` acquires raw data (plain JSON-able values), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gatewayctl.host import uapi
+from gatewayctl.host import nftrecord, uapi
 from gatewayctl.host.bypassstate import ForeignState, parse_foreign
 from gatewayctl.host.nftstate import ForeignChain, NftTableState, parse_foreign_chains, parse_table
 from gatewayctl.host.wgtypes import DeviceState, DeviceUpdate
@@ -39,13 +40,28 @@ class LiveState:
     forwarding6: bool
     guard: bool = False  # apply's guard table is loaded (left by an interrupted apply, or a refused one)
     foreign: ForeignState = field(default_factory=ForeignState)  # other tables, iptables-legacy, other WireGuard devices
+    # the nftables generation the table was read at (None: unknown, or it changed while listing), and
+    # whether `nft` comes from the state folder's record, proven current by that generation
+    generation: tuple[str, int, int] | None = None
+    from_record: bool = False
 
 
 class Host(Protocol):
     """The only way gatewayctl touches a gateway."""
 
-    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
-        """Acquire raw live state for one interface and one table."""
+    def snapshot(self, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Acquire raw live state for one interface and one table. `known`: a table record
+        (apply/tablerecord.py); when the host's nftables generation is the record's, the table is not
+        listed and the snapshot says `nft_proven` (the caller puts the record in)."""
+        ...
+
+    def generation(self) -> tuple[str, int, int] | None:
+        """(boot id, namespace cookie, nftables generation id), or None when it cannot be read."""
+        ...
+
+    @property
+    def nft_writes(self) -> int:
+        """How many nftables transactions this host object has committed (each write that sent something)."""
         ...
 
     def nft_canonical(self, text: str, table: str) -> NftTableState:
@@ -62,8 +78,10 @@ class Host(Protocol):
         """The table as nft text (elements with their remaining timers), to restore it later; None if absent."""
         ...
 
-    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
-        """Delete, then add, set and map elements in one transaction (element text as in a ruleset)."""
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]],
+                     flush: tuple[str, ...] = ()) -> None:
+        """Delete, then add, set and map elements in one transaction (element text as in a ruleset);
+        the sets in `flush` are emptied in the same transaction when anything is deleted."""
         ...
 
     def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
@@ -112,11 +130,18 @@ def parse_snapshot(raw: dict[str, Any]) -> LiveState:
                                frozenset(link["addresses"]), frozenset(link["routes"]))
     wg = uapi.parse_get(raw["wg_raw"]) if raw.get("wg_raw") is not None else None
     table = raw["table"]
-    nft = parse_table(raw["nft_table"], table) if raw.get("nft_table") else None
+    from_record = bool(raw.get("nft_proven")) and raw.get("nft_record") is not None
+    if from_record:
+        nft: NftTableState | None = nftrecord.decode(raw["nft_record"], float(raw["nft_listed_at"]))
+    else:
+        nft = parse_table(raw["nft_table"], table) if raw.get("nft_table") else None
+    generation = raw.get("nft_generation")
     forwarding = raw.get("forwarding", {})
     return LiveState(
         link=link_state, wg_backend=raw.get("wg_backend"), wg=wg, wg_error=raw.get("wg_error"), nft=nft,
         foreign_chains=parse_foreign_chains(raw.get("nft_chains") or {}, table),
         forwarding4=forwarding.get("ipv4") == "1", forwarding6=forwarding.get("ipv6") == "1",
         foreign=parse_foreign(raw.get("foreign"), table), guard=bool(raw.get("guard")),
+        generation=(str(generation[0]), int(generation[1]), int(generation[2])) if generation else None,
+        from_record=from_record,
     )

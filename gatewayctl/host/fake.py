@@ -11,6 +11,7 @@ import copy
 import ipaddress
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,14 +49,32 @@ class FakeHost:
         if message is not None:
             raise HostError(message)
 
-    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
+    # the fake's nftables generation: one more for every write that changes a table, as in the kernel
+    nft_generation: int = 1
+    writes: int = 0
+
+    @property
+    def nft_writes(self) -> int:
+        return self.writes
+
+    def _committed(self) -> None:
+        self.nft_generation += 1
+        self.writes += 1
+
+    def generation(self) -> tuple[str, int, int] | None:
+        return ("fake-boot", id(self), self.nft_generation)
+
+    def snapshot(self, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        gen = self.generation()
+        proven = known is not None and gen is not None and known.get("generation") == list(gen) and known.get("table") == table
         link = copy.deepcopy(self.links.get(ifname))
         device = self.devices.get(ifname)
         chains = {"nftables": [{"chain": c} for c in self.foreign_chains]}
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": "userspace" if device else None,
             "wg_raw": _uapi_text(device) if device else None, "wg_error": None, "nft_listed_at": time.time(),
-            "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables else None,
+            "nft_table": _listing(self.tables[table], table, self.elapsed_s) if table in self.tables and not proven else None,
+            "nft_generation": gen, "nft_proven": proven,
             "nft_chains": chains, "forwarding": dict(self.forwarding), "foreign": self._foreign(ifname),
             "guard": f"{table}_guard" in self.tables,
         }
@@ -82,6 +101,7 @@ class FakeHost:
         if not match:
             raise HostError("the kernel refused the ruleset (the live ruleset is as it was): no table")
         self.tables[match.group(1)] = text
+        self._committed()
 
     def nft_list_text(self, table: str) -> str | None:
         """The table as nft lists it: each element's timer with the time it has left (`expires`)."""
@@ -94,14 +114,17 @@ class FakeHost:
 
         return re.sub(r"(?m)(?<=^\t\t\t)(?:.*?) timeout ((?:\d+(?:ms|d|h|m|s))+)(?! expires)", left, text)
 
-    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
-        self._maybe_fail("nft_elements")
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]],
+                     flush: tuple[str, ...] = ()) -> None:
+        self._maybe_fail("nft_elements")  # flush: the sets the kernel fills (seen4/6); the fake keeps none
         if table not in self.tables:
             raise HostError(f"the kernel refused the element update: no table inet {table}")
         text = self.tables[table]
         for name in sorted(set(delete) | set(add)):
             text = _edit_elements(text, name, set(delete.get(name, [])), add.get(name, []))
         self.tables[table] = text
+        if any(delete.values()) or any(add.values()):
+            self._committed()
 
     def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
         state = parse_table(_listing(self.tables[table], table, self.elapsed_s), table) if table in self.tables else None
@@ -117,7 +140,8 @@ class FakeHost:
 
     def nft_delete(self, table: str) -> None:
         self._maybe_fail("nft_delete")
-        self.tables.pop(table, None)
+        if self.tables.pop(table, None) is not None:
+            self._committed()
 
     def wg_create(self, ifname: str) -> str:
         self._maybe_fail("wg_create")

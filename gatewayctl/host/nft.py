@@ -51,12 +51,17 @@ def list_text(table: str) -> str | None:
     return str(out)
 
 
-def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
-    """One transaction: delete elements, then add elements; all or nothing."""
+def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, list[str]], flush: tuple[str, ...] = ()) -> bool:
+    """One transaction: delete elements, empty the `flush` sets, then add elements; all or nothing.
+    The sets in `flush` are emptied only along with deletions (a flush alone may commit nothing, and
+    every transaction sent here must change something: apply/tablerecord.py counts them). False when
+    there was nothing to send."""
     lines = [f"delete element inet {table} {name} {{ {', '.join(keys)} }}" for name, keys in sorted(delete.items()) if keys]
+    lines += [f"flush set inet {table} {name}" for name in flush] if lines else []
     lines += [f"add element inet {table} {name} {{ {', '.join(texts)} }}" for name, texts in sorted(add.items()) if texts]
     if lines:
         load("\n".join(lines) + "\n", "element update")
+    return bool(lines)
 
 
 def get_elements(table: str, name: str, keys: list[str]) -> frozenset[str]:
@@ -102,10 +107,12 @@ def load(text: str, label: str = "ruleset") -> None:
         raise HostError(f"the kernel refused the {label} (the live ruleset is as it was): {err.strip().replace(path, label)}")
 
 
-def delete_table(name: str) -> None:
+def delete_table(name: str) -> bool:
+    """Delete table inet NAME; False when there was none."""
     rc, _, err = _nft().cmd(f"delete table inet {name}")
     if rc != 0 and "No such file or directory" not in err:
         raise HostError(f"cannot delete table inet {name}: {err.strip()}")
+    return bool(rc == 0)
 
 
 def canonical(text: str, name: str) -> NftTableState:

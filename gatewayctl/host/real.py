@@ -8,10 +8,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.host import conntrack, foreign, kernel_wg, links, nft, uapi
+from gatewayctl.host import conntrack, foreign, generation, kernel_wg, links, nft, uapi
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftTableState
 from gatewayctl.host.wgtypes import DeviceUpdate
@@ -22,8 +23,22 @@ class RealHost:
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self.log_dir = log_dir
+        self._writes = 0
 
-    def snapshot(self, ifname: str, table: str) -> dict[str, Any]:
+    @property
+    def nft_writes(self) -> int:
+        return self._writes
+
+    def generation(self) -> tuple[str, int, int] | None:
+        return generation.current()
+
+    def snapshot(self, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        gen = generation.current()  # first: what is listed below is of this generation or a later one
+        proven = known is not None and gen is not None and known.get("generation") == list(gen) and known.get("table") == table
+        listed_at = time.time()
+        listing = None if proven else nft.list_json(f"list table inet {table}")
+        if not proven and gen is not None and generation.current() != gen:
+            gen = None  # something committed while the table was listed: the listing is of no one generation
         link = links.raw_link(ifname)
         backend = self.backend_of(ifname, link)
         wg_raw, wg_error = None, None
@@ -36,7 +51,8 @@ class RealHost:
             wg_error = f"{ifname} exists but is not a WireGuard interface (kind {link.get('kind')})"
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": backend, "wg_raw": wg_raw,
-            "wg_error": wg_error, "nft_listed_at": time.time(), "nft_table": nft.list_json(f"list table inet {table}"),
+            "wg_error": wg_error, "nft_listed_at": listed_at, "nft_table": listing, "nft_generation": gen,
+            "nft_proven": proven,
             "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
             "foreign": foreign.acquire(ifname, table),
             "guard": nft.list_json(f"list table inet {table}_guard") is not None,
@@ -56,15 +72,19 @@ class RealHost:
 
     def nft_load(self, text: str) -> None:
         nft.load(text)
+        self._writes += 1
 
     def nft_delete(self, table: str) -> None:
-        nft.delete_table(table)
+        if nft.delete_table(table):
+            self._writes += 1
 
     def nft_list_text(self, table: str) -> str | None:
         return nft.list_text(table)
 
-    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]]) -> None:
-        nft.update_elements(table, delete, add)
+    def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]],
+                     flush: tuple[str, ...] = ()) -> None:
+        if nft.update_elements(table, delete, add, flush):
+            self._writes += 1
 
     def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
         return nft.get_elements(table, name, keys)
@@ -165,14 +185,14 @@ class ForkedSnapshot:
 
     The child inherits the network namespace; it sends back the raw snapshot as JSON, or the error."""
 
-    def __init__(self, host: RealHost, ifname: str, table: str) -> None:
+    def __init__(self, host: RealHost, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> None:
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: read, send, exit without running the parent's cleanup
             os.close(read_fd)
             payload: dict[str, Any]
             try:
-                payload = {"snapshot": host.snapshot(ifname, table)}
+                payload = {"snapshot": host.snapshot(ifname, table, known)}
             except Exception as exc:  # reported by the parent
                 payload = {"error": str(exc)}
             data = json.dumps(payload).encode()  # dumps, not dump: the C encoder, ready before the parent asks
