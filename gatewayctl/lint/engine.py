@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Cer
     ran (GW902, unused) is a warning."""
     coded = [e for e in errors if e.code]
     fatal = tuple(e for e in errors if not e.code)
-    secret_findings = secrets.scan(root)
+    secret_findings = secrets.scan(root, read=_texts(estate) if estate is not None else None)
     if fatal or estate is None:
         return LintResult(tuple(sorted(secret_findings)), fatal)
     ctx = LintContext(estate, cas, at)
@@ -94,6 +95,12 @@ def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Cer
     exemptions, refused = _admitted(estate, at)
     result = _suppress(findings, exemptions, ctx.today) + refused
     return LintResult(tuple(sorted(f for f in result if f.severity == "error" or not errors_only)), ())
+
+
+def _texts(estate: Estate) -> dict[str, str]:
+    """The text of every file of the estate, as the loader read it, by normalised path."""
+    docs = [estate.gateway.doc, estate.services.doc, *(p.doc for p in estate.partners)]
+    return {os.path.normpath(d.path): d.text for d in docs if d.text is not None}
 
 
 def _from_validation(error: ProfileError) -> Finding:

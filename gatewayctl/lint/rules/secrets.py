@@ -6,7 +6,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from gatewayctl.errors import display_path
@@ -20,13 +20,19 @@ WG_BARE = re.compile(rb"^\s*([A-Za-z0-9+/]{43}=)\s*$")
 MAX_SCAN = 8 * 1024 * 1024
 
 
-def scan_files(root: Path) -> Iterator[tuple[Path, bytes]]:
+def scan_files(root: Path, read: Mapping[str, str] | None = None) -> Iterator[tuple[Path, bytes]]:
     """Each regular file under `root` (outside .git folders), in path order, with its first MAX_SCAN bytes.
 
     Links are skipped, never followed: what a link points at is not stored with the profiles, and
     following one read /etc/shadow or a huge file outside. FIFOs and devices are skipped unopened,
-    and only MAX_SCAN bytes of a file are ever read (a huge sparse file cannot exhaust memory)."""
-    for path in sorted(_regular_below(root)):
+    and only MAX_SCAN bytes of a file are ever read (a huge sparse file cannot exhaust memory).
+    `read`: the text of files the loader has read already (by path), scanned as they were read
+    rather than read again (at 5,000 partner files, reading them again was most of apply's lint)."""
+    for path in sorted(_regular_below(root), key=str):  # findings are sorted in the end: any fixed order will do
+        text = read.get(os.path.normpath(path)) if read else None
+        if text is not None:
+            yield path, text.encode()[:MAX_SCAN]
+            continue
         try:
             fd = open_regular(path, root)  # again without links: a component may have been swapped since
         except UnsafeFile:
@@ -119,8 +125,8 @@ class WireguardPrivateKey(Rule):
 RULES = [PemPrivateKey, WireguardPrivateKey]
 
 
-def scan(root: Path, rules: tuple[PemPrivateKey | WireguardPrivateKey, ...] = (PemPrivateKey(), WireguardPrivateKey())
-         ) -> list[Finding]:
+def scan(root: Path, rules: tuple[PemPrivateKey | WireguardPrivateKey, ...] = (PemPrivateKey(), WireguardPrivateKey()),
+         read: Mapping[str, str] | None = None) -> list[Finding]:
     """The findings of the secret rules in the files under `root`, every file read once for all of
-    them; needs nothing else, so it runs on broken profiles too."""
-    return [finding for path, data in scan_files(root) for rule in rules for finding in rule.found(path, data)]
+    them (not at all when `read` holds its text); needs nothing else, so it runs on broken profiles too."""
+    return [finding for path, data in scan_files(root, read) for rule in rules for finding in rule.found(path, data)]
