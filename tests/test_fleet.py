@@ -6,6 +6,7 @@ Expected values are written from tests/fleet_estate.py's description, not comput
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import re
@@ -153,6 +154,15 @@ def test_lint_names_the_gateway_of_a_finding_only_some_gateways_have() -> None:
     one = Finding("p.yaml", 9, "GW605", "no-security-contact", "info", "no security contact", "")
     merged = merge({FRA: LintResult((both, one), ()), DAL: LintResult((both,), ())})
     assert {f.message for f in merged.findings} == {"grant expired", f"no security contact (gateway {FRA})"}
+    assert {f.message: f.gateways for f in merged.findings} == {"grant expired": (FRA, DAL),
+                                                               f"no security contact (gateway {FRA})": (FRA,)}
+    from gatewayctl.lint.formats import as_json, sarif
+
+    results = {r["message"]["text"].split(" (")[0]: r.get("properties") for r in sarif(merged)["runs"][0]["results"]}
+    assert results == {"grant expired": {"gateways": [FRA, DAL]}, "no security contact": {"gateways": [FRA]}}
+    assert [f["gateways"] for f in as_json(merged, dt.datetime(2026, 12, 1, tzinfo=dt.UTC))["findings"]] in (
+        [[FRA, DAL], [FRA]], [[FRA], [FRA, DAL]])
+    assert merge({FRA: LintResult((both,), ())}).findings[0].gateways == ()  # one gateway: nothing to name
 
 
 def test_a_host_keeps_the_gateway_it_was_applied_as(fleet: Path, tmp_path: Path) -> None:

@@ -67,8 +67,8 @@ def merge(results: dict[str, LintResult]) -> LintResult:
     for name, result in results.items():
         for finding in result.findings:
             seen.setdefault(finding, []).append(name)
-    findings = [f if len(names) == len(results) else dataclasses.replace(f, message=f"{f.message} (gateway "
-                                                                          f"{', '.join(names)})")
+    findings = [dataclasses.replace(f, gateways=tuple(names)) if len(names) == len(results) else
+                dataclasses.replace(f, message=f"{f.message} (gateway {', '.join(names)})", gateways=tuple(names))
                 for f, names in seen.items()]
     errors = dict.fromkeys(e for r in results.values() for e in r.errors)
     return LintResult(tuple(sorted(findings)), tuple(errors))

@@ -23,6 +23,7 @@ class Finding:
     obj: tuple[str, ...] = ()
     suppressed: bool = False
     suppression_reason: str | None = None
+    gateways: tuple[str, ...] = ()  # in an estate of several gateways: the gateways that report it
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.code} {self.message}"

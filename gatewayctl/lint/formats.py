@@ -38,6 +38,7 @@ def as_json(result: LintResult, at: dt.datetime) -> dict[str, Any]:
             "path": f.path, "line": f.line, "code": f.code, "name": f.name, "severity": f.severity,
             "message": f.message, "hint": f.hint, "suppressed": f.suppressed,
             **({"suppression_reason": f.suppression_reason} if f.suppressed else {}),
+            **({"gateways": list(f.gateways)} if f.gateways else {}),
         } for f in result.findings],
         "summary": summary(result),
     }
@@ -76,6 +77,7 @@ def sarif(result: LintResult) -> dict[str, Any]:
                     "region": {"startLine": max(f.line, 1)},
                 }}],
                 "partialFingerprints": {"gatewayctl/v1": fingerprint(f)},
+                **({"properties": {"gateways": list(f.gateways)}} if f.gateways else {}),
             } for f in result.active()],
         }],
     }
