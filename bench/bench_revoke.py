@@ -1,7 +1,7 @@
 """Benchmark (issue 13.7): `revoke` of one partner and `apply` of a one-partner change on a gateway
 namespace with N partners, wall-clock, whole processes; with a profile of each when it misses 1 s.
 
-    .venv/bin/python bench/bench_revoke.py [--partners 5000] [--runs 3] [--no-profile]
+    .venv/bin/python bench/bench_revoke.py [--partners 5000] [--runs 3] [--no-profile] [--write]
 
 As root, with nftables and wireguard-go. The gateway is set up as bench/bench_gateway.py does (one
 peer and five grants per partner) and applied once. Then `--runs` applies, each of a change to a
@@ -167,10 +167,21 @@ def main() -> None:
     parser.add_argument("--partners", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--write", action="store_true",
+                        help="put the row, dated, in bench/results.json (per_packet.gateway) and render results.md again")
     options = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_revoke.py needs root (network namespaces, nftables, wireguard-go)")
-    print(json.dumps(gateway_ops(options.partners, options.runs, not options.no_profile), indent=1))
+    row = gateway_ops(options.partners, options.runs, not options.no_profile)
+    print(json.dumps(row, indent=1))
+    if options.write:
+        from bench.results_md import render
+
+        results = json.loads((REPO / "bench" / "results.json").read_text())
+        row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results.setdefault("per_packet", {})["gateway"] = row
+        (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (REPO / "bench" / "results.md").write_text(render(results))
 
 
 if __name__ == "__main__":

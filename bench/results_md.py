@@ -158,8 +158,9 @@ def per_packet(section: dict[str, Any]) -> list[str]:
 def gateway_ops(g: dict[str, Any]) -> list[str]:
     """revoke and one-partner apply on a gateway namespace, and where their time goes if over target."""
     listed = _s(g["one_partner_apply_listed_s"]) if "one_partner_apply_listed_s" in g else "not measured"
+    measured = f" (measured {g['date']}, on its own)" if "date" in g else ""
     lines = ["", f"### revoke and one-partner apply, {g['partners']} partners", "",
-             "Whole processes on a gateway namespace with wireguard-go (bench/bench_revoke.py), each run of a",
+             f"Whole processes on a gateway namespace with wireguard-go (bench/bench_revoke.py{measured}), each run of a",
              f"different partner. Target: under {g['target_s']:g} s each.", "",
              "| partners | first apply | one-partner apply, table listed | one-partner apply, table record (median) | runs "
              "| revoke (median) | runs |",
