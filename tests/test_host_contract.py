@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import pytest
 
-from gatewayctl.host import uapi
+from gatewayctl.host import generation, uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.fake import FakeHost
@@ -223,16 +223,24 @@ def test_the_generation_moves_with_every_write_and_only_then(subject: Subject) -
     with pytest.raises(HostError):  # a refused write commits nothing and is not counted
         subject.call(lambda: subject.host.nft_elements("gatewayctl", {"grants4": ["10.250.7.7 . 10.1.0.5 . tcp . 443"]}, {}))
     assert gen() == end and subject.host.nft_writes == writes + 3
+    subject.call(lambda: subject.host.nft_load(RULESET))
+    deny = ["10.250.9.1 : goto deny_acme"]  # no timeout: added twice, the second commits nothing
+    subject.call(lambda: subject.host.nft_elements("gatewayctl", {}, {"deny4": deny}))
+    once = gen()
+    subject.call(lambda: subject.host.nft_elements("gatewayctl", {}, {"deny4": deny}))
+    assert once is not None and gen() == once and once[2] == end[2] + 2
+    assert subject.host.nft_writes is None  # so no count of writes proves anything any more
 
 
 def test_a_snapshot_skips_the_listing_only_at_the_recorded_generation(subject: Subject) -> None:
     subject.call(lambda: subject.host.nft_load(RULESET))
     now = subject.call(subject.host.generation)
     assert now is not None
-    known = {"generation": list(now), "table": "gatewayctl"}
+    known = {"generation": list(now), "table": "gatewayctl", "clock": generation.clock_offset()}
     raw = subject.call(lambda: subject.host.snapshot(subject.ifname, "gatewayctl", known))
     assert raw["nft_proven"] and raw["nft_table"] is None and raw["nft_generation"] == now
     for stale in ({**known, "generation": [now[0], now[1], now[2] - 1]}, {**known, "generation": [now[0], now[1] + 1, now[2]]},
-                  {**known, "generation": ["another boot", now[1], now[2]]}, {**known, "table": "other"}):
+                  {**known, "generation": ["another boot", now[1], now[2]]}, {**known, "table": "other"},
+                  {**known, "clock": known["clock"] + 30}):  # the wall clock stepped since: the record's ends are off
         raw = subject.call(lambda: subject.host.snapshot(subject.ifname, "gatewayctl", stale))  # noqa: B023
         assert not raw["nft_proven"] and raw["nft_table"] is not None and raw["nft_generation"] == now

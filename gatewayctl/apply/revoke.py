@@ -17,7 +17,7 @@ from typing import Any
 from gatewayctl.apply import tablerecord
 from gatewayctl.apply.engine import digest, seen_sets
 from gatewayctl.apply.revocations import Revocation, add, load, save
-from gatewayctl.host import nftrecord
+from gatewayctl.host import generation, nftrecord
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
@@ -54,7 +54,7 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
     gone = _gone(applied, standing, touched)  # every revocation in force counts: an element shared by two revoked grants goes
     table = applied["table_name"]
     known, start = tablerecord.load(state.root), host.generation()
-    proven = known is not None and start is not None and known["generation"] == list(start) and known["table"] == table
+    proven = generation.proves(known, start, table)
     present = _present(host, table, gone, known if proven else None)
     host.nft_elements(table, {n: k for n, k in present.items() if k}, {}, flush=seen_sets(applied["table"]["sets"]))
     retimed = _retime(host, applied, standing, touched)

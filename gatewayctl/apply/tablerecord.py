@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.host import nftrecord
+from gatewayctl.host import generation, nftrecord
 from gatewayctl.host.base import LiveState
 
 FILE = "nft-record.marshal"
@@ -47,8 +47,9 @@ def load(root: Path) -> dict[str, Any] | None:
     return data
 
 
-def save(root: Path, generation: tuple[str, int, int], table: str, record: dict[str, Any]) -> None:
-    data = marshal.dumps({"generation": list(generation), "table": table, "record": record})
+def save(root: Path, gen: tuple[str, int, int], table: str, record: dict[str, Any]) -> None:
+    """Write the record, with the generation it holds at and the clock offset its ends were counted with."""
+    data = marshal.dumps({"generation": list(gen), "table": table, "record": record, "clock": generation.clock_offset()})
     tmp = root / f".{FILE}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -61,10 +62,12 @@ def forget(root: Path) -> None:
         (root / FILE).unlink()
 
 
-def continued(read_at: tuple[str, int, int] | None, now: tuple[str, int, int] | None, writes: int) -> bool:
+def continued(read_at: tuple[str, int, int] | None, now: tuple[str, int, int] | None, writes: int | None) -> bool:
     """Whether the generation `now` follows `read_at` (the one the table was read at) by exactly the
-    `writes` transactions of this process: nobody else has committed since the table was read."""
-    return read_at is not None and now is not None and now[:2] == read_at[:2] and now[2] == read_at[2] + writes
+    `writes` transactions of this process: nobody else has committed since the table was read. False
+    when `writes` is None (a write of this process may have committed nothing: the count proves nothing)."""
+    return (read_at is not None and now is not None and writes is not None and now[:2] == read_at[:2]
+            and now[2] == read_at[2] + writes)
 
 
 def after_elements(live: LiveState, live_raw: Mapping[str, Any], delete: Mapping[str, tuple[str, ...]],

@@ -60,8 +60,9 @@ class Host(Protocol):
         ...
 
     @property
-    def nft_writes(self) -> int:
-        """How many nftables transactions this host object has committed (each write that sent something)."""
+    def nft_writes(self) -> int | None:
+        """How many nftables transactions this host object has committed, or None once a write may have
+        committed nothing (then no count of them proves anything)."""
         ...
 
     def nft_canonical(self, text: str, table: str) -> NftTableState:

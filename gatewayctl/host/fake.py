@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gatewayctl.host import generation
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftTableState, parse_table
 from gatewayctl.host.uapi import ZERO_KEY, _hex
@@ -51,22 +52,23 @@ class FakeHost:
 
     # the fake's nftables generation: one more for every write that changes a table, as in the kernel
     nft_generation: int = 1
-    writes: int = 0
+    writes: int | None = 0  # as RealHost counts them: None once a write may have committed nothing
 
     @property
-    def nft_writes(self) -> int:
+    def nft_writes(self) -> int | None:
         return self.writes
 
     def _committed(self) -> None:
         self.nft_generation += 1
-        self.writes += 1
+        if self.writes is not None:
+            self.writes += 1
 
     def generation(self) -> tuple[str, int, int] | None:
         return ("fake-boot", id(self), self.nft_generation)
 
     def snapshot(self, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
         gen = self.generation()
-        proven = known is not None and gen is not None and known.get("generation") == list(gen) and known.get("table") == table
+        proven = generation.proves(known, gen, table)
         link = copy.deepcopy(self.links.get(ifname))
         device = self.devices.get(ifname)
         chains = {"nftables": [{"chain": c} for c in self.foreign_chains]}
@@ -96,6 +98,7 @@ class FakeHost:
     def nft_load(self, text: str) -> None:
         self._maybe_fail("nft_load")
         if text.strip() and all(line.startswith("flush set inet ") for line in text.strip().splitlines()):
+            self.writes = None  # emptying sets that may be empty: maybe no transaction, as RealHost counts it
             return  # emptying a set the kernel fills (seen4/6): the fake keeps none
         match = re.search(r"^table inet (\S+) \{$", text, re.M)
         if not match:
@@ -119,12 +122,19 @@ class FakeHost:
         self._maybe_fail("nft_elements")  # flush: the sets the kernel fills (seen4/6); the fake keeps none
         if table not in self.tables:
             raise HostError(f"the kernel refused the element update: no table inet {table}")
-        text = self.tables[table]
+        before = text = self.tables[table]
         for name in sorted(set(delete) | set(add)):
             text = _edit_elements(text, name, set(delete.get(name, [])), add.get(name, []))
         self.tables[table] = text
-        if any(delete.values()) or any(add.values()):
-            self._committed()
+        if not any(delete.values()) and not any(add.values()):
+            return
+        certain = any(delete.values()) or any(" timeout " in t for texts in add.values() for t in texts)
+        if certain or text != before:  # the kernel commits nothing when every element added is there already
+            self.nft_generation += 1
+        if not certain:
+            self.writes = None
+        elif self.writes is not None:
+            self.writes += 1
 
     def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
         state = parse_table(_listing(self.tables[table], table, self.elapsed_s), table) if table in self.tables else None
@@ -227,7 +237,13 @@ def _edit_elements(text: str, name: str, delete: set[str], add: list[str]) -> st
     missing = delete - {_element_key(e) for e in elements}
     if missing:
         raise HostError(f"the kernel refused the element update: no such element {sorted(missing)[0]}")
-    kept = [e for e in elements if _element_key(e) not in delete] + list(add)
+    kept = [e for e in elements if _element_key(e) not in delete]
+    for text in add:  # as the kernel: an element there already gets a new timer, if one is given, else stays
+        at = next((i for i, e in enumerate(kept) if _element_key(e) == _element_key(text)), None)
+        if at is None:
+            kept.append(text)
+        elif " timeout " in text:
+            kept[at] = text
     body = ["\t\telements = {", *[f"\t\t\t{e}{',' if i < len(kept) - 1 else ''}" for i, e in enumerate(kept)], "\t\t}"]
     return "\n".join(lines[:start] + head + (body if kept else []) + lines[end:])
 

@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 SO_NETNS_COOKIE = 71  # linux/socket.h (not in Python 3.11's socket module)
+# The kernel's element timers run on its own clock (jiffies), records keep wall-clock ends: a record
+# holds only while the wall clock keeps its offset to the monotonic clock (no step by NTP or by hand,
+# no suspend, during which neither the monotonic clock nor the kernel's timers run).
+CLOCK_TOLERANCE_S = 1.0
+
+
+def clock_offset() -> float:
+    """The wall clock less the monotonic clock, now."""
+    return time.time() - time.monotonic()
 
 
 def current() -> tuple[str, int, int] | None:
@@ -29,6 +41,15 @@ def current() -> tuple[str, int, int] | None:
         return boot, int(cookie), _generation_id()
     except (OSError, ValueError, struct.error, LookupError):
         return None
+
+
+def proves(known: Mapping[str, Any] | None, gen: tuple[str, int, int] | None, table: str) -> bool:
+    """Whether a table record (apply/tablerecord.py) is the table now: taken at generation `gen` (the
+    current one) of the same boot and namespace, for `table`, with the wall clock as it was."""
+    if known is None or gen is None or known.get("generation") != list(gen) or known.get("table") != table:
+        return False
+    offset = known.get("clock")
+    return isinstance(offset, float) and abs(offset - clock_offset()) <= CLOCK_TOLERANCE_S
 
 
 def _generation_id() -> int:

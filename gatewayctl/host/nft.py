@@ -51,17 +51,21 @@ def list_text(table: str) -> str | None:
     return str(out)
 
 
-def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, list[str]], flush: tuple[str, ...] = ()) -> bool:
-    """One transaction: delete elements, empty the `flush` sets, then add elements; all or nothing.
-    The sets in `flush` are emptied only along with deletions (a flush alone may commit nothing, and
-    every transaction sent here must change something: apply/tablerecord.py counts them). False when
-    there was nothing to send."""
+def update_elements(table: str, delete: dict[str, list[str]], add: dict[str, list[str]], flush: tuple[str, ...] = ()) -> str:
+    """One transaction: delete elements, empty the `flush` sets (only along with deletions), then add
+    elements; all or nothing. Returns what it committed, for apply/tablerecord.py's count: "none"
+    (nothing sent), "one" (certainly one transaction: a deletion, which fails when the element is
+    not there, or an element with a timeout, whose timer is set anew even when it is there), or
+    "maybe" (only elements without a timeout added: the kernel commits nothing when each is there
+    already, measured on 6.18)."""
     lines = [f"delete element inet {table} {name} {{ {', '.join(keys)} }}" for name, keys in sorted(delete.items()) if keys]
+    certain = bool(lines) or any(" timeout " in t for texts in add.values() for t in texts)
     lines += [f"flush set inet {table} {name}" for name in flush] if lines else []
     lines += [f"add element inet {table} {name} {{ {', '.join(texts)} }}" for name, texts in sorted(add.items()) if texts]
-    if lines:
-        load("\n".join(lines) + "\n", "element update")
-    return bool(lines)
+    if not lines:
+        return "none"
+    load("\n".join(lines) + "\n", "element update")
+    return "one" if certain else "maybe"
 
 
 def get_elements(table: str, name: str, keys: list[str]) -> frozenset[str]:

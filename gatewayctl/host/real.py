@@ -23,18 +23,24 @@ class RealHost:
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self.log_dir = log_dir
-        self._writes = 0
+        self._writes: int | None = 0  # None once a write may have committed nothing
 
     @property
-    def nft_writes(self) -> int:
+    def nft_writes(self) -> int | None:
         return self._writes
+
+    def _wrote(self, committed: str) -> None:
+        if committed == "maybe":
+            self._writes = None
+        elif committed == "one" and self._writes is not None:
+            self._writes += 1
 
     def generation(self) -> tuple[str, int, int] | None:
         return generation.current()
 
     def snapshot(self, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
         gen = generation.current()  # first: what is listed below is of this generation or a later one
-        proven = known is not None and gen is not None and known.get("generation") == list(gen) and known.get("table") == table
+        proven = generation.proves(known, gen, table)
         listed_at = time.time()
         listing = None if proven else nft.list_json(f"list table inet {table}")
         if not proven and gen is not None and generation.current() != gen:
@@ -72,19 +78,20 @@ class RealHost:
 
     def nft_load(self, text: str) -> None:
         nft.load(text)
-        self._writes += 1
+        # a table (re)loaded always commits; emptying sets alone commits nothing when they are empty
+        only_flushes = all(line.startswith("flush set ") for line in text.splitlines() if line.strip())
+        self._wrote("maybe" if only_flushes else "one")
 
     def nft_delete(self, table: str) -> None:
         if nft.delete_table(table):
-            self._writes += 1
+            self._wrote("one")
 
     def nft_list_text(self, table: str) -> str | None:
         return nft.list_text(table)
 
     def nft_elements(self, table: str, delete: dict[str, list[str]], add: dict[str, list[str]],
                      flush: tuple[str, ...] = ()) -> None:
-        if nft.update_elements(table, delete, add, flush):
-            self._writes += 1
+        self._wrote(nft.update_elements(table, delete, add, flush))
 
     def nft_get_elements(self, table: str, name: str, keys: list[str]) -> frozenset[str]:
         return nft.get_elements(table, name, keys)
