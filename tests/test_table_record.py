@@ -217,3 +217,23 @@ def test_a_revocation_keeps_the_record_true_and_the_next_apply_keeps_it_closed(l
     assert lab.ctl("apply", "--yes").returncode == 0
     assert lab.reach("acme", "10.1.0.5", 443)
     record_matches_the_kernel(lab)
+
+
+def test_apply_format_json_reports_the_plan_it_carried_out_and_the_outcome(lab: LabHandle) -> None:
+    """`apply --format json` (what the Ansible module reads): one object on stdout, the plan it carried out."""
+    assert lab.ctl("apply", "--yes").returncode == 0
+    with lab.edited("acme", lambda doc: doc["grants"].pop()):
+        result = lab.ctl("apply", "--yes", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["format"] == "gatewayctl-apply/1" and report["outcome"] == "applied"
+        assert report["applied_changes"] == len(report["plan"]["changes"]) > 0
+        assert [c["subject"] for c in report["plan"]["changes"] if c["area"] == "firewall"] == ["acme"]
+        assert any(m.startswith("applied ") for m in report["messages"])
+        again = json.loads(lab.ctl("apply", "--yes", "--format", "json").stdout)
+        assert again["outcome"] == "nothing-to-do" and again["plan"]["changes"] == [] and again["applied_changes"] == 0
+    with lab.edited("acme", lambda doc: doc["grants"].pop()):
+        broken = lab.ctl("apply", "--yes", "--format", "json", env={"GATEWAYCTL_FAILPOINT": "after-peers:raise"})
+        report = json.loads(broken.stdout)
+        assert broken.returncode == 1 and report["outcome"] == "failed" and report["applied_changes"] == 0, broken.stderr
+        assert report["plan"]["changes"] and "apply failed" in broken.stderr

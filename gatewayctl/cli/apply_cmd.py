@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,7 +30,7 @@ from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_e
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
-from gatewayctl.plan.render import plan_text
+from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.render.environment import make_environment
@@ -45,9 +47,12 @@ from gatewayctl.state import StateDir
               help="Site templates that override the built-in ones.")
 @click.option("--at", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]), metavar="INSTANT",
               help="Apply as of a later instant (UTC, not earlier than now): every timer is shorter, never longer.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object on stdout at the end (format gatewayctl-apply/1: the plan, the outcome, what "
+                   "else changed); errors stay on stderr.")
 @click.pass_obj
 def apply(obj: Context, saved_path: Path | None, netns: str | None, state_dir: Path | None, yes: bool,
-          confirm_timeout: int | None, templates: Path | None, at: dt.datetime | None) -> None:
+          confirm_timeout: int | None, templates: Path | None, at: dt.datetime | None, fmt: str) -> None:
     """Apply the profiles to this host: show the plan, ask, apply, verify.
 
     Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
@@ -64,25 +69,64 @@ def apply(obj: Context, saved_path: Path | None, netns: str | None, state_dir: P
       gatewayctl plan -o plan.json && gatewayctl apply plan.json
       gatewayctl apply --yes --confirm-timeout 120   # then: gatewayctl confirm
       gatewayctl apply --netns gw --yes
+      gatewayctl apply --yes --format json
     """
     if saved_path is not None and at is not None:
         raise click.UsageError("a saved plan is applied as of now: it takes no --at")
     saved = (saved_path, read_or_exit(saved_path)) if saved_path is not None else None
     host, state = open_host(netns, state_dir)
     when = at.replace(tzinfo=dt.UTC) if at is not None else None
+    report = Report(obj, fmt)
     try:
         with state.lock():
-            _apply_locked(obj, host, state, yes or saved is not None, confirm_timeout, templates, when, saved)
+            _apply_locked(obj, host, state, yes or saved is not None, confirm_timeout, templates, when, saved, report)
     except HostError as exc:
+        report.end("refused")
         fail(str(exc))
+    except SystemExit as exc:
+        report.end({1: "failed", 4: "rollback-failed"}.get(exc.code if isinstance(exc.code, int) else 2, "refused"))
+        raise
+
+
+APPLY_FORMAT = "gatewayctl-apply/1"
+
+
+class Report:
+    """What apply says: lines on stdout (text), or one JSON object at the end (--format json) with the
+    plan, the outcome (applied, nothing-to-do, refused, failed, rollback-failed) and the lines."""
+
+    def __init__(self, obj: Context, fmt: str) -> None:
+        self.obj, self.json = obj, fmt == "json"
+        self.data: dict[str, Any] = {"format": APPLY_FORMAT, "outcome": None, "plan": None, "applied_changes": 0,
+                                     "flows_closed": 0, "revocations_ended": [], "apply_id": None, "messages": []}
+        self.ended = False
+
+    def plan(self, prep: Prepared) -> None:
+        if self.json:
+            self.data["plan"] = {**plan_json(prep.plan), "revocations": [r.to_json() for r in prep.revoked]}
+        else:
+            colour.echo(self.obj, plan_text(prep.plan, colour.ansi) + revoked_text(prep.revoked))
+
+    def say(self, line: str) -> None:
+        if self.json:
+            self.data["messages"].append(line)
+        else:
+            click.echo(line)
+
+    def end(self, outcome: str) -> None:
+        """Print the JSON object, once (the first outcome reached stands)."""
+        if self.json and not self.ended:
+            self.ended = True
+            click.echo(json.dumps({**self.data, "outcome": outcome}, indent=2))
 
 
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
-                  templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None) -> None:
+                  templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None,
+                  report: Report) -> None:
     revision = revision_or_exit(obj.profiles)
     previous = state.read_json("applied.json")
     prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {}, use_record=True)
-    colour.echo(obj, plan_text(prep.plan, colour.ansi) + revoked_text(prep.revoked))
+    report.plan(prep)
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
         if guard:
@@ -92,10 +136,11 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     if saved is not None:  # before anything changes: a stale plan is refused whole
         refuse_if_stale(obj, state, *saved, prep, revision)
     _refuse_lint_errors(obj, prep)
-    _end_revocations(state, prep)
+    _end_revocations(state, prep, report)
     if prep.plan.empty:
         _record_table(state, host, prep, time.time())
-        _close_flows(state, host, prep)
+        _close_flows(state, host, prep, report)
+        report.end("nothing-to-do")
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -128,10 +173,12 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
         entry["confirm_by_s"] = confirm_timeout
     state.journal(entry)
-    click.echo(f"applied {len(prep.plan.changes)} change(s); verified against the host")
-    _close_flows(state, host, prep)
+    report.data.update(applied_changes=len(prep.plan.changes), apply_id=entry.get("apply_id"))
+    report.say(f"applied {len(prep.plan.changes)} change(s); verified against the host")
+    _close_flows(state, host, prep, report)
     if confirm_timeout:
-        click.echo(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+        report.say(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+    report.end("applied")
 
 
 def _record_table(state: StateDir, host: RealHost, prep: Prepared, started_at: float) -> None:
@@ -157,7 +204,7 @@ def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:
              "approve an exception (docs/rules.md)")
 
 
-def _end_revocations(state: StateDir, prep: Prepared) -> None:
+def _end_revocations(state: StateDir, prep: Prepared, report: Report) -> None:
     """Revocations whose access the profiles no longer grant have done their work: they end here."""
     if not prep.unrevoked:
         return
@@ -165,10 +212,11 @@ def _end_revocations(state: StateDir, prep: Prepared) -> None:
     for r in prep.unrevoked:
         state.journal({"event": "revocation-ended", "partner": r.partner, "service": r.service,
                        "why": "the profiles no longer grant this access"})
-        click.echo(f"revocation of {r.label} ended: the profiles no longer grant that access")
+        report.data["revocations_ended"].append(r.label)
+        report.say(f"revocation of {r.label} ended: the profiles no longer grant that access")
 
 
-def _close_flows(state: StateDir, host: RealHost, prep: Prepared) -> None:
+def _close_flows(state: StateDir, host: RealHost, prep: Prepared, report: Report) -> None:
     """End the tracked flows no grant covers any more; a failure here is reported, not fatal (the
     ruleset already drops their packets one by one)."""
     try:
@@ -178,4 +226,5 @@ def _close_flows(state: StateDir, host: RealHost, prep: Prepared) -> None:
         return
     if closed:
         state.journal({"event": "flows-closed", "count": len(closed)})
-        click.echo(f"closed {len(closed)} open connection(s) that no grant covers any more")
+        report.data["flows_closed"] = len(closed)
+        report.say(f"closed {len(closed)} open connection(s) that no grant covers any more")

@@ -11,7 +11,8 @@ module: gatewayctl_apply
 short_description: Apply gatewayctl trust profiles to one gateway
 version_added: "1.0.0"
 description:
-  - Runs C(gatewayctl plan) and C(gatewayctl apply) on the managed host, which is the gateway. The nftables table
+  - Runs C(gatewayctl apply --format json) on the managed host, which is the gateway, once; it plans, applies and
+    verifies, and reports the plan it carried out. The nftables table
     is replaced atomically and WireGuard peers change one by one; a failed apply restores the previous state
     (gatewayctl's own guarantee, see its docs/operations.md).
   - In check mode only C(gatewayctl plan) runs; the host, its firewall, its WireGuard device and the checkout are
@@ -100,7 +101,9 @@ checkout_changed:
   returned: always
   type: bool
 plan:
-  description: C(gatewayctl plan --format json) before the apply (format C(gatewayctl-plan/1)).
+  description:
+    - The plan (format C(gatewayctl-plan/1)) that C(gatewayctl apply) carried out, or in check mode the one
+      C(gatewayctl plan --format json) gives. Null when gatewayctl failed before it could plan (bad profiles).
   returned: always
   type: dict
   contains:
@@ -141,7 +144,7 @@ last_apply:
   returned: when the gateway was ever applied
   type: dict
 stdout:
-  description: What C(gatewayctl apply) printed (the plan and the outcome).
+  description: What C(gatewayctl apply) said it did, one line each (the plan itself is RV(plan)).
   returned: when apply ran
   type: str
 rc:
@@ -155,7 +158,6 @@ rolled_back:
 """
 
 import json  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -166,9 +168,6 @@ from ansible_collections.gatewayctl.gateway.plugins.module_utils.gatewayctl impo
     error_lines,
 )
 
-# What `gatewayctl apply` says it did (cli/apply_cmd.py): these lines mean the gateway changed.
-APPLIED = re.compile(r"^applied (\d+) change\(s\)", re.M)
-HOST_CHANGED = re.compile(r"^(closed \d+ open connection|revocation of .* ended)", re.M)
 APPLY_FAILURES = {1: "the apply failed and gatewayctl restored the previous firewall table and peers",
                   2: "gatewayctl refused to apply (bad input, a blocker, lint errors, the lock held, or an unexpected error)",
                   4: "the apply failed and the rollback failed too: check the gateway now"}
@@ -219,6 +218,14 @@ def plan(ctl, profiles):
     return planned
 
 
+def describe(module, result, planned):
+    """The plan, the access it adds and removes, and (diff mode) Ansible's before/after, into the result."""
+    changes = planned.get("changes", [])
+    result.update(plan=planned, access_added=access_lines(changes, "+"), access_removed=access_lines(changes, "-"))
+    if module._diff:
+        result["diff"] = plan_diff(changes, module.params["gateway"])
+
+
 def prepare_checkout(module):
     """Bring the checkout to `revision` (or see that it is there); returns (commit, profiles folder to plan
     from, previous HEAD if moved, temporary folder to remove)."""
@@ -246,20 +253,26 @@ def prepare_checkout(module):
 
 
 def apply(module, ctl, result):
-    """Run gatewayctl apply; fill in the result or fail with gatewayctl's error text."""
-    args = ["--yes"]
+    """Run gatewayctl apply --format json (which plans, applies and verifies in one run); fill in the
+    result. Returns (exit status, the plan it applied or None, gatewayctl's error text)."""
+    args = ["--yes", "--format", "json"]
     if module.params["confirm_timeout"]:
         args += ["--confirm-timeout", str(module.params["confirm_timeout"])]
     rc, out, err = ctl.run("apply", args, profiles=module.params["profiles"], ok=(0, 1, 2, 4))
+    try:
+        report = json.loads(out) if out.strip() else {}
+    except ValueError:
+        report = {}
+    planned = report.get("plan") if isinstance(report, dict) else None
     if rc != 0:
-        return rc, err or out
-    found = APPLIED.search(out)
-    result["applied_changes"] = int(found.group(1)) if found else 0
-    result["changed"] = bool(found) or bool(HOST_CHANGED.search(out))
-    result["confirm_pending"] = bool(found) and bool(module.params["confirm_timeout"]) and ctl.pending()
-    result["apply_id"] = ctl.pending_id() if result["confirm_pending"] else None
-    result["stdout"] = out
-    return 0, ""
+        return rc, planned, err or out
+    applied = report.get("applied_changes", 0)
+    result["applied_changes"] = applied
+    result["changed"] = bool(applied) or bool(report.get("flows_closed")) or bool(report.get("revocations_ended"))
+    result["confirm_pending"] = bool(applied) and bool(module.params["confirm_timeout"]) and ctl.pending()
+    result["apply_id"] = report.get("apply_id") if result["confirm_pending"] else None
+    result["stdout"] = "\n".join(report.get("messages", []))
+    return 0, planned, ""
 
 
 def main():
@@ -270,20 +283,19 @@ def main():
     ctl = Gatewayctl(module)
     commit, profiles, previous, temp = prepare_checkout(module)
     result = {"changed": False, "revision": commit, "checkout_changed": previous is not None, "applied_changes": 0,
-              "confirm_pending": False, "apply_id": None}
-    try:
-        planned = plan(ctl, profiles)
-    finally:
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
-    changes = planned.get("changes", [])
-    result.update(plan=planned, access_added=access_lines(changes, "+"), access_removed=access_lines(changes, "-"))
-    if module._diff:
-        result["diff"] = plan_diff(changes, module.params["gateway"])
+              "confirm_pending": False, "apply_id": None, "plan": None, "access_added": [], "access_removed": []}
     if module.check_mode:
-        result["changed"] = bool(changes)
-    else:
-        rc, text = apply(module, ctl, result)
+        try:
+            planned = plan(ctl, profiles)
+        finally:
+            if temp:
+                shutil.rmtree(temp, ignore_errors=True)
+        describe(module, result, planned)
+        result["changed"] = bool(planned.get("changes"))
+    else:  # one run of gatewayctl: the plan it reports is the one it carried out
+        rc, planned, text = apply(module, ctl, result)
+        if planned is not None:
+            describe(module, result, planned)
         if rc != 0:
             if previous and rc in (1, 2):  # the checkout goes back to what is in force (not after a failed rollback)
                 Checkout(module, module.params["profiles"]).switch(previous)
