@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -26,6 +29,41 @@ def private_folder(name: str) -> int | None:
         return _trusted_folder(Path(os.path.abspath(base)), ("gatewayctl", name))
     except (OSError, RuntimeError):
         return None
+
+
+def read_entry(folder_fd: int, name: str, limit: int) -> bytes | None:
+    """The bytes of entry `name` of a cache folder, or None when it is missing, is not a regular file
+    of this user's that nobody else may read or write (never followed through a link), or is larger
+    than `limit`."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_size > limit:
+            return None
+        try:
+            return handle.read(limit + 1)
+        except OSError:
+            return None
+
+
+def write_entry(folder_fd: int, name: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write entry `name` of a cache folder (0600) through a new temporary file renamed over it; a
+    cache that cannot be written costs time, not correctness, so failures are silent."""
+    tmp = f".{name}.{secrets.token_hex(6)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder_fd)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.rename(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder_fd)
 
 
 def _trusted_folder(base: Path, private: tuple[str, ...]) -> int | None:

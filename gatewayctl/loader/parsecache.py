@@ -21,13 +21,11 @@ import contextlib
 import hashlib
 import marshal
 import os
-import secrets
-import stat
 import sys
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.cachedir import private_folder
+from gatewayctl.cachedir import private_folder, read_entry, write_entry
 
 ENV = "GATEWAYCTL_PARSE_CACHE"
 FILE = "parsed.marshal"
@@ -80,18 +78,13 @@ def _open() -> _Cache | None:
 def _read(fd: int, version: bytes) -> dict[bytes, bytes]:
     """The entries of the cache file; empty when there is none, or it is not this user's private
     regular file, or it is not one this parser wrote."""
-    try:
-        file = os.open(FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
-    except OSError:
+    raw = read_entry(fd, FILE, MAX_BYTES)
+    if raw is None:
         return {}
-    with os.fdopen(file, "rb") as handle:
-        st = os.fstat(file)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_size > MAX_BYTES:
-            return {}
-        try:
-            stored = marshal.loads(handle.read())
-        except (EOFError, ValueError, TypeError, OSError):
-            return {}
+    try:
+        stored = marshal.loads(raw)
+    except (EOFError, ValueError, TypeError):
+        return {}
     if not (isinstance(stored, tuple) and len(stored) == 2 and stored[0] == version and isinstance(stored[1], dict)):
         return {}
     entries = stored[1]
@@ -144,18 +137,7 @@ def save() -> None:
     cache.entries, cache.new = kept, {}
     if len(data) > MAX_BYTES:
         return
-    tmp = f".{FILE}.{secrets.token_hex(6)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=cache.fd)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.rename(tmp, FILE, src_dir_fd=cache.fd, dst_dir_fd=cache.fd)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=cache.fd)
+    write_entry(cache.fd, FILE, lambda handle: handle.write(data))
 
 
 def reset() -> None:

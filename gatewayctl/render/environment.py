@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
 import os
-import secrets
-import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any
 import jinja2
 import jinja2.bccache
 
-from gatewayctl.cachedir import private_folder
+from gatewayctl.cachedir import private_folder, read_entry, write_entry
 from gatewayctl.compile.ir import AuthClient, DenyEntry, Elements, PartnerNet, SetElement
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -55,31 +52,12 @@ class DescriptorBytecodeCache(jinja2.BytecodeCache):
         self.folder_fd = folder_fd  # open for the life of the process, like the environment
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            fd = os.open(f"__jinja2_{bucket.key}.cache", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=self.folder_fd)
-        except OSError:
-            return
-        with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
-                bucket.load_bytecode(handle)
+        data = read_entry(self.folder_fd, f"__jinja2_{bucket.key}.cache", 64 << 20)
+        if data is not None:
+            bucket.bytecode_from_string(data)
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        name = f"__jinja2_{bucket.key}.cache"
-        tmp = f".{name}.{secrets.token_hex(6)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=self.folder_fd)
-        except OSError:
-            return  # a cache that cannot be written costs time, not correctness
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                bucket.write_bytecode(handle)
-            os.rename(tmp, name, src_dir_fd=self.folder_fd, dst_dir_fd=self.folder_fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=self.folder_fd)
+        write_entry(self.folder_fd, f"__jinja2_{bucket.key}.cache", bucket.write_bytecode)
 
 
 def make_environment(override: Path | None = None) -> jinja2.Environment:
