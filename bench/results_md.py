@@ -158,7 +158,7 @@ def per_packet(section: dict[str, Any]) -> list[str]:
 def gateway_ops(g: dict[str, Any]) -> list[str]:
     """revoke and one-partner apply on a gateway namespace, and where their time goes if over target."""
     listed = _s(g["one_partner_apply_listed_s"]) if "one_partner_apply_listed_s" in g else "not measured"
-    measured = f" (measured {g['date']}, on its own)" if "date" in g else ""
+    measured = f", measured {g['date']} on its own" if "date" in g else ""
     lines = ["", f"### revoke and one-partner apply, {g['partners']} partners", "",
              f"Whole processes on a gateway namespace with wireguard-go (bench/bench_revoke.py{measured}), each run of a",
              f"different partner. Target: under {g['target_s']:g} s each.", "",
@@ -177,5 +177,6 @@ def gateway_ops(g: dict[str, Any]) -> list[str]:
         for caller, steps in prof["steps"].items():
             named = ", ".join(f"`{s['function'].split(':')[0].split('/')[-1]}:{s['function'].split('(')[-1].rstrip(')')}` "
                               f"{s['cumulative_s']}" for s in steps if s["cumulative_s"] >= 0.03)
-            lines.append(f"- `{caller.split('(')[-1].rstrip(')')}` ({caller.split(':')[0]}): {named}")
-    return lines
+            if named:
+                lines.append(f"- `{caller.split('(')[-1].rstrip(')')}` ({caller.split(':')[0]}): {named}")
+    return [*lines, ""]
