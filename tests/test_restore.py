@@ -142,6 +142,13 @@ def reboot(lab: LabHandle) -> None:
     for pid in pids:
         _kill(pid)
     sh("ip", "netns", "del", gw)
+    # the kernel tears a deleted namespace down later, in a work queue: until then the other ends of its
+    # veths are still there (under load for a while), and making them again would fail with "File exists"
+    ends = [(data["services_ns"], f"vl{t}S")] + [(peer["ns"], f"vl{t}p{peer['index']}") for peer in data["peers"]]
+    deadline = time.monotonic() + 30
+    while any(sh("ip", "-n", ns, "link", "show", name, check=False).returncode == 0 for ns, name in ends):
+        assert time.monotonic() < deadline, "the old gateway namespace's links did not go"
+        time.sleep(0.05)
     sh("ip", "netns", "add", gw)
     run = lambda *a: sh("ip", "netns", "exec", gw, *a)  # noqa: E731
     run("ip", "link", "set", "lo", "up")
