@@ -3,17 +3,19 @@
 Listing the table is the largest fixed cost of planning a large estate (5,000 partners: 30,000
 elements, 7.3 MB of JSON, 0.9 s in nft alone). After an apply whose result is known exactly, the
 table is written here (nft-record.marshal, 0600) with the nftables generation it is in force at
-(host/generation.py). The next apply or plan reads the generation first: while it is the record's,
-no transaction has touched any table since, so the record, less the elements whose end has passed,
-is what a listing would show (host/nftrecord.py); any other generation, a rebooted host or a
-namespace made again, and the table is listed as before. drift always lists.
+(host/generation.py). The next apply, plan or revoke reads the generation first: while it is the
+record's (and the wall clock keeps its offset to the monotonic clock), no transaction has touched any
+table since, so the record, less the elements whose end has passed, is what a listing would show
+(host/nftrecord.py); any other generation, a rebooted host or a namespace made again, and the table
+is listed as before. drift always lists.
 
 An apply's result is known exactly when its plan changed elements only (a table replaced is
 listed again by the next apply), the table it planned against was read at a known generation,
-and after the apply the generation is that one plus the transactions this apply committed
-(every one of which changes something: host/nft.py update_elements): nobody else committed in
-between. Tested in tests/test_table_record.py (real nftables: the record against a listing, a
-change by hand, a namespace made again).
+and after the apply the generation is that one plus the transactions this apply committed, counted
+only while each write certainly committed one (host/nft.py update_elements; a write that may have
+committed nothing ends the count): nobody else committed in between. Tested in
+tests/test_table_record.py and tests/test_hostile_record.py (real nftables and packets: the record
+against a listing, changes by hand and by another process, clock steps, a namespace made again).
 """
 
 from __future__ import annotations
