@@ -237,3 +237,35 @@ def test_apply_format_json_reports_the_plan_it_carried_out_and_the_outcome(lab: 
         report = json.loads(broken.stdout)
         assert broken.returncode == 1 and report["outcome"] == "failed" and report["applied_changes"] == 0, broken.stderr
         assert report["plan"]["changes"] and "apply failed" in broken.stderr
+
+
+def test_an_apply_planned_from_the_record_that_fails_never_opens_beyond_both_policies(lab: LabHandle) -> None:
+    """Real packets all through a failing apply that planned from the record, and after it: the flows
+    no policy grants never pass, the old grant holds once the apply has rolled back, and the record
+    is dropped so that the next apply lists the table."""
+    from tests.test_fail_closed import Prober
+
+    granted = {"src": ACME, "dst": "10.1.0.5", "proto": "tcp", "port": 443}  # crm-api, removed by the edit
+    never = [{"src": ACME, "dst": "10.1.0.20", "proto": "tcp", "port": 443},  # a granted host, ungranted port
+             {"src": ACME, "dst": "10.250.0.1", "proto": "tcp", "port": 22}]  # the gateway itself
+    assert lab.ctl("apply", "--yes").returncode == 0 and (lab.state / FILE).exists()
+
+    def drop_crm(doc: dict[str, Any]) -> None:
+        doc["grants"] = [g for g in doc["grants"] if g["service"] != "crm-api"]
+
+    with lab.edited("acme", drop_crm):
+        with Prober(lab, [granted, *never]) as prober:
+            result = lab.ctl("apply", "--yes", env={"GATEWAYCTL_FAILPOINT": "after-peers:raise"})
+        assert result.returncode == 1, result.stdout + result.stderr
+        entries = [json.loads(line) for line in (lab.state / "journal.jsonl").read_text().splitlines()]
+        assert entries[-1]["event"] == "failed" and entries[-1]["table_read"] == "record", entries[-1]
+        assert all(prober.passed(s) == 0 for s in never), prober.result
+        assert prober.passed(granted) > 0, prober.result  # the old policy was in force before and after
+        assert not (lab.state / FILE).exists()
+        assert lab.reach("acme", "10.1.0.5", 443)  # rolled back: the old policy is in force
+        with Prober(lab, never) as prober:
+            result = lab.ctl("apply", "--yes")
+        assert result.returncode == 0 and read_by_last_apply(lab) == "listed", result.stderr
+        assert all(prober.passed(s) == 0 for s in never), prober.result
+        assert not lab.reach("acme", "10.1.0.5", 443)
+    record_matches_the_kernel(lab)

@@ -148,6 +148,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         click.confirm("Apply these changes?", abort=True)
     applied = spec_to_json(prep.desired)
     meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes),
+            "table_read": "record" if prep.live.from_record else "listed",
             **({"saved_plan": str(saved[0])} if saved is not None else {})}
     started_at = time.time()
     try:
@@ -168,7 +169,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     state.write_json("applied.json", applied, compact=True)
     _record_table(state, host, prep, started_at)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
-    entry = {"event": "applied", **meta, "table_read": "record" if prep.live.from_record else "listed"}
+    entry = {"event": "applied", **meta}
     if confirm_timeout:
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
         entry["confirm_by_s"] = confirm_timeout
