@@ -306,13 +306,6 @@ def seen_sets(sets: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(name for name in SEEN_SETS if name in sets)
 
 
-def forget_seen(host: Host, table: str, sets: Mapping[str, object]) -> None:
-    """Empty the flow cache (seen4/6) after narrowing (see seen_sets)."""
-    names = seen_sets(sets)
-    if names:
-        host.nft_load("".join(f"flush set inet {table} {name}\n" for name in names))
-
-
 def carried_sessions(live: LiveState, desired: GatewaySpec, policy: CompiledPolicy, now: dt.datetime) -> str:
     """Open smart-card sessions, as commands to add them back (remaining time kept) in the same
     transaction that replaces the table, so replacing the table does not end them. A session that

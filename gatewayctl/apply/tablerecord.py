@@ -23,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import marshal
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.build import atomic_write
 from gatewayctl.host import generation, nftrecord
 from gatewayctl.host.base import LiveState
 
@@ -52,11 +52,7 @@ def load(root: Path) -> dict[str, Any] | None:
 def save(root: Path, gen: tuple[str, int, int], table: str, record: dict[str, Any]) -> None:
     """Write the record, with the generation it holds at and the clock offset its ends were counted with."""
     data = marshal.dumps({"generation": list(gen), "table": table, "record": record, "clock": generation.clock_offset()})
-    tmp = root / f".{FILE}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, root / FILE)
+    atomic_write(root / FILE, data, 0o600)
 
 
 def forget(root: Path) -> None:
