@@ -43,8 +43,11 @@ LOADS_ESTATE = {"validate", "build", "plan", "apply", "drift", "lint", "test", "
 # a tenth of a build at 1,000 partners and 40% at 5,000. Reference counting still frees everything
 # that is not in a cycle; the few cycles (schema and template compilation) go at exit. And they end
 # with os._exit once their output is flushed: tearing down every object one by one at exit is work
-# nobody waits for. apply, confirm, auth and lab keep the ordinary behaviour.
-BATCH = {"validate", "build", "plan", "drift", "lint", "test", "query", "report", "diff", "schema", "cert"}
+# nobody waits for. apply and revoke are batch commands too: what they start lives on in processes of
+# its own (wireguard-go, the confirm watcher), and every file they write is closed (the journal synced)
+# before they end (a one-partner apply at 5,000 partners: 0.24 s less). confirm, auth and lab keep the
+# ordinary behaviour.
+BATCH = {"apply", "revoke", "validate", "build", "plan", "drift", "lint", "test", "query", "report", "diff", "schema", "cert"}
 _batch_command = False
 _console = False  # run as the gatewayctl program (main), not called in-process
 
