@@ -26,6 +26,7 @@ from gatewayctl.compile.origin import grant_locator
 from gatewayctl.drift.check import Finding, check
 from gatewayctl.drift.formats import RENDERERS
 from gatewayctl.drift.formats import text as drift_text
+from gatewayctl.forked import Forked
 from gatewayctl.hanode import NODE_ENV, NODE_FILE, NodeError, NodeRole, node_name, resolve
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.local_addresses import local_addresses
@@ -128,15 +129,21 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
         except HostError:
             return None  # read again, where the error is reported in context
 
+    # apply's lint check reads only the loaded estate: a forked child does it while this process reads
+    # the host and diffs (gatewayctl/forked.py: the same errors, or worked out here if the child fails)
+    linting = Forked(lambda: _lint_errors(obj, compiled, now)) if lint else None
     try:
         prep = prepare(policy, host, make_environment(templates), secrets, now,
                        labels_from(applied if applied is not None else state.read_json("applied.json")),
                        cache=state.root / "canonical-cache.json", early=collect, known=known)
         prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended),
                                    locate=grant_locator(compiled.estate, compiled.policy),
-                                   lint_errors=_lint_errors(obj, compiled, now) if lint else ())
+                                   lint_errors=linting.result() if linting else ())
     except HostError as exc:
         fail(str(exc))
+    finally:
+        if linting:
+            linting.stop()
     return prep, secrets
 
 

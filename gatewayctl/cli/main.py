@@ -237,7 +237,7 @@ def main() -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except SystemExit as exc:
-        if _batch_command:
+        if _batch_command and sys.getprofile() is None:  # under cProfile the ordinary exit writes the profile
             _leave(exc.code)
         raise
 

@@ -1,0 +1,106 @@
+"""Work out a pure result on the second core: a forked child computes it while the parent goes on.
+
+A host command has steps that only read what is loaded and give back plain data, such as apply's
+lint check (the errors apply refuses on) or the bytes of applied.json. `Forked(work)` forks a child
+that runs `work()` and sends the result back through a pipe (marshal: plain data only); the parent
+meanwhile does the next steps, and `result()` takes the child's answer.
+
+It changes when the work is done, never what it gives: the child runs the same function on the same
+objects (a forked copy of the parent's memory), and when anything is unexpected (the fork fails, the
+child raises, dies or is killed, the machine has one core, or GATEWAYCTL_FORK=off) `result()` runs
+`work()` in the parent and returns or raises what it does there. The child never writes a file or a
+stream of the parent's: it leaves by os._exit, so no buffer or exit handler of the parent runs in it.
+A child not asked for its result (the parent fails first) is killed and reaped when the `with` block
+ends. tests/test_forked.py holds these cases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+ENV_SWITCH = "GATEWAYCTL_FORK"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "").lower() not in ("off", "0", "no") and (os.cpu_count() or 1) >= 2
+
+
+class Forked(Generic[T]):
+    """`work()`, computed in a forked child (see the module's docstring)."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self.work = work
+        self.pid = 0
+        self.reader = -1
+        if not enabled():
+            return
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            return
+        if pid == 0:
+            _child(work, read_fd, write_fd)
+        os.close(write_fd)
+        self.pid, self.reader = pid, read_fd
+
+    def result(self) -> T:
+        """The child's result; else (no child, or it failed) `work()` run here."""
+        if self.pid:
+            chunks = []
+            with os.fdopen(self.reader, "rb") as pipe:
+                self.reader = -1
+                while chunk := pipe.read():
+                    chunks.append(chunk)
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            data = b"".join(chunks)
+            if os.waitstatus_to_exitcode(status) == 0 and data:
+                with contextlib.suppress(EOFError, ValueError, TypeError):
+                    kind, value = marshal.loads(data)
+                    if kind == "result":
+                        return value  # type: ignore[no-any-return]
+        return self.work()
+
+    def stop(self) -> None:
+        """Kill and reap a child whose result nobody will take."""
+        if self.reader >= 0:
+            os.close(self.reader)
+            self.reader = -1
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+    def __enter__(self) -> Forked[T]:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+def _child(work: Callable[[], T], read_fd: int, write_fd: int) -> None:
+    """In the child: compute, send, leave without the parent's cleanup (never returns)."""
+    status = 1
+    try:
+        os.close(read_fd)
+        data = marshal.dumps(("result", work()))  # type: ignore[arg-type]  # plain data, or the parent works it out
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view):]
+        status = 0
+    except BaseException:  # the parent runs the work again, where the error is raised in context
+        status = 1
+    finally:
+        os._exit(status)
