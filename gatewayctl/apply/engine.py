@@ -29,7 +29,7 @@ from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
 from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
 from gatewayctl.plan.flows import Flow, stale_flows
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import GatewaySpec, desired_spec, narrowed_ruleset, spec_to_json
+from gatewayctl.plan.spec import GatewaySpec, desired_spec, instant_text, narrowed_ruleset, spec_to_json
 from gatewayctl.render.artifacts import render_guard, render_ruleset
 from gatewayctl.render.environment import element_text, exact_timeouts, nft_timeout
 
@@ -108,7 +108,7 @@ def element_grants(policy: CompiledPolicy) -> dict[str, list[str]]:
 
 def grant_ends(policy: CompiledPolicy) -> dict[str, str | None]:
     """When each grant in force ends (revoke re-times an element shared with a grant it keeps)."""
-    return {g.id: g.ends_at.strftime("%Y-%m-%dT%H:%M:%SZ") if g.ends_at else None
+    return {g.id: instant_text(g.ends_at) if g.ends_at else None
             for p in policy.partners for g in p.grants}
 
 
