@@ -28,13 +28,14 @@ from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, remember_gateway
 from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
+from gatewayctl.forked import Forked
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.render.environment import make_environment
-from gatewayctl.state import StateDir
+from gatewayctl.state import StateDir, json_text
 
 
 @click.command()
@@ -146,27 +147,25 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         if not sys.stdin.isatty():
             fail("not applying without confirmation: run with --yes when there is no terminal")
         click.confirm("Apply these changes?", abort=True)
-    applied = spec_to_json(prep.desired)
-    meta = {"digest": digest(applied), **revision, "changes": len(prep.plan.changes),
+    meta = {**revision, "changes": len(prep.plan.changes),
             "table_read": "record" if prep.live.from_record else "listed",
             **({"saved_plan": str(saved[0])} if saved is not None else {})}
     started_at = time.time()
-    try:
-        rollback = execute(prep, host, make_environment(templates), secrets)
-    except ApplyError as exc:
-        tablerecord.forget(state.root)
-        state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc), **meta})
-        click.echo(f"error: apply failed: {exc}", err=True)
-        click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
-                   "the rollback failed too: check the host now", err=True)
-        raise SystemExit(1 if exc.rolled_back else 4) from None
-    applied.update(meta, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
-                   grant_ends=grant_ends(prep.policy))
-    from gatewayctl.apply.restore import SKELETON, skeleton  # what `restore` loads back after a reboot or crash
-
-    applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
-    state.write_json("applied.json", applied, compact=True)
+    # applied.json is known before anything changes: a forked child spells it while this process
+    # changes the host (gatewayctl/forked.py); it is written only once the change is verified
+    with Forked(lambda: _applied_document(prep, meta, templates)) as document:
+        try:
+            rollback = execute(prep, host, make_environment(templates), secrets)
+        except ApplyError as exc:
+            tablerecord.forget(state.root)
+            state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc),
+                           "digest": document.result()[0], **meta})
+            click.echo(f"error: apply failed: {exc}", err=True)
+            click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
+                       "the rollback failed too: check the host now", err=True)
+            raise SystemExit(1 if exc.rolled_back else 4) from None
+        meta["digest"], text = document.result()
+    state.write_text("applied.json", text)
     _record_table(state, host, prep, started_at)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
     entry = {"event": "applied", **meta}
@@ -180,6 +179,20 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     if confirm_timeout:
         report.say(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
     report.end("applied")
+
+
+def _applied_document(prep: Prepared, meta: dict[str, Any], templates: Path | None) -> tuple[str, str]:
+    """applied.json for this apply: its digest and its text (what `restore` loads back after a reboot
+    or crash, and what revoke works from)."""
+    from gatewayctl.apply.restore import SKELETON, skeleton
+
+    applied = spec_to_json(prep.desired)
+    spec_digest = digest(applied)
+    applied.update(meta, digest=spec_digest, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
+                   grant_ends=grant_ends(prep.policy))
+    applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
+    return spec_digest, json_text(applied, compact=True)
 
 
 def _record_table(state: StateDir, host: RealHost, prep: Prepared, started_at: float) -> None:
