@@ -7,7 +7,7 @@ meanwhile does the next steps, and `result()` takes the child's answer.
 
 It changes when the work is done, never what it gives: the child runs the same function on the same
 objects (a forked copy of the parent's memory), and when anything is unexpected (the fork fails, the
-child raises, dies or is killed, the machine has one core, or GATEWAYCTL_FORK=off) `result()` runs
+child raises, dies or is killed, the machine has one core, other threads run, or GATEWAYCTL_FORK=off) `result()` runs
 `work()` in the parent and returns or raises what it does there. The child never writes a file or a
 stream of the parent's: it leaves by os._exit, so no buffer or exit handler of the parent runs in it.
 A child not asked for its result (the parent fails first) is killed and reaped when the `with` block
@@ -20,6 +20,7 @@ import contextlib
 import marshal
 import os
 import signal
+import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -29,7 +30,12 @@ ENV_SWITCH = "GATEWAYCTL_FORK"
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_SWITCH, "").lower() not in ("off", "0", "no") and (os.cpu_count() or 1) >= 2
+    """Fork at all: not when switched off, on one core, or with other threads running (a forked copy
+    of a threaded process can hold a lock some other thread had)."""
+    if os.environ.get(ENV_SWITCH, "").lower() in ("off", "0", "no") or (os.cpu_count() or 1) < 2:
+        return False
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() <= 1
 
 
 class Forked(Generic[T]):
@@ -41,6 +47,8 @@ class Forked(Generic[T]):
         self.reader = -1
         if not enabled():
             return
+        sys.stdout.flush()  # nothing the parent wrote is in the child's copy of a buffer
+        sys.stderr.flush()
         read_fd, write_fd = os.pipe()
         try:
             pid = os.fork()

@@ -78,3 +78,18 @@ def test_an_unasked_child_is_killed_and_reaped() -> None:
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no such child any more
     assert job.pid == 0
+
+
+def test_with_another_thread_running_nothing_is_forked() -> None:
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with Forked(os.getpid) as job:
+            assert job.pid == 0
+            assert job.result() == os.getpid()
+    finally:
+        stop.set()
+        other.join()

@@ -159,7 +159,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         except ApplyError as exc:
             tablerecord.forget(state.root)
             state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc),
-                           "digest": document.result()[0], **meta})
+                           "digest": _failed_digest(document, prep), **meta})
             click.echo(f"error: apply failed: {exc}", err=True)
             click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                        "the rollback failed too: check the host now", err=True)
@@ -179,6 +179,15 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     if confirm_timeout:
         report.say(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
     report.end("applied")
+
+
+def _failed_digest(document: Forked[tuple[str, str]], prep: Prepared) -> str:
+    """The digest a failed apply journals: from the child's document, else the spec's alone (the
+    failure is reported whatever happens to the document)."""
+    try:
+        return document.result()[0]
+    except Exception:
+        return digest(spec_to_json(prep.desired))
 
 
 def _applied_document(prep: Prepared, meta: dict[str, Any], templates: Path | None) -> tuple[str, str]:
