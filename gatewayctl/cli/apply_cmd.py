@@ -31,6 +31,7 @@ from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or
 from gatewayctl.forked import Forked
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
+from gatewayctl.plan.flows import Flow
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.spec import spec_to_json
@@ -152,7 +153,8 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             **({"saved_plan": str(saved[0])} if saved is not None else {})}
     started_at = time.time()
     # applied.json is known before anything changes: a forked child spells it while this process
-    # changes the host (gatewayctl/forked.py); it is written only once the change is verified
+    # changes the host, records the table and closes stale flows (gatewayctl/forked.py); it is
+    # written once the change is verified
     with Forked(lambda: _applied_document(prep, meta, templates)) as document:
         try:
             rollback = execute(prep, host, make_environment(templates), secrets)
@@ -164,9 +166,10 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                        "the rollback failed too: check the host now", err=True)
             raise SystemExit(1 if exc.rolled_back else 4) from None
+        _record_table(state, host, prep, started_at)
+        closed = _stale_flows_closed(host, prep)  # the new table is in force: what it no longer allows ends now
         meta["digest"], text = document.result()
     state.write_text("applied.json", text)
-    _record_table(state, host, prep, started_at)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
     entry = {"event": "applied", **meta}
     if confirm_timeout:
@@ -175,7 +178,7 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     state.journal(entry)
     report.data.update(applied_changes=len(prep.plan.changes), apply_id=entry.get("apply_id"))
     report.say(f"applied {len(prep.plan.changes)} change(s); verified against the host")
-    _close_flows(state, host, prep, report)
+    _report_closed(state, closed, report)
     if confirm_timeout:
         report.say(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
     report.end("applied")
@@ -240,13 +243,21 @@ def _end_revocations(state: StateDir, prep: Prepared, report: Report) -> None:
 
 
 def _close_flows(state: StateDir, host: RealHost, prep: Prepared, report: Report) -> None:
-    """End the tracked flows no grant covers any more; a failure here is reported, not fatal (the
-    ruleset already drops their packets one by one)."""
+    """End the tracked flows no grant covers any more, and say so."""
+    _report_closed(state, _stale_flows_closed(host, prep), report)
+
+
+def _stale_flows_closed(host: RealHost, prep: Prepared) -> list[Flow]:
+    """Delete the tracked flows no grant covers any more; the ones deleted. A failure here is a
+    warning, not fatal (the ruleset already drops their packets one by one)."""
     try:
-        closed = close_stale_flows(prep, host)
+        return close_stale_flows(prep, host)
     except HostError as exc:
         click.echo(f"warning: could not delete stale connection tracking entries: {exc}", err=True)
-        return
+        return []
+
+
+def _report_closed(state: StateDir, closed: list[Flow], report: Report) -> None:
     if closed:
         state.journal({"event": "flows-closed", "count": len(closed)})
         report.data["flows_closed"] = len(closed)

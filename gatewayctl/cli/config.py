@@ -17,14 +17,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from gatewayctl.cli.common import QUIET_FLAG, Context
 from gatewayctl.errors import display_path, shown
 from gatewayctl.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from gatewayctl.cli.common import Context
 
 CONFIG_FILE = "gatewayctl.toml"
 PYPROJECT = "pyproject.toml"
@@ -192,6 +194,8 @@ def group_context(ctx: click.Context) -> Context:
     """The Context every command shares, from the group's options: each from its flag or environment
     variable, else the settings file, else the built-in default. A bad settings file: the error on
     stderr and exit 2."""
+    from gatewayctl.cli.common import QUIET_FLAG, Context  # the models: not imported before the parse helper starts
+
     try:
         settings = load(Path.cwd())
     except ConfigError as exc:

@@ -132,11 +132,11 @@ def _profiles_after(args: list[str]) -> Path | None:
 
 def _profiles_before(ctx: click.Context) -> Path:
     """--profiles of the group as the Context will have it: flag or environment, else the settings file."""
-    from gatewayctl.cli import config
-
     profiles: Path = ctx.params["profiles"]
     if ctx.get_parameter_source("profiles") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
         return profiles
+    from gatewayctl.cli import config  # imports the models: only when the settings file must be read
+
     try:
         return config.load(Path.cwd()).profiles or profiles
     except (config.ConfigError, OSError, UnicodeDecodeError):
