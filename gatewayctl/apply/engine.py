@@ -84,10 +84,15 @@ class Rollback:
 
 def prepare(policy: CompiledPolicy, host: Host, env: jinja2.Environment, secrets: Secrets, now: dt.datetime,
             labels: dict[str, str], cache: Path | None = None,
-            early: Callable[[], dict[str, Any] | None] | None = None, known: Mapping[str, Any] | None = None) -> Prepared:
+            early: Callable[[], dict[str, Any] | None] | None = None, known: Mapping[str, Any] | None = None,
+            on_spec: Callable[[GatewaySpec], None] | None = None) -> Prepared:
     """Compute the desired state, read the host once (or collect the snapshot `early` is taking), and diff.
-    `known`: the state folder's table record (apply/tablerecord.py), used when the generation proves it."""
+    `known`: the state folder's table record (apply/tablerecord.py), used when the generation proves it.
+    `on_spec` is called with the desired state as soon as it is known (apply starts spelling
+    applied.json from it while the host is read and diffed)."""
     desired = desired_spec(policy, host, env, secrets, now, cache)
+    if on_spec is not None:
+        on_spec(desired)
     live_raw = early() if early else None
     if live_raw is None or (live_raw["ifname"], live_raw["table"]) != (desired.ifname, desired.table_name):
         live_raw = host.snapshot(desired.ifname, desired.table_name, known)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,17 +29,22 @@ from gatewayctl.apply.engine import (
 )
 from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, remember_gateway
-from gatewayctl.cli.host_cmds import fail, host_options, open_host, prepare_or_exit, revoked_text
+from gatewayctl.cli.host_cmds import fail, host_options, labels_from, open_host, prepare_or_exit, revoked_text
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.forked import Forked
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
 from gatewayctl.plan.flows import Flow
 from gatewayctl.plan.render import plan_json, plan_text
-from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.render.environment import make_environment
-from gatewayctl.state import StateDir, json_text
+from gatewayctl.state import StateDir
+
+if TYPE_CHECKING:
+    from gatewayctl.compile.ir import CompiledPolicy
+    from gatewayctl.plan.savedfile import SavedPlan
+    from gatewayctl.plan.secrets import Secrets
+    from gatewayctl.plan.spec import GatewaySpec
 
 
 @click.command()
@@ -126,8 +134,29 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
                   templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None,
                   report: Report) -> None:
     revision = revision_or_exit(obj.profiles)
-    previous = state.read_json("applied.json")
-    prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, applied=previous or {}, use_record=True)
+    # the last applied state is large (at 5,000 partners, 0.1 s to read): only a confirm timeout keeps
+    # it (to put it back); otherwise a forked child reads the peers' names from it while the
+    # estate loads. applied.json for this apply is spelt by another one from the moment the desired
+    # state is known (ApplyDocument)
+    previous = state.read_json("applied.json") if confirm_timeout else None
+    document = ApplyDocument(templates)
+    with contextlib.ExitStack() as children:
+        labels: Callable[[], dict[str, str]]
+        if confirm_timeout:
+            labels = functools.partial(labels_from, previous)
+        else:
+            labels = children.enter_context(Forked(lambda: labels_from(state.read_json("applied.json")))).result
+        children.callback(document.stop)
+        prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, labels=labels, use_record=True,
+                                        on_spec=document.start)
+        _apply_prepared(obj, host, state, yes, confirm_timeout, templates, saved, report, revision, previous, prep,
+                        secrets, document)
+
+
+def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
+                    templates: Path | None, saved: tuple[Path, SavedPlan] | None, report: Report,
+                    revision: dict[str, Any], previous: dict[str, Any] | None, prep: Prepared, secrets: Secrets,
+                    document: ApplyDocument) -> None:
     report.plan(prep)
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
@@ -152,23 +181,21 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             "table_read": "record" if prep.live.from_record else "listed",
             **({"saved_plan": str(saved[0])} if saved is not None else {})}
     started_at = time.time()
-    # applied.json is known before anything changes: a forked child spells it while this process
-    # changes the host, records the table and closes stale flows (gatewayctl/forked.py); it is
-    # written once the change is verified
-    with Forked(lambda: _applied_document(prep, meta, templates)) as document:
-        try:
-            rollback = execute(prep, host, make_environment(templates), secrets)
-        except ApplyError as exc:
-            tablerecord.forget(state.root)
-            state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc),
-                           "digest": _failed_digest(document, prep), **meta})
-            click.echo(f"error: apply failed: {exc}", err=True)
-            click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
-                       "the rollback failed too: check the host now", err=True)
-            raise SystemExit(1 if exc.rolled_back else 4) from None
-        _record_table(state, host, prep, started_at)
-        closed = _stale_flows_closed(host, prep)  # the new table is in force: what it no longer allows ends now
-        meta["digest"], text = document.result()
+    # applied.json is known before anything changes: it is spelt while this process changes the
+    # host, records the table and closes stale flows, and written once the change is verified
+    try:
+        rollback = execute(prep, host, make_environment(templates), secrets)
+    except ApplyError as exc:
+        tablerecord.forget(state.root)
+        state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc),
+                       "digest": _failed_digest(document, prep), **meta})
+        click.echo(f"error: apply failed: {exc}", err=True)
+        click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
+                   "the rollback failed too: check the host now", err=True)
+        raise SystemExit(1 if exc.rolled_back else 4) from None
+    _record_table(state, host, prep, started_at)
+    closed = _stale_flows_closed(host, prep)  # the new table is in force: what it no longer allows ends now
+    meta["digest"], text = document.text(prep, meta)
     state.write_text("applied.json", text)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
     entry = {"event": "applied", **meta}
@@ -184,27 +211,70 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     report.end("applied")
 
 
-def _failed_digest(document: Forked[tuple[str, str]], prep: Prepared) -> str:
+def _failed_digest(document: ApplyDocument, prep: Prepared) -> str:
     """The digest a failed apply journals: from the child's document, else the spec's alone (the
     failure is reported whatever happens to the document)."""
     try:
-        return document.result()[0]
+        return document.parts(prep)[0]
     except Exception:
         return digest(spec_to_json(prep.desired))
 
 
-def _applied_document(prep: Prepared, meta: dict[str, Any], templates: Path | None) -> tuple[str, str]:
-    """applied.json for this apply: its digest and its text (what `restore` loads back after a reboot
-    or crash, and what revoke works from)."""
+class ApplyDocument:
+    """applied.json for this apply (what `restore` loads back after a reboot or crash, and what revoke
+    works from), spelt by a forked child (gatewayctl/forked.py) from the moment the desired state is
+    known: at 5,000 partners its text is 7 MB and about 0.3 s of CPU, done on the second core while
+    this process reads the host, diffs and changes it. The child gives the digest and the JSON of each
+    part that the desired state alone decides; text() adds what the plan and the host decide (the
+    journal's fields, the foreign chains) and puts the parts together in the order of keys that
+    json_text(..., compact=True) gives the whole (tests/test_apply_document.py compares the two)."""
+
+    def __init__(self, templates: Path | None) -> None:
+        self.templates = templates
+        self.child: Forked[tuple[str, dict[str, str]]] | None = None
+
+    def start(self, policy: CompiledPolicy, desired: GatewaySpec, now: dt.datetime) -> None:
+        self.stop()
+        self.child = Forked(lambda: document_parts(policy, desired, now, self.templates))
+
+    def parts(self, prep: Prepared) -> tuple[str, dict[str, str]]:
+        """The digest and the parts: the child's, else worked out here (no child was started)."""
+        if self.child is None:
+            return document_parts(prep.policy, prep.desired, prep.now, self.templates)
+        return self.child.result()
+
+    def text(self, prep: Prepared, meta: dict[str, Any]) -> tuple[str, str]:
+        """The digest and the text of applied.json."""
+        spec_digest, parts = self.parts(prep)
+        late = {**meta, "digest": spec_digest, "foreign_chains": [str(c) for c in prep.live.foreign_chains]}
+        return spec_digest, joined({**parts, **{key: _compact(value) for key, value in late.items()}})
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+
+
+def document_parts(policy: CompiledPolicy, desired: GatewaySpec, now: dt.datetime,
+                   templates: Path | None) -> tuple[str, dict[str, str]]:
+    """The spec's digest, and the compact JSON of each key of applied.json the desired state decides."""
     from gatewayctl.apply.restore import SKELETON, skeleton
 
-    applied = spec_to_json(prep.desired)
+    applied = spec_to_json(desired)
     spec_digest = digest(applied)
-    applied.update(meta, digest=spec_digest, applied_at=prep.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   foreign_chains=[str(c) for c in prep.live.foreign_chains], element_grants=element_grants(prep.policy),
-                   grant_ends=grant_ends(prep.policy))
-    applied[SKELETON] = skeleton(prep.policy, make_environment(templates))
-    return spec_digest, json_text(applied, compact=True)
+    applied.update(applied_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), element_grants=element_grants(policy),
+                   grant_ends=grant_ends(policy))
+    applied[SKELETON] = skeleton(policy, make_environment(templates))
+    return spec_digest, {key: _compact(value) for key, value in applied.items()}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def joined(parts: dict[str, str]) -> str:
+    """The object whose keys are `parts`' and values their JSON texts, as json_text(..., compact=True)
+    spells it: keys sorted, no spaces, a final newline."""
+    return "{" + ",".join(f"{json.dumps(key)}:{parts[key]}" for key in sorted(parts)) + "}\n"
 
 
 def _record_table(state: StateDir, host: RealHost, prep: Prepared, started_at: float) -> None:

@@ -8,7 +8,7 @@ import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,9 +23,6 @@ from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.cli.saved_plan import save_or_exit
 from gatewayctl.compile.origin import grant_locator
-from gatewayctl.drift.check import Finding, check
-from gatewayctl.drift.formats import RENDERERS
-from gatewayctl.drift.formats import text as drift_text
 from gatewayctl.forked import Forked
 from gatewayctl.hanode import NODE_ENV, NODE_FILE, NodeError, NodeRole, node_name, resolve
 from gatewayctl.host.errors import HostError
@@ -38,6 +35,11 @@ from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.render.environment import make_environment
 from gatewayctl.state import DEFAULT_STATE_DIR, StateDir
+
+if TYPE_CHECKING:  # drift's own modules are imported by drift alone
+    from gatewayctl.compile.ir import CompiledPolicy
+    from gatewayctl.drift.check import Finding
+    from gatewayctl.plan.spec import GatewaySpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,12 +103,16 @@ def labels_from(applied: dict[str, Any] | None) -> dict[str, str]:
 
 def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Path | None,
                     at: dt.datetime | None = None, lint: bool = False,
-                    applied: dict[str, Any] | None = None, use_record: bool = False) -> tuple[Prepared, Secrets]:
+                    labels: Callable[[], dict[str, str]] | None = None, use_record: bool = False,
+                    on_spec: Callable[[CompiledPolicy, GatewaySpec, dt.datetime], None] | None = None,
+                    ) -> tuple[Prepared, Secrets]:
     """Compile, take out what is revoked on this host, read the host and diff. `at` (never earlier
     than now) compiles for a later instant: every kernel timer is shorter than the real one.
-    `applied` is the state folder's applied.json when the caller has read it already (it is large).
-    `use_record`: plan against the state folder's table record where the generation proves it
-    (apply/tablerecord.py) instead of listing the table (apply and plan; drift always lists)."""
+    `labels` gives the peers' names by key from the last applied state when the caller has them
+    (else applied.json, which is large, is read here). `use_record`: plan against the state
+    folder's table record where the generation proves it (apply/tablerecord.py) instead of listing
+    the table (apply and plan; drift always lists). `on_spec(policy, desired, now)`: called once the
+    desired state is known, before the host is read (engine.prepare)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     if at is not None:
         if at < now:
@@ -134,8 +140,9 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     linting = Forked(lambda: _lint_errors(obj, compiled, now)) if lint else None
     try:
         prep = prepare(policy, host, make_environment(templates), secrets, now,
-                       labels_from(applied if applied is not None else state.read_json("applied.json")),
-                       cache=state.root / "canonical-cache.json", early=collect, known=known)
+                       labels() if labels is not None else labels_from(state.read_json("applied.json")),
+                       cache=state.root / "canonical-cache.json", early=collect, known=known,
+                       on_spec=None if on_spec is None else lambda desired: on_spec(policy, desired, now))
         prep = dataclasses.replace(prep, revoked=tuple(standing), unrevoked=tuple(ended),
                                    locate=grant_locator(compiled.estate, compiled.policy),
                                    lint_errors=linting.result() if linting else ())
@@ -260,6 +267,9 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
     prep, _ = prepare_or_exit(obj, host, state, None)
     from gatewayctl.auth import log
     from gatewayctl.auth.sessions import session_problems
+    from gatewayctl.drift.check import check
+    from gatewayctl.drift.formats import RENDERERS
+    from gatewayctl.drift.formats import text as drift_text
 
     sessions = session_problems(prep.live.nft, prep.policy, log.read(state.root), prep.now)
     report = check(prep.desired, prep.live, state.read_json("applied.json"), prep.now, sessions,
@@ -275,6 +285,7 @@ def drift(obj: Context, netns: str | None, state_dir: Path | None, fmt: str, out
 
 def _stale_flow_findings(host: RealHost, prep: Prepared) -> list[Finding]:
     """Tracked flows that nothing in force allows (judged against the live sets): host drift."""
+    from gatewayctl.drift.check import Finding
     from gatewayctl.plan.flows import partner_of, stale_flows
 
     if prep.live.nft is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,9 +11,10 @@ from gatewayctl import __version__
 from gatewayctl.apply.engine import Prepared, digest
 from gatewayctl.cli.common import Context
 from gatewayctl.errors import ProfileErrors
-from gatewayctl.plan import saved
-from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.state import StateDir, profile_revision
+
+if TYPE_CHECKING:  # saved plans (a pydantic model) are imported only by the commands that use one
+    from gatewayctl.plan.savedfile import SavedPlan
 
 
 def _fail(message: str) -> None:
@@ -34,6 +35,8 @@ def revision_or_exit(profiles: Path) -> dict[str, Any]:
 
 def saved_plan_of(obj: Context, prep: Prepared, revision: dict[str, Any]) -> SavedPlan:
     """The saved plan of `prep`, pinned to the desired state, the host and the profiles it was made from."""
+    from gatewayctl.plan import saved
+
     pins = saved.make_pins(digest(prep.desired), prep.live, revision, saved.profiles_digest(obj.profiles))
     return saved.build(prep.plan, prep.desired, prep.live, prep.labels, prep.now, pins, prep.policy.gateway, __version__)
 
@@ -42,6 +45,8 @@ def save_or_exit(obj: Context, prep: Prepared, path: Path) -> None:
     """Write the plan file (0600); a blocked plan is not saved (apply would refuse it): exit 2."""
     if prep.plan.blockers:
         _fail(f"not saving the plan to {path}: apply would refuse it (blocked: {'; '.join(prep.plan.blockers)})")
+    from gatewayctl.plan import saved
+
     try:
         saved.write(path, saved_plan_of(obj, prep, revision_or_exit(obj.profiles)))
     except OSError as exc:
@@ -52,6 +57,8 @@ def save_or_exit(obj: Context, prep: Prepared, path: Path) -> None:
 
 def read_or_exit(path: Path) -> SavedPlan:
     """The saved plan in `path`; exit 2 saying what is wrong with the file."""
+    from gatewayctl.plan import saved
+
     try:
         return saved.read(path)
     except saved.SavedPlanError as exc:
@@ -63,6 +70,8 @@ def refuse_if_stale(obj: Context, state: StateDir, path: Path, plan: SavedPlan, 
                     revision: dict[str, Any]) -> None:
     """Exit 2, changing nothing, unless the plan made now from the same profiles on the same host is
     the saved one: same pins, same operations."""
+    from gatewayctl.plan import saved
+
     reasons = saved.stale_reasons(plan, saved_plan_of(obj, prep, revision))
     if not reasons:
         return
