@@ -289,11 +289,15 @@ def _timer_difference(ends: dt.datetime | None, expires: int | None, now: dt.dat
 
 
 def _owners(desired: GatewaySpec) -> dict[str, str]:
+    """The partner of each element source, by the source as element keys spell it: a single address
+    without its prefix length, a network with it. The spec's allowed IPs are ipaddress's spelling
+    (str of a network), so the address is the text before `/32` or `/128`."""
     owners = {}
     for peer in desired.peers.values():
         for ip in peer.allowed_ips:
-            net = ipaddress.ip_network(ip)
-            owners[str(net.network_address) if net.prefixlen == net.max_prefixlen else ip] = peer.partner
+            address, _, length = ip.partition("/")
+            single = not length or length == ("128" if ":" in address else "32")
+            owners[address if single else ip] = peer.partner
     return owners
 
 
