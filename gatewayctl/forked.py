@@ -1,7 +1,9 @@
 """Work out a pure result on the second core: a forked child computes it while the parent goes on.
 
 A host command has steps that only read what is loaded and give back plain data, such as apply's
-lint check (the errors apply refuses on) or the bytes of applied.json. `Forked(work)` forks a child
+lint check (the errors apply refuses on) or the bytes of applied.json, and steps on the host that
+are safe to do twice, such as apply's deletion of the conntrack entries no grant covers (by tuple; one
+gone already is not an error). `Forked(work)` forks a child
 that runs `work()` and sends the result back through a pipe (marshal: plain data only); the parent
 meanwhile does the next steps, and `result()` takes the child's answer.
 
