@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.bench_gateway import gateway_estate  # noqa: E402
-from bench.common import ENV, WORK  # noqa: E402
+from bench.common import ENV, WORK, reference_s  # noqa: E402
 
 TARGET_S = 1.0
 # the functions whose direct callees are the steps of each command (cli/host_cmds.py, apply/revoke.py)
@@ -143,7 +143,7 @@ def gateway_ops(partners: int, runs: int = 3, profile: bool = True) -> dict[str,
             revokes.append(round(elapsed, 3))
             names.add(partner)
         row: dict[str, Any] = {
-            "partners": partners, "first_apply_s": round(first, 3),
+            "partners": partners, "reference_s": reference_s(), "first_apply_s": round(first, 3),
             "one_partner_apply_s": {"median": statistics.median(applies), "runs": applies},
             "one_partner_apply_listed_s": listed[0],
             "revoke_s": {"median": statistics.median(revokes), "runs": revokes}, "target_s": TARGET_S}

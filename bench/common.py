@@ -21,6 +21,21 @@ def precompile() -> None:
                    stdout=subprocess.DEVNULL)
 
 
+# A fixed piece of plain Python, timed in a fresh interpreter: how fast this machine runs gatewayctl's
+# kind of work on the day of a measurement. The machines here vary by two times or more from one day
+# to the next, so a figure is read beside the reference of the same run.
+REFERENCE_LOOP = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(10_000_000):\n    s += i\nprint(time.perf_counter() - t)"
+
+
+def reference_s(runs: int = 5) -> float:
+    """The median time of REFERENCE_LOOP over `runs` fresh interpreters, in seconds."""
+    import statistics
+
+    times = [float(subprocess.run([sys.executable, "-c", REFERENCE_LOOP], capture_output=True, text=True, check=True,
+                                  env=ENV).stdout) for _ in range(runs)]
+    return round(statistics.median(times), 3)
+
+
 def timed_process(args: list[str]) -> tuple[float, int, int]:
     """Run a whole process: (wall seconds, exit status, peak resident memory in KiB)."""
     import time

@@ -161,7 +161,9 @@ def gateway_ops(g: dict[str, Any]) -> list[str]:
     measured = f", measured {g['date']} on its own" if "date" in g else ""
     lines = ["", f"### revoke and one-partner apply, {g['partners']} partners", "",
              f"Whole processes on a gateway namespace with wireguard-go (bench/bench_revoke.py{measured}), each run of a",
-             f"different partner. Target: under {g['target_s']:g} s each.", "",
+             f"different partner. Target: under {g['target_s']:g} s each."
+             + (f" The machine ran the reference loop (bench/common.py REFERENCE_LOOP) in {g['reference_s']} s that day."
+                if "reference_s" in g else ""), "",
              "| partners | first apply | one-partner apply, table listed | one-partner apply, table record (median) | runs "
              "| revoke (median) | runs |",
              "|---:|---:|---:|---:|---|---:|---|",

@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,21 +228,4 @@ def _replace(folder: int, name: str, data: bytes, mode: int, shown: str) -> None
         os.unlink(tmp, dir_fd=folder)
         if isinstance(exc, IsADirectoryError):
             raise OutputError(f"{shown}: is a folder; the build writes a file there") from None
-        raise
-
-
-def atomic_write(target: Path, data: bytes, mode: int) -> None:
-    """Write through a temporary file created with `mode` from the start, then rename over `target`.
-
-    Readers see the old file or the new one, never a part; a link at `target` is replaced, not
-    written through. No fsync: build outputs can be regenerated, and syncing thousands of files
-    would dominate the build time."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise

@@ -43,11 +43,12 @@ def enabled() -> bool:
 class Forked(Generic[T]):
     """`work()`, computed in a forked child (see the module's docstring)."""
 
-    def __init__(self, work: Callable[[], T]) -> None:
+    def __init__(self, work: Callable[[], T], fork: bool = True) -> None:
+        """`fork=False`: no child; result() runs `work()` here."""
         self.work = work
         self.pid = 0
         self.reader = -1
-        if not enabled():
+        if not fork or not enabled():
             return
         sys.stdout.flush()  # nothing the parent wrote is in the child's copy of a buffer
         sys.stderr.flush()

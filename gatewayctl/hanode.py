@@ -12,8 +12,10 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gatewayctl.model.ha import HaNode, HaSettings
+if TYPE_CHECKING:  # annotations only: choosing the node imports no model
+    from gatewayctl.model.ha import HaNode, HaSettings
 
 NODE_ENV = "GATEWAYCTL_NODE"
 NODE_FILE = "node"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl import gitsafe
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.host.errors import HostError
 
 DEFAULT_STATE_DIR = Path("/var/lib/gatewayctl")

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from gatewayctl.apply.engine import Prepared, digest, element_grants, grant_ends, prepare
+from gatewayctl.apply.engine import Prepared, element_grants, grant_ends, prepare
 from gatewayctl.apply.restore import SKELETON, skeleton
 from gatewayctl.cli.apply_cmd import ApplyDocument, joined
 from gatewayctl.host.fake import FakeHost
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import spec_to_json
+from gatewayctl.plan.specdigest import digest
 from gatewayctl.state import json_text
 from tests.conftest import AT_DT
 from tests.test_apply_engine import ENV, estate, policy_of

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gatewayctl.apply.engine import carried_sessions, digest, prepare
+from gatewayctl.apply.engine import carried_sessions, prepare
 from gatewayctl.auth import log
 from gatewayctl.auth.current import Current
 from gatewayctl.auth.decide import Authorizer
@@ -31,6 +31,7 @@ from gatewayctl.model.gateway import SHARED_ACCOUNTS
 from gatewayctl.pipeline import Compiled, compile_profiles
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import spec_to_json
+from gatewayctl.plan.specdigest import digest
 from gatewayctl.render.environment import make_environment
 from gatewayctl.state import StateDir
 from tests.conftest import AT, AT_DT, run_cli

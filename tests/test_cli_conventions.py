@@ -71,7 +71,7 @@ def test_quiet_verbose_and_debug_after_the_command(place: Path, monkeypatch: pyt
     def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("gatewayctl.cli.common.compile_profiles", broken)
+    monkeypatch.setattr("gatewayctl.pipeline.compile_profiles", broken)
     plain = invoke("validate", "-p", "est", "--at", AT)
     assert plain.exit_code == 2 and "Traceback" not in plain.stderr and "--debug shows where" in plain.stderr
     debug = invoke("validate", "-p", "est", "--at", AT, "--debug")
@@ -168,7 +168,7 @@ def test_gateway_and_debug_from_the_file_and_the_environment_over_it(place: Path
     def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("gatewayctl.cli.common.compile_profiles", broken)
+    monkeypatch.setattr("gatewayctl.pipeline.compile_profiles", broken)
     assert "Traceback" in invoke("validate", "--at", AT).stderr
     assert "Traceback" not in invoke("validate", "--at", AT, env={"GATEWAYCTL_DEBUG": "0"}).stderr
 

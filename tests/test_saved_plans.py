@@ -21,12 +21,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gatewayctl.apply.engine import Prepared, digest, execute, prepare
+from gatewayctl.apply.engine import Prepared, execute, prepare
 from gatewayctl.host.fake import FakeHost
 from gatewayctl.host.wgtypes import fingerprint
 from gatewayctl.plan import saved
 from gatewayctl.plan.savedfile import SavedPlan
 from gatewayctl.plan.secrets import Secrets
+from gatewayctl.plan.specdigest import digest
 from gatewayctl.render.environment import make_environment
 from tests.conftest import AT_DT, PROFILES, REPO
 from tests.lab_helpers import LabHandle, running_lab

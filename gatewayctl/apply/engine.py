@@ -7,8 +7,6 @@ holds only grants that are in both, then peers and links change, then the new gr
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ import jinja2
 from gatewayctl.apply import tablerecord, timers
 from gatewayctl.apply.failpoints import checkpoint, spoil
 from gatewayctl.apply.revocations import Revocation
-from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
+from gatewayctl.compile.ir import SESSION_SETS, CompiledPolicy, seen_sets
 from gatewayctl.compile.origin import Locate, explain_refusal
 from gatewayctl.host import uapi
 from gatewayctl.host.base import Host, LiveState, parse_snapshot, read
@@ -29,7 +27,7 @@ from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig
 from gatewayctl.plan.diff import Plan, describe, diff, peer_differences
 from gatewayctl.plan.flows import Flow, stale_flows
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import GatewaySpec, desired_spec, instant_text, narrowed_ruleset, spec_to_json
+from gatewayctl.plan.spec import GatewaySpec, desired_spec, instant_text, narrowed_ruleset
 from gatewayctl.render.artifacts import render_guard, render_ruleset
 from gatewayctl.render.environment import element_text, exact_timeouts, nft_timeout
 
@@ -115,12 +113,6 @@ def grant_ends(policy: CompiledPolicy) -> dict[str, str | None]:
     """When each grant in force ends (revoke re-times an element shared with a grant it keeps)."""
     return {g.id: instant_text(g.ends_at) if g.ends_at else None
             for p in policy.partners for g in p.grants}
-
-
-def digest(spec: GatewaySpec | dict[str, Any]) -> str:
-    """The sha256 of the spec's canonical JSON (a spec, or spec_to_json of one), timers left out."""
-    data = {k: v for k, v in (spec if isinstance(spec, dict) else spec_to_json(spec)).items() if k != "element_ends"}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def execute(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets) -> Rollback:
@@ -303,12 +295,6 @@ def _load(prep: Prepared, host: Host, text: str) -> None:
         host.nft_load(text)
     except HostError as exc:
         raise HostError(explain_refusal(str(exc), text, prep.policy.table, prep.locate)) from None
-
-
-def seen_sets(sets: Mapping[str, object]) -> tuple[str, ...]:
-    """The flow cache sets (seen4/6) of a table: emptied after narrowing, so no flow of a removed range
-    grant passes for the rest of its 500 ms (the flows that still hold meet the interval sets once more)."""
-    return tuple(name for name in SEEN_SETS if name in sets)
 
 
 def carried_sessions(live: LiveState, desired: GatewaySpec, policy: CompiledPolicy, now: dt.datetime) -> str:

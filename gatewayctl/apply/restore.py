@@ -33,7 +33,8 @@ from gatewayctl.host.errors import HostError
 from gatewayctl.host.wgtypes import DeviceUpdate, PeerConfig, public_of
 from gatewayctl.plan.diff import Plan, diff
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import SPEC_KEYS, GatewaySpec, spec_from_json
+from gatewayctl.plan.spec import GatewaySpec, spec_from_json
+from gatewayctl.plan.specdigest import SPEC_KEYS
 from gatewayctl.render.artifacts import render_guard, render_ruleset
 from gatewayctl.render.environment import nft_timeout
 from gatewayctl.state import StateDir
@@ -134,7 +135,7 @@ def _check_names(name: str, spec: GatewaySpec) -> None:
 def _check_digest(name: str, data: dict[str, Any]) -> None:
     """The record's digest (written by apply and revoke) must match what it holds: an element or rule
     added by hand or by corruption would otherwise be loaded and then taken as what was applied."""
-    from gatewayctl.apply.engine import digest
+    from gatewayctl.plan.specdigest import digest
 
     spec_part = {k: data[k] for k in SPEC_KEYS if k in data}
     if data.get("digest") != digest(spec_part):

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatewayctl.apply import tablerecord
-from gatewayctl.apply.engine import digest, seen_sets
 from gatewayctl.apply.revocations import Revocation, add, load, save
+from gatewayctl.compile.ir import seen_sets
+from gatewayctl.forked import Forked
 from gatewayctl.host import generation, nftrecord
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet
 from gatewayctl.plan.flows import Coverage, parse_flows
-from gatewayctl.plan.spec import SPEC_KEYS
+from gatewayctl.plan.specdigest import SPEC_KEYS, digest
 from gatewayctl.state import StateDir, current_user
 from gatewayctl.suggest import did_you_mean
 
@@ -34,8 +35,11 @@ class RevokeResult:
     flows: int
 
 
-def revoke(host: Host, state: StateDir, partner: str, service: str | None, reason: str) -> RevokeResult:
-    """Record the revocation, take its elements out of the kernel and of applied.json, end its flows."""
+def revoke(host: Host, state: StateDir, partner: str, service: str | None, reason: str,
+           fork: bool = False) -> RevokeResult:
+    """Record the revocation, take its elements out of the kernel and of applied.json, end its flows.
+    `fork`: the flows are ended by a forked child while applied.json is written (for a host whose
+    state is the kernel's, as the command's is; a fake host's would change only in the child)."""
     applied = state.read_json("applied.json")
     if applied is None:
         raise HostError("nothing was applied on this host yet (no applied.json): there is no access to revoke")
@@ -66,8 +70,11 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
             grants.pop(key, None)
             applied["element_ends"].pop(key, None)
     applied["digest"] = digest({k: applied[k] for k in SPEC_KEYS if k in applied})  # restore checks it
-    state.write_json("applied.json", applied, compact=True)
-    flows = _close_flows(host, applied, partner)
+    # the partner's flows end in a forked child (gatewayctl/forked.py: importing pyroute2 for conntrack
+    # is 0.15 s) while applied.json is written; deleting by tuple is safe to do again if it fails
+    with Forked(lambda: _close_flows(host, applied, partner), fork) as closing:
+        state.write_json("applied.json", applied, compact=True)
+        flows = closing.result()
     count = sum(len(k) for k in present.values())
     state.journal({"event": "revoked", "partner": partner, "service": service, "reason": reason, "elements": count,
                    "flows_closed": flows})

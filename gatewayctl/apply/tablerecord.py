@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.host import generation, nftrecord
 from gatewayctl.host.base import LiveState
 

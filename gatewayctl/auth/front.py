@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 
 SECRET_FILE = "front-secret.conf"  # beside the authorizer's socket; nginx.conf includes it
 SECRET_HEADER = "x-gatewayctl-front-secret"

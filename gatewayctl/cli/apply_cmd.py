@@ -22,20 +22,21 @@ from gatewayctl.apply.engine import (
     added_elements,
     close_stale_flows,
     close_while_refused,
-    digest,
     element_grants,
     execute,
     grant_ends,
 )
 from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, remember_gateway
-from gatewayctl.cli.host_cmds import fail, host_options, labels_from, open_host, prepare_or_exit, revoked_text
+from gatewayctl.cli.host_cmds import labels_from, prepare_or_exit, revoked_text
+from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.forked import Forked
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.spec import spec_to_json
+from gatewayctl.plan.specdigest import digest
 from gatewayctl.render.environment import make_environment
 from gatewayctl.state import StateDir
 

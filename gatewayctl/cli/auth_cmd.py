@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from gatewayctl.cli.common import Context, load_or_exit, one_gateway
-from gatewayctl.cli.host_cmds import fail, host_options, open_host
+from gatewayctl.cli.hostopts import fail, host_options, open_host
 
 
 @click.group()

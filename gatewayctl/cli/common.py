@@ -6,13 +6,14 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gatewayctl.errors import ProfileError, ProfileErrors
-from gatewayctl.loader.profiles import gateway_names
-from gatewayctl.pipeline import AtOutOfRange, Compiled, compile_profiles, parse_at
+
+if TYPE_CHECKING:  # the loader and the pipeline are imported by the commands that load (not revoke, confirm)
+    from gatewayctl.pipeline import Compiled
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,6 +107,8 @@ def group_options(command: click.Command) -> click.Command:
 def targets(obj: Context) -> list[str | None]:
     """The gateways a read-only command covers: those asked for, else every gateway of the estate
     ([None] when gateway.yaml cannot be read: loading then reports why)."""
+    from gatewayctl.loader.profiles import gateway_names
+
     if obj.gateways:
         return list(obj.gateways)
     return list(gateway_names(obj.profiles)) or [None]
@@ -118,6 +121,8 @@ def label(compiled: Compiled) -> str:
 
 def load_each_or_exit(obj: Context, at: dt.datetime) -> list[Compiled]:
     """Every target gateway compiled; or all their errors (each once) printed, and exit 2."""
+    from gatewayctl.pipeline import compile_profiles
+
     done, errors = [], []
     for name in targets(obj):
         try:
@@ -140,6 +145,8 @@ def at_option(func: F) -> F:
 
 def resolve_at(text: str | None) -> dt.datetime:
     """The --at instant (see parse_at); a bad one is a usage error, status 2."""
+    from gatewayctl.pipeline import AtOutOfRange, parse_at
+
     try:
         return parse_at(text)
     except AtOutOfRange as exc:  # one line that names the range (the text itself was well formed)
@@ -152,6 +159,8 @@ def resolve_at(text: str | None) -> dt.datetime:
 def load_or_exit(profiles: Path, at: dt.datetime, verbosity: int, gateway: str | None = None) -> Compiled:
     """Compile the profiles (for `gateway`, in an estate of several), or print every error as
     file:line: message and exit 2."""
+    from gatewayctl.pipeline import compile_profiles
+
     try:
         compiled = compile_profiles(profiles, at, gateway)
     except ProfileErrors as exc:
@@ -185,6 +194,8 @@ def one_gateway(obj: Context, state_root: Path | None = None) -> str | None:
     wanted = obj.gateways[0] if obj.gateways else None
     if recorded is None or state_root is None:
         return wanted
+    from gatewayctl.loader.profiles import gateway_names
+
     names = gateway_names(obj.profiles)
     where = state_root / GATEWAY_FILE
     if wanted is not None and wanted != recorded:
@@ -203,6 +214,6 @@ def _refuse_host(message: str) -> None:
 def remember_gateway(state_root: Path, compiled_gateway: str, several: bool) -> None:
     """Record which gateway of several this host is, once an apply of it succeeded."""
     if several:
-        from gatewayctl.build import atomic_write
+        from gatewayctl.atomicfile import atomic_write
 
         atomic_write(state_root / GATEWAY_FILE, (compiled_gateway + "\n").encode(), 0o644)

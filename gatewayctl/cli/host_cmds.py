@@ -8,7 +8,7 @@ import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,47 +18,28 @@ from gatewayctl.apply.engine import (
     Prepared,
     prepare,
 )
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.cli import colour
-from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
+from gatewayctl.cli.common import Context, load_or_exit, one_gateway
+from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.cli.saved_plan import save_or_exit
 from gatewayctl.compile.origin import grant_locator
 from gatewayctl.forked import Forked
-from gatewayctl.hanode import NODE_ENV, NODE_FILE, NodeError, NodeRole, node_name, resolve
+from gatewayctl.hanode import NodeError, NodeRole, node_name, resolve
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.local_addresses import local_addresses
-from gatewayctl.host.netns import enter
 from gatewayctl.host.real import ForkedSnapshot, RealHost
 from gatewayctl.loader.profiles import peek_names
 from gatewayctl.pipeline import Compiled
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.render.environment import make_environment
-from gatewayctl.state import DEFAULT_STATE_DIR, StateDir
+from gatewayctl.state import StateDir
 
 if TYPE_CHECKING:  # drift's own modules are imported by drift alone
     from gatewayctl.compile.ir import CompiledPolicy
     from gatewayctl.drift.check import Finding
     from gatewayctl.plan.spec import GatewaySpec
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def host_options(func: F) -> F:
-    func = click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
-                        help=f"State folder (lock, journal, last applied state); default {DEFAULT_STATE_DIR}, "
-                             f"or {DEFAULT_STATE_DIR}/netns/NAME with --netns.")(func)
-    func = click.option("--netns", metavar="NAME", help="Act on the network namespace NAME instead of the host.")(func)
-    func = gateway_option(func)
-    func = click.option("--node", metavar="NAME", expose_value=False, callback=_remember_node,
-                        help=f"Which node of a pair (gateway.yaml ha:) this host is; else ${NODE_ENV} or the "
-                             f"state folder's file {NODE_FILE} (docs/ha.md).")(func)
-    return func
-
-
-def _remember_node(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
-    ctx.meta["gatewayctl.node"] = value  # read by prepare_or_exit: the commands' signatures stay as they are
-
 
 def check_node(obj: Context, state: StateDir, compiled: Compiled) -> NodeRole | None:
     """On a pair: this host's node and role, said on stderr; exit 2 when the node is unknown or wrong.
@@ -76,24 +57,6 @@ def check_node(obj: Context, state: StateDir, compiled: Compiled) -> NodeRole | 
     if obj.verbosity >= 0:
         click.echo(role.describe(), err=True)
     return role
-
-
-def open_host(netns: str | None, state_dir: Path | None) -> tuple[RealHost, StateDir]:
-    """Enter the namespace (the whole process moves) and return the host and its state folder."""
-    try:
-        if netns:
-            enter(netns)
-    except HostError as exc:
-        fail(str(exc))
-    root = state_dir or (DEFAULT_STATE_DIR / "netns" / netns if netns else DEFAULT_STATE_DIR)
-    state = StateDir(root)
-    state.ensure()
-    return RealHost(log_dir=root), state
-
-
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
 
 
 def labels_from(applied: dict[str, Any] | None) -> dict[str, str]:

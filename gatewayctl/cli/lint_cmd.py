@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, at_option, gateway_option, resolve_at, targets
 from gatewayctl.lint.docs import rules_reference

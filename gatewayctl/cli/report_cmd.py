@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.cli.common import Context, gateway_option, load_or_exit, one_gateway
 from gatewayctl.errors import ProfileErrors
 from gatewayctl.loader.profiles import gateway_names
@@ -48,7 +48,7 @@ def report(obj: Context, partner: str | None, fmt: str | None, output: Path | No
       gatewayctl report --partner acme -o acme.html
       gatewayctl report --format junit -o controls.xml --offline
     """
-    from gatewayctl.cli.host_cmds import fail
+    from gatewayctl.cli.hostopts import fail
     from gatewayctl.host.errors import HostError
     from gatewayctl.host.netns import enter
     from gatewayctl.lint.engine import lint_checked

@@ -12,7 +12,7 @@ import jinja2
 from gatewayctl.apply.restore import Record, RestoreError, StateError, guard_nets, load_guard, load_record
 from gatewayctl.apply.restore import restore as restore_host
 from gatewayctl.cli.common import Context
-from gatewayctl.cli.host_cmds import fail, host_options, open_host
+from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import RealHost
 from gatewayctl.plan.secrets import Secrets

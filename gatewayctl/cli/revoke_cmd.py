@@ -10,9 +10,9 @@ import click
 from gatewayctl.apply import revocations
 from gatewayctl.apply.revoke import revoke as revoke_access
 from gatewayctl.cli.common import Context
-from gatewayctl.cli.host_cmds import fail, host_options, open_host
+from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.host.errors import HostError
-from gatewayctl.model.types import TEXT_PATTERN
+from gatewayctl.model.patterns import TEXT_PATTERN
 from gatewayctl.state import StateDir
 
 
@@ -47,7 +47,7 @@ def revoke(obj: Context, netns: str | None, state_dir: Path | None, partner: str
                 return
             if not reason or not re.match(TEXT_PATTERN, reason):
                 fail("--reason is required: say why the access is revoked (one line of text, no control characters)")
-            result = revoke_access(host, state, partner, service, (reason or "").strip()[:500])
+            result = revoke_access(host, state, partner, service, (reason or "").strip()[:500], fork=True)
     except HostError as exc:
         fail(str(exc))
     lift_hint = f"gatewayctl revoke --lift {partner}" + (f" --grant {service}" if service else "")

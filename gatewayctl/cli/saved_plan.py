@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gatewayctl import __version__
-from gatewayctl.apply.engine import Prepared, digest
+from gatewayctl.apply.engine import Prepared
 from gatewayctl.cli.common import Context
 from gatewayctl.errors import ProfileErrors
+from gatewayctl.plan.specdigest import digest
 from gatewayctl.state import StateDir, profile_revision
 
 if TYPE_CHECKING:  # saved plans (a pydantic model) are imported only by the commands that use one

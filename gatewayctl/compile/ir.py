@@ -10,10 +10,12 @@ import dataclasses
 import datetime as dt
 import functools
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gatewayctl.model.types import IPInterface, IPNetwork
+if TYPE_CHECKING:  # annotations only: the IR is read without importing the profile models (revoke)
+    from gatewayctl.model.types import IPInterface, IPNetwork
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -319,3 +321,9 @@ class CompiledPolicy:
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)
+
+
+def seen_sets(sets: Mapping[str, object]) -> tuple[str, ...]:
+    """The flow cache sets (seen4/6) of a table: emptied after narrowing, so no flow of a removed range
+    grant passes for the rest of its 500 ms (the flows that still hold meet the interval sets once more)."""
+    return tuple(name for name in SEEN_SETS if name in sets)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS
 from gatewayctl.host.base import LiveState
 from gatewayctl.host.nftstate import NftChain, NftSet, NftTableState

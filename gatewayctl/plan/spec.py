@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from gatewayctl.build import atomic_write
+from gatewayctl.atomicfile import atomic_write
 from gatewayctl.compile.ir import CompiledPolicy, NftTableIR, SetElement
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
@@ -151,9 +151,6 @@ def _resolve(endpoint: str | None, label: str) -> str | None:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-# The keys spec_to_json writes: applied.json holds them beside apply's own records (digest, revision, ...).
-SPEC_KEYS = ("ifname", "listen_port", "public_key", "private_key_file", "mtu", "addresses", "routes", "table_name",
-             "needs_forwarding4", "needs_forwarding6", "peers", "table", "element_ends")
 
 
 def instant_text(when: dt.datetime) -> str:
