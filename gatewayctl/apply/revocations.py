@@ -61,8 +61,10 @@ def lift(revocations: list[Revocation], partner: str, service: str | None) -> tu
 def still_granted(revocations: list[Revocation], policy: CompiledPolicy) -> tuple[list[Revocation], list[Revocation]]:
     """(standing, ended): a revocation ends by itself once the profiles no longer grant what it closes
     (through any gateway: a grant moved to another gateway of several does not end it here)."""
-    ids = [g.id for p in policy.partners for g in p.grants] + [i for p in policy.partners for i in p.elsewhere]
-    standing = [r for r in revocations if any(r.covers(i) for i in ids)]
+    ids: dict[str, list[str]] = {}  # grant ids by partner: a revocation covers only its partner's
+    for p in policy.partners:
+        ids.setdefault(p.id, []).extend([*(g.id for g in p.grants), *p.elsewhere])
+    standing = [r for r in revocations if any(r.covers(i) for i in ids.get(r.partner, ()))]
     return standing, [r for r in revocations if r not in standing]
 
 
@@ -72,8 +74,12 @@ def restrict(policy: CompiledPolicy, revocations: list[Revocation]) -> CompiledP
     if not revocations:
         return policy
 
+    by_partner: dict[str, list[Revocation]] = {}  # looked up per grant: each revocation covers one partner's
+    for r in revocations:
+        by_partner.setdefault(r.partner, []).append(r)
+
     def revoked(grant_id: str) -> bool:
-        return any(r.covers(grant_id) for r in revocations)
+        return any(r.covers(grant_id) for r in by_partner.get(grant_id.partition("/")[0], ()))
 
     partners = tuple(_partner(p, revocations) for p in policy.partners)
     table = policy.table
