@@ -102,3 +102,15 @@ def test_revoking_both_of_two_overlapping_grants_closes_their_shared_piece(estat
     assert elements(host, "ranges4", [shared]) == {shared}  # ov-a still holds it
     revoke(host, state, "globex", "ov-a", "second")
     assert elements(host, "ranges4", [shared]) == frozenset()
+
+
+def test_revoke_stands_and_says_so_when_open_connections_cannot_be_ended(estate: Path, tmp_path: Path) -> None:  # noqa: F811
+    state = StateDir(tmp_path / "state")
+    host = applied_host(estate, state)
+    host.fail_next["conntrack_list"] = "conntrack netlink refused"
+    result = revoke(host, state, "acme", "crm-api", "INC-8")
+    assert result.flows == 0 and result.flows_error == "conntrack netlink refused"
+    assert elements(host, "grants4", [ACME_CRM, ACME_SFTP]) == {ACME_SFTP}  # the access is closed all the same
+    assert [r.label for r in revocations.load(state)] == ["acme/crm-api"]
+    entry = state.read_journal()[-1]
+    assert entry["event"] == "revoked" and entry["flows_error"] == "conntrack netlink refused"

@@ -33,6 +33,7 @@ class RevokeResult:
     revocation: Revocation
     elements: int
     flows: int
+    flows_error: str | None = None  # the open connections could not be listed or deleted (the elements are gone)
 
 
 def revoke(host: Host, state: StateDir, partner: str, service: str | None, reason: str,
@@ -71,14 +72,20 @@ def revoke(host: Host, state: StateDir, partner: str, service: str | None, reaso
             applied["element_ends"].pop(key, None)
     applied["digest"] = digest({k: applied[k] for k in SPEC_KEYS if k in applied})  # restore checks it
     # the partner's flows end in a forked child (gatewayctl/forked.py: importing pyroute2 for conntrack
-    # is 0.15 s) while applied.json is written; deleting by tuple is safe to do again if it fails
+    # is 0.15 s) while applied.json is written; deleting by tuple is safe to do again if it fails. A
+    # failure there does not undo the revocation: the elements are gone, so the ruleset drops the
+    # flows' packets one by one; it is said and journaled, as apply does
+    flows, error = 0, None
     with Forked(lambda: _close_flows(host, applied, partner), fork) as closing:
         state.write_json("applied.json", applied, compact=True)
-        flows = closing.result()
+        try:
+            flows = closing.result()
+        except HostError as exc:
+            error = str(exc)
     count = sum(len(k) for k in present.values())
     state.journal({"event": "revoked", "partner": partner, "service": service, "reason": reason, "elements": count,
-                   "flows_closed": flows})
-    return RevokeResult(new, count, flows)
+                   "flows_closed": flows, **({"flows_error": error} if error else {})})
+    return RevokeResult(new, count, flows, error)
 
 
 def _revoked(grant: str, revocations: list[Revocation]) -> bool:

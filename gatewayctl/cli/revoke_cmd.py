@@ -50,6 +50,9 @@ def revoke(obj: Context, netns: str | None, state_dir: Path | None, partner: str
             result = revoke_access(host, state, partner, service, (reason or "").strip()[:500], fork=True)
     except HostError as exc:
         fail(str(exc))
+    if result.flows_error:
+        click.echo(f"warning: could not end the partner's open connections: {result.flows_error} (the firewall "
+                   "already drops their packets; run `gatewayctl apply` or `gatewayctl drift` to see them)", err=True)
     lift_hint = f"gatewayctl revoke --lift {partner}" + (f" --grant {service}" if service else "")
     click.echo(f"revoked {result.revocation.label}: {result.elements} firewall element(s) removed, "
                f"{result.flows} open connection(s) closed")
