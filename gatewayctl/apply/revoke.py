@@ -130,7 +130,7 @@ def _keep_record(state: StateDir, host: Host, known: dict[str, Any] | None, star
     assert now is not None
     delete = {name: [*present.get(name, []), *retimed[0].get(name, [])] for name in {*present, *retimed[0]}}
     record = nftrecord.changed(known["record"], delete, retimed[1], time.time())
-    tablerecord.save(state.root, now, known["table"], record)
+    tablerecord.save(state.root, now, known["table"], record, known.get("foreign"))  # revoke changed only its table
 
 
 def _close_flows(host: Host, applied: dict[str, Any], partner: str) -> int:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gatewayctl.apply import basis, revocations, scoped, tablerecord
 from gatewayctl.apply import confirm as confirming
-from gatewayctl.apply import revocations, tablerecord
 from gatewayctl.apply.engine import (
     ApplyError,
     Prepared,
@@ -28,12 +28,12 @@ from gatewayctl.apply.engine import (
 )
 from gatewayctl.cli import colour
 from gatewayctl.cli.common import Context, remember_gateway
-from gatewayctl.cli.host_cmds import labels_from, prepare_or_exit, revoked_text
+from gatewayctl.cli.host_cmds import labels_from, lint_errors_of, prepare_or_exit, revoked_text
 from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.forked import Forked
 from gatewayctl.host.errors import HostError
-from gatewayctl.host.real import RealHost
+from gatewayctl.host.real import ForkedSnapshot, RealHost
 from gatewayctl.plan.render import plan_json, plan_text
 from gatewayctl.plan.spec import spec_to_json
 from gatewayctl.plan.specdigest import digest
@@ -42,6 +42,7 @@ from gatewayctl.state import StateDir
 
 if TYPE_CHECKING:
     from gatewayctl.compile.ir import CompiledPolicy
+    from gatewayctl.pipeline import Compiled
     from gatewayctl.plan.savedfile import SavedPlan
     from gatewayctl.plan.secrets import Secrets
     from gatewayctl.plan.spec import GatewaySpec
@@ -60,9 +61,12 @@ if TYPE_CHECKING:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object on stdout at the end (format gatewayctl-apply/1: the plan, the outcome, what "
                    "else changed); errors stay on stderr.")
+@click.option("--whole", is_flag=True,
+              help="Plan the whole estate even when only some partners' files changed since the last apply "
+                   "(which then plans those partners alone; docs/operations.md).")
 @click.pass_obj
 def apply(obj: Context, saved_path: Path | None, netns: str | None, state_dir: Path | None, yes: bool,
-          confirm_timeout: int | None, templates: Path | None, at: dt.datetime | None, fmt: str) -> None:
+          confirm_timeout: int | None, templates: Path | None, at: dt.datetime | None, fmt: str, whole: bool) -> None:
     """Apply the profiles to this host: show the plan, ask, apply, verify.
 
     Replaces gatewayctl's nftables table atomically, changes WireGuard peers one by one
@@ -89,7 +93,8 @@ def apply(obj: Context, saved_path: Path | None, netns: str | None, state_dir: P
     report = Report(obj, fmt)
     try:
         with state.lock():
-            _apply_locked(obj, host, state, yes or saved is not None, confirm_timeout, templates, when, saved, report)
+            _apply_locked(obj, host, state, yes or saved is not None, confirm_timeout, templates, when, saved, report,
+                          whole)
     except HostError as exc:
         report.end("refused")
         fail(str(exc))
@@ -132,8 +137,26 @@ class Report:
 
 def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
                   templates: Path | None, at: dt.datetime | None, saved: tuple[Path, SavedPlan] | None,
-                  report: Report) -> None:
+                  report: Report, whole: bool) -> None:
     revision = revision_or_exit(obj.profiles)
+    from gatewayctl.loader import prefetch
+
+    first_read = min(prefetch.asked_ns() or time.time_ns(), time.time_ns())  # before any profile file was read
+    if saved is None and not confirm_timeout and templates is None and at is None:
+        scope = "--whole" if whole else "--format json" if report.json else _scope_or_reason(obj, host, state, first_read)
+        basis.forget(state.root)  # whatever happens now: kept again only by an apply that succeeds
+        if not isinstance(scope, str):
+            scoped_document = ScopedDocument(state.root, scope)
+            try:
+                _apply_prepared(obj, host, state, yes, None, None, None, report, revision, None, scope.prep,
+                                scope.secrets, scoped_document, scope)
+            finally:
+                scoped_document.stop()
+            return
+        keep = _WholeBasis(obj.profiles, first_read)
+    else:
+        basis.forget(state.root)
+        keep = None
     # the last applied state is large (at 5,000 partners, 0.1 s to read): only a confirm timeout keeps
     # it (to put it back); otherwise a forked child reads the peers' names from it while the
     # estate loads. applied.json for this apply is spelt by another one from the moment the desired
@@ -148,15 +171,66 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
             labels = children.enter_context(Forked(lambda: labels_from(state.read_json("applied.json")))).result
         children.callback(document.stop)
         prep, secrets = prepare_or_exit(obj, host, state, templates, at, lint=True, labels=labels, use_record=True,
-                                        on_spec=document.start)
+                                        on_spec=document.start, on_compiled=keep.compiled if keep else None)
         _apply_prepared(obj, host, state, yes, confirm_timeout, templates, saved, report, revision, previous, prep,
-                        secrets, document)
+                        secrets, document, keep)
+
+
+def _scope_or_reason(obj: Context, host: RealHost, state: StateDir, first_read: int) -> scoped.Scope | str:
+    """A partner-scoped plan (gatewayctl/apply/scoped.py), or why this apply is a whole one (said at -v)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        scope = scoped.attempt(obj.profiles, state, host, now, first_read,
+                               lambda estate, cas, files: lint_errors_of(obj.profiles, estate, cas, now, files),
+                               lambda ifname, table, known: ForkedSnapshot(host, ifname, table, known))
+    except HostError as exc:
+        scope = f"the host could not be read: {exc}"
+    if isinstance(scope, str):
+        if obj.verbosity > 0:
+            click.echo(f"apply: planning the whole estate ({scope})", err=True)
+        return scope
+    from gatewayctl.loader import prefetch
+
+    prefetch.discard()  # the whole estate is not loaded: the parse helper's core is free for the children
+    if obj.verbosity > 0:
+        click.echo(f"apply: only the files of {', '.join(sorted(scope.partners))} changed since the last apply: "
+                   "planning those partners alone (docs/operations.md)", err=True)
+    if obj.verbosity >= 0:
+        for warning in scoped.warnings(scope):
+            click.echo(f"warning: {warning}", err=True)
+    return scope
+
+
+class _WholeBasis:
+    """What a whole apply keeps for the next one to be partner-scoped (apply/basis.py): the profiles
+    folder's stats, taken before it is loaded, and the estate and policy once compiled."""
+
+    def __init__(self, profiles: Path, first_read: int) -> None:
+        self.profiles = profiles
+        self.racy = basis.racy_threshold(first_read)
+        self.files = basis.tree(profiles, self.racy) if profiles.is_dir() else {}
+        self.seen: Compiled | None = None
+
+    def compiled(self, compiled: Compiled) -> None:
+        self.seen = compiled
+
+    def keep(self, state: StateDir, prep: Prepared) -> None:
+        seen = self.seen
+        if seen is None or seen.estate.several or seen.estate.gateway.model.ha is not None:
+            return
+        scoped.keep(state.root, scoped.whole(state.root, self.profiles, self.files, seen.estate, seen.policy, prep.desired,
+                                             self.racy))
 
 
 def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
                     templates: Path | None, saved: tuple[Path, SavedPlan] | None, report: Report,
                     revision: dict[str, Any], previous: dict[str, Any] | None, prep: Prepared, secrets: Secrets,
-                    document: ApplyDocument) -> None:
+                    document: ApplyDocument, keep: _WholeBasis | scoped.Scope | None) -> None:
+    """Carry out a prepared plan. `keep`: what to keep, once it succeeded, for the next apply to be
+    partner-scoped; a Scope when this apply is one (its flows, document and basis are the scope's)."""
+    scope = keep if isinstance(keep, scoped.Scope) else None
+    if isinstance(document, ScopedDocument):
+        document.start_scoped()
     report.plan(prep)
     if prep.plan.blockers:
         guard = close_while_refused(prep, host, make_environment(templates))
@@ -169,9 +243,10 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
     _refuse_lint_errors(obj, prep)
     _end_revocations(state, prep, report)
     if prep.plan.empty:
-        with _closing_stale_flows(host, prep) as closing:
+        with _closing_stale_flows(host, prep, scope) as closing:
             _record_table(state, host, prep, time.time())
             _report_closed(state, _stale_flows_closed(closing), report)
+        _keep_basis(state, prep, keep)
         report.end("nothing-to-do")
         return
     if not yes:
@@ -194,13 +269,13 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
         click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                    "the rollback failed too: check the host now", err=True)
         raise SystemExit(1 if exc.rolled_back else 4) from None
-    with _closing_stale_flows(host, prep) as closing:  # the new table is in force: what it no longer allows ends now
+    with _closing_stale_flows(host, prep, scope) as closing:  # the new table is in force: what it no longer allows ends now
         _record_table(state, host, prep, started_at)
         meta["digest"], text = document.text(prep, meta)
         state.write_text("applied.json", text)
         closed = _stale_flows_closed(closing)
     remember_gateway(state.root, prep.policy.gateway, prep.policy.several)
-    entry = {"event": "applied", **meta}
+    entry = {"event": "applied", **meta, **({"scope": sorted(scope.partners)} if scope else {})}
     if confirm_timeout:
         entry["apply_id"] = confirming.arm(state, rollback, previous, confirm_timeout)
         entry["confirm_by_s"] = confirm_timeout
@@ -210,7 +285,15 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
     _report_closed(state, closed, report)
     if confirm_timeout:
         report.say(f"run `gatewayctl confirm` within {confirm_timeout} s, or the change is rolled back")
+    _keep_basis(state, prep, keep)
     report.end("applied")
+
+
+def _keep_basis(state: StateDir, prep: Prepared, keep: _WholeBasis | scoped.Scope | None) -> None:
+    if isinstance(keep, scoped.Scope):
+        scoped.keep(state.root, keep.basis)
+    elif keep is not None:
+        keep.keep(state, prep)
 
 
 def _failed_digest(document: ApplyDocument, prep: Prepared) -> str:
@@ -256,6 +339,24 @@ class ApplyDocument:
             self.child.stop()
 
 
+class ScopedDocument(ApplyDocument):
+    """applied.json for a partner-scoped apply: the last one with the changed partners' parts
+    replaced (apply/scoped.py document_parts), spelt by a forked child from the start of the apply."""
+
+    def __init__(self, state_root: Path, scope: scoped.Scope) -> None:
+        super().__init__(None)
+        self.state_root, self.scope = state_root, scope
+
+    def start_scoped(self) -> None:
+        self.stop()
+        self.child = Forked(lambda: scoped.document_parts(self.state_root, self.scope))
+
+    def parts(self, prep: Prepared) -> tuple[str, dict[str, str]]:
+        if self.child is None:
+            return scoped.document_parts(self.state_root, self.scope)
+        return self.child.result()
+
+
 def document_parts(policy: CompiledPolicy, desired: GatewaySpec, now: dt.datetime,
                    templates: Path | None) -> tuple[str, dict[str, str]]:
     """The spec's digest, and the compact JSON of each key of applied.json the desired state decides."""
@@ -290,7 +391,9 @@ def _record_table(state: StateDir, host: RealHost, prep: Prepared, started_at: f
     record = tablerecord.after_elements(prep.live, prep.live_raw, prep.plan.nft_delete,
                                         added_elements(prep) if prep.plan.nft_add else {},
                                         prep.desired.element_ends, prep.now, started_at)
-    tablerecord.save(state.root, now, prep.desired.table_name, record)
+    foreign = None if prep.plan.remove_guard or prep.plan.create_interface else \
+        tablerecord.foreign_of(prep.live_raw, prep.desired.table_name)
+    tablerecord.save(state.root, now, prep.desired.table_name, record, foreign)
 
 
 def _refuse_lint_errors(obj: Context, prep: Prepared) -> None:
@@ -314,11 +417,14 @@ def _end_revocations(state: StateDir, prep: Prepared, report: Report) -> None:
         report.say(f"revocation of {r.label} ended: the profiles no longer grant that access")
 
 
-def _closing_stale_flows(host: RealHost, prep: Prepared) -> Forked[list[dict[str, Any]]]:
+def _closing_stale_flows(host: RealHost, prep: Prepared, scope: scoped.Scope | None) -> Forked[list[dict[str, Any]]]:
     """Delete the tracked flows no grant covers any more, in a forked child (gatewayctl/forked.py)
     while this process records the table and writes applied.json: it imports pyroute2 for
     conntrack, 0.15 s at every apply. A flow is deleted by its original tuple and one gone already is
-    not an error, so when the child fails, the same step done again here deletes only what is left."""
+    not an error, so when the child fails, the same step done again here deletes only what is left.
+    A scoped apply looks only at the changed partners' flows (its desired state holds only theirs)."""
+    if scope is not None:
+        return Forked(lambda: [flow.raw for flow in scoped.close_stale_flows(scope, host)])
     return Forked(lambda: [flow.raw for flow in close_stale_flows(prep, host)])
 
 

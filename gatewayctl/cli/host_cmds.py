@@ -39,6 +39,7 @@ from gatewayctl.state import StateDir
 if TYPE_CHECKING:  # drift's own modules are imported by drift alone
     from gatewayctl.compile.ir import CompiledPolicy
     from gatewayctl.drift.check import Finding
+    from gatewayctl.loader.profiles import Estate
     from gatewayctl.plan.spec import GatewaySpec
 
 def check_node(obj: Context, state: StateDir, compiled: Compiled) -> NodeRole | None:
@@ -68,6 +69,7 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
                     at: dt.datetime | None = None, lint: bool = False,
                     labels: Callable[[], dict[str, str]] | None = None, use_record: bool = False,
                     on_spec: Callable[[CompiledPolicy, GatewaySpec, dt.datetime], None] | None = None,
+                    on_compiled: Callable[[Compiled], None] | None = None,
                     ) -> tuple[Prepared, Secrets]:
     """Compile, take out what is revoked on this host, read the host and diff. `at` (never earlier
     than now) compiles for a later instant: every kernel timer is shorter than the real one.
@@ -75,7 +77,8 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     (else applied.json, which is large, is read here). `use_record`: plan against the state
     folder's table record where the generation proves it (apply/tablerecord.py) instead of listing
     the table (apply and plan; drift always lists). `on_spec(policy, desired, now)`: called once the
-    desired state is known, before the host is read (engine.prepare)."""
+    desired state is known, before the host is read (engine.prepare). `on_compiled(compiled)`: called
+    with the loaded estate and its policy (apply keeps what a partner-scoped apply needs of them)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     if at is not None:
         if at < now:
@@ -88,6 +91,8 @@ def prepare_or_exit(obj: Context, host: RealHost, state: StateDir, templates: Pa
     # the estate and its compiled policy live until the command ends: kept out of the cyclic garbage
     # collector's walks from here on (at 5,000 partners those walks were 0.3 s of an apply)
     gc.freeze()
+    if on_compiled is not None:
+        on_compiled(compiled)
     check_node(obj, state, compiled)  # a pair's node: the same desired state on either node
     standing, ended = revocations.still_granted(revocations.load(state), compiled.policy)
     policy = revocations.restrict(compiled.policy, standing)
@@ -159,9 +164,16 @@ ENFORCED_AT_COMPILE = frozenset({"GW101", "GW102", "GW103", "GW104", "GW105"})
 
 def _lint_errors(obj: Context, compiled: Compiled, now: dt.datetime) -> tuple[str, ...]:
     """The lint errors apply refuses on, from the estate already loaded (not loaded a second time)."""
+    return lint_errors_of(obj.profiles, compiled.estate, compiled.cas, now)
+
+
+def lint_errors_of(profiles: Path, estate: Estate, cas: dict[str, Any], now: dt.datetime,
+                   only: list[Path] | None = None) -> tuple[str, ...]:
+    """The lint errors apply refuses on, of `estate` (the whole one, or a scoped apply's changed files,
+    `only` the files scanned for secrets then)."""
     from gatewayctl.lint.engine import lint_checked
 
-    found = lint_checked(obj.profiles, compiled.estate, compiled.cas, [], now, errors_only=True).active()
+    found = lint_checked(profiles, estate, cas, [], now, errors_only=True, only=only).active()
     return tuple(f"{f.path}:{f.line}: {f.code} {f.message}" for f in found
                  if f.severity == "error" and f.code not in ENFORCED_AT_COMPILE)
 

@@ -49,7 +49,15 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
     catalogue = {name: _ServiceFacts.of(service) for name, service in estate.services.model.services.items()}
     exceptions = _exceptions(estate, at, warnings)
     levels = {name: facts.service.classification for name, facts in catalogue.items()}
-    partners = tuple(_partner(estate, catalogue, loaded, cas, at, warnings, (exceptions, levels)) for loaded in estate.partners)
+    gateway_warnings = len(warnings)
+    partner_warnings: list[tuple[str, ...]] = []
+    compiled: list[PartnerIR] = []
+    for loaded in estate.partners:
+        first = len(warnings)
+        compiled.append(_partner(estate, catalogue, loaded, cas, at, warnings, (exceptions, levels)))
+        partner_warnings.append(tuple(warnings[first:]))
+    assert len(warnings) == gateway_warnings + sum(len(w) for w in partner_warnings)
+    partners = tuple(compiled)
     gw = estate.gateway.model
     wg = gw.wireguard
     interface = WgInterfaceIR(
@@ -70,7 +78,7 @@ def compile_estate(estate: Estate, cas: dict[str, list[x509.Certificate]], at: d
                       a.front_user, tuple(str(addr.ip) for addr in wg.addresses),
                       tuple(p.id for p in partners if p.certificates and p.certificates.session_seconds is not None))
     return CompiledPolicy(gw.name, at, interface, partners, table, tuple(warnings), tuple(gw.stages),
-                          tuple(gw.classifications), auth, gw.host.model_dump(), estate.several)
+                          tuple(gw.classifications), auth, gw.host.model_dump(), estate.several, tuple(partner_warnings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,6 +318,9 @@ class CompiledPolicy:
     auth: AuthIR | None = None
     paths: dict[str, str] = dataclasses.field(default_factory=dict)  # gateway.yaml's host paths
     several: bool = False  # one gateway of an estate of several (loader/fleet.py)
+    # the part of `warnings` each partner gave rise to, in the order of `partners`; the rest (the
+    # gateway's exceptions) come first in `warnings` (a partner-scoped apply prints them the same way)
+    partner_warnings: tuple[tuple[str, ...], ...] = ()
 
     def partner(self, partner_id: str) -> PartnerIR | None:
         return next((p for p in self.partners if p.id == partner_id), None)

@@ -122,14 +122,14 @@ def read(host: Host, ifname: str, table: str) -> LiveState:
     return parse_snapshot(host.snapshot(ifname, table))
 
 
-def parse_snapshot(raw: dict[str, Any]) -> LiveState:
-    """Pure: raw snapshot -> typed state."""
+def parse_snapshot(raw: dict[str, Any], peers: set[str] | None = None) -> LiveState:
+    """Pure: raw snapshot -> typed state (of the device, only the peers whose keys are in `peers`, when given)."""
     link = raw.get("link")
     link_state = None
     if link is not None:
         link_state = LinkState(link["name"], bool(link["up"]), int(link["mtu"]), link.get("kind"),
                                frozenset(link["addresses"]), frozenset(link["routes"]))
-    wg = uapi.parse_get(raw["wg_raw"]) if raw.get("wg_raw") is not None else None
+    wg = uapi.parse_get(raw["wg_raw"], only=peers) if raw.get("wg_raw") is not None else None
     table = raw["table"]
     from_record = bool(raw.get("nft_proven")) and raw.get("nft_record") is not None
     if from_record:

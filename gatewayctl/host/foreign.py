@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,15 @@ LEGACY = {"ip": ("ip_tables_names", "iptables-legacy-save"), "ip6": ("ip6_tables
 DEVICE_HOOKS = ("ingress", "egress")
 
 
-def acquire(ifname: str, own_table: str) -> dict[str, Any]:
-    """The raw `foreign` snapshot entry; a part that cannot be read is named in `errors`, never skipped silently."""
+def acquire(ifname: str, own_table: str, kept: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The raw `foreign` snapshot entry; a part that cannot be read is named in `errors`, never skipped silently.
+    `kept`: the nftables part as the state folder's table record keeps it, proven by the generation
+    (apply/tablerecord.py foreign_of); the rest is read."""
     errors: list[str] = []
-    listing, devices = _nft_tables(own_table, errors)
+    if kept is not None:
+        listing, devices = kept["nft"], kept["nft_devices"]
+    else:
+        listing, devices = _nft_tables(own_table, errors)
     return {"nft": listing, "nft_devices": devices, "legacy": {f: _legacy(f) for f in LEGACY},
             "wg_devices": wgscan.other_devices(ifname), "errors": errors}
 

@@ -55,13 +55,15 @@ class RealHost:
                 wg_error = str(exc)
         elif link is not None:
             wg_error = f"{ifname} exists but is not a WireGuard interface (kind {link.get('kind')})"
+        # the other tables as the record keeps them, when the generation proves it (apply/tablerecord.py foreign_of)
+        kept = known.get("foreign") if proven and known is not None else None
         return {
             "ifname": ifname, "table": table, "link": link, "wg_backend": backend, "wg_raw": wg_raw,
             "wg_error": wg_error, "nft_listed_at": listed_at, "nft_table": listing, "nft_generation": gen,
             "nft_proven": proven,
-            "nft_chains": nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
-            "foreign": foreign.acquire(ifname, table),
-            "guard": nft.list_json(f"list table inet {table}_guard") is not None,
+            "nft_chains": kept["chains"] if kept else nft.list_json("list chains"), "forwarding": links.raw_forwarding(),
+            "foreign": foreign.acquire(ifname, table, kept),
+            "guard": False if kept else nft.list_json(f"list table inet {table}_guard") is not None,
         }
 
     @staticmethod
@@ -196,16 +198,18 @@ class ForkedSnapshot:
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: read, send, exit without running the parent's cleanup
-            os.close(read_fd)
-            payload: dict[str, Any]
-            try:
-                payload = {"snapshot": host.snapshot(ifname, table, known)}
-            except Exception as exc:  # reported by the parent
-                payload = {"error": str(exc)}
-            data = json.dumps(payload).encode()  # dumps, not dump: the C encoder, ready before the parent asks
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
-            os._exit(0)
+            try:  # whatever happens (the parent gone: a broken pipe), the child never returns into its code
+                os.close(read_fd)
+                payload: dict[str, Any]
+                try:
+                    payload = {"snapshot": host.snapshot(ifname, table, known)}
+                except Exception as exc:  # reported by the parent
+                    payload = {"error": str(exc)}
+                data = json.dumps(payload).encode()  # dumps, not dump: the C encoder, ready before the parent asks
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(data)
+            finally:
+                os._exit(0)
         os.close(write_fd)
         self.reader = os.fdopen(read_fd, "rb")
         self.key = (ifname, table)
@@ -219,6 +223,12 @@ class ForkedSnapshot:
             raise HostError(str(payload["error"]))
         snapshot: dict[str, Any] = payload["snapshot"]
         return snapshot
+
+    def stop(self) -> None:
+        """The snapshot is not wanted: end the child (if still reading) and reap it."""
+        if not self.reader.closed:
+            self.reader.close()
+            _stop(self.pid)
 
 
 def _stop(pid: int) -> None:

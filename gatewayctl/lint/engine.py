@@ -75,16 +75,17 @@ def merge(results: dict[str, LintResult]) -> LintResult:
 
 
 def lint_checked(root: Path, estate: Estate | None, cas: dict[str, list[x509.Certificate]], errors: list[ProfileError],
-                 at: dt.datetime, errors_only: bool = False) -> LintResult:
+                 at: dt.datetime, errors_only: bool = False, only: list[Path] | None = None) -> LintResult:
     """Lint an estate already loaded and checked (check_estate's results).
 
     `errors_only` (apply, which refuses on errors and nothing else) runs only the rules of error
     severity and keeps only error findings: a warning rule left out cannot change an error, since
     suppressions match by rule and the only finding about a suppression that depends on which rules
-    ran (GW902, unused) is a warning."""
+    ran (GW902, unused) is a warning. `only`: scan only these files for secrets (a partner-scoped
+    apply's changed files, gatewayctl/apply/scoped.py)."""
     coded = [e for e in errors if e.code]
     fatal = tuple(e for e in errors if not e.code)
-    secret_findings = secrets.scan(root, read=_texts(estate) if estate is not None else None)
+    secret_findings = secrets.scan(root, read=_texts(estate) if estate is not None else None, only=only)
     if fatal or estate is None:
         return LintResult(tuple(sorted(secret_findings)), fatal)
     ctx = LintContext(estate, cas, at)

@@ -126,6 +126,7 @@ class _Helper:
 
 
 _pending: _Helper | None = None
+_asked_ns: int | None = None
 # Who parsed how many files in the last take(): the helper, the parent on its way back, the parent
 # afterwards (files both sides stopped at, or all the helper's files if it failed). For the tests.
 last_split: dict[str, int] = {}
@@ -133,7 +134,8 @@ last_split: dict[str, int] = {}
 
 def start(root: Path) -> None:
     """Fork the helper for the partner files under `root`, if it is worth it and safe."""
-    global _pending
+    global _pending, _asked_ns
+    _asked_ns = time.time_ns()
     discard()
     if os.environ.get(ENV_SWITCH, "").lower() in ("off", "0", "no") or (os.cpu_count() or 1) < 2:
         return
@@ -283,6 +285,12 @@ def _child_results(helper: _Helper, files: list[Path], shown: list[str], done: l
             if not done[index]:
                 yield index, _decode(marshal.loads(view[offset:offset + length]), files[index], shown[index])
             offset += length
+
+
+def asked_ns() -> int | None:
+    """When this process last asked for a helper (before it read any profile file), in ns since the
+    epoch: what apply/basis.py reckons the files' stats against. None when it never did."""
+    return _asked_ns
 
 
 def discard() -> None:

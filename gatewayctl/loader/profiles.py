@@ -69,14 +69,16 @@ class PartialEstate:
     fleet_internal: tuple[IPNetwork, ...] = ()  # several gateways: the internal networks of all of them
 
 
-def load_estate(root: Path, gateway: str | None = None) -> PartialEstate:
+def load_estate(root: Path, gateway: str | None = None, only: list[Path] | None = None) -> PartialEstate:
     """Read and schema-validate every file under `root`, collecting errors rather than stopping; in an
     estate of several gateways, what `gateway` sees of it (the only one when None: loader/fleet.py).
+    `only`: of the partner files, just these (a partner-scoped apply, gatewayctl/apply/scoped.py: the
+    estate it gives is not the whole one, and the cross-partner checks see only these partners).
     Raises ProfileErrors when the folder is missing or the gateway cannot be chosen."""
     if not root.is_dir():
         raise ProfileErrors([ProfileError(display_path(root), 0, "profiles folder not found (use --profiles DIR)")])
     with gc_paused():
-        return _load_all(root, gateway)
+        return _load_all(root, gateway, only)
 
 
 def gateway_names(root: Path) -> list[str]:
@@ -90,7 +92,7 @@ def gateway_names(root: Path) -> list[str]:
     return [str(data["name"])] if isinstance(data, dict) and isinstance(data.get("name"), str) else []
 
 
-def _load_all(root: Path, wanted: str | None) -> PartialEstate:
+def _load_all(root: Path, wanted: str | None, only: list[Path] | None = None) -> PartialEstate:
     errors: list[ProfileError] = []
     shown_root = display_path(root)
     shown_gateway = f"{shown_root}/{GATEWAY_FILE}"
@@ -100,9 +102,9 @@ def _load_all(root: Path, wanted: str | None) -> PartialEstate:
     def validate(doc: Document | ProfileErrors) -> Loaded[PartnerFile] | None:
         return _validate(doc, PartnerFile, errors)
 
-    taken = prefetch.take(root, validate)
+    taken = prefetch.take(root, validate) if only is None else None
     if taken is None:
-        files = prefetch.partner_files(root, errors)
+        files = prefetch.partner_files(root, errors) if only is None else sorted(only)
         partners = [validate(_read(root, path, shown))
                     for path, shown in zip(files, prefetch.shown_paths(root, files), strict=True)]
     else:

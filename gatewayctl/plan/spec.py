@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jinja2
 
 from gatewayctl.atomicfile import atomic_write
-from gatewayctl.compile.ir import CompiledPolicy, NftTableIR, SetElement
+from gatewayctl.compile.ir import CompiledPolicy, NftTableIR, PeerIR, SetElement
 from gatewayctl.host.base import Host
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftChain, NftSet, NftTableState
@@ -66,12 +67,7 @@ def desired_spec(policy: CompiledPolicy, host: Host, env: jinja2.Environment, se
     if derived != iface.public_key:
         raise HostError(f"the private key in {iface.private_key_file} does not belong to the public key in gateway.yaml "
                         f"({iface.public_key}); partners would not reach this gateway. Fix the key file or gateway.yaml.")
-    peers = {}
-    for peer in iface.peers:
-        peers[peer.public_key] = PeerSpec(
-            peer.partner, peer.name, peer.public_key, frozenset(str(n) for n in peer.allowed_ips),
-            _resolve(peer.endpoint, f"{peer.partner}/{peer.name}"), peer.keepalive or 0,
-            secrets.psk_fingerprint(peer.preshared_key_file), peer.preshared_key_file)
+    peers = peer_specs(iface.peers, secrets)
     families = {a.version for a in iface.addresses}
     return GatewaySpec(
         ifname=iface.name, listen_port=iface.listen_port, public_key=iface.public_key,
@@ -80,6 +76,17 @@ def desired_spec(policy: CompiledPolicy, host: Host, env: jinja2.Environment, se
         table_name=policy.table.name, table=canonical_table(policy, host, env, cache),
         element_ends=element_ends(policy.table), needs_forwarding4=4 in families, needs_forwarding6=6 in families,
     )
+
+
+def peer_specs(peers: Iterable[PeerIR], secrets: Secrets) -> dict[str, PeerSpec]:
+    """The desired peers by public key (endpoints resolved, preshared keys read for their fingerprints)."""
+    specs = {}
+    for peer in peers:
+        specs[peer.public_key] = PeerSpec(
+            peer.partner, peer.name, peer.public_key, frozenset(str(n) for n in peer.allowed_ips),
+            _resolve(peer.endpoint, f"{peer.partner}/{peer.name}"), peer.keepalive or 0,
+            secrets.psk_fingerprint(peer.preshared_key_file), peer.preshared_key_file)
+    return specs
 
 
 def canonical_table(policy: CompiledPolicy, host: Host, env: jinja2.Environment, cache: Path | None) -> NftTableState:

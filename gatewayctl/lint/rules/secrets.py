@@ -6,7 +6,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from gatewayctl.errors import display_path
@@ -20,15 +20,17 @@ WG_BARE = re.compile(rb"^\s*([A-Za-z0-9+/]{43}=)\s*$")
 MAX_SCAN = 8 * 1024 * 1024
 
 
-def scan_files(root: Path, read: Mapping[str, str] | None = None) -> Iterator[tuple[Path, bytes]]:
+def scan_files(root: Path, read: Mapping[str, str] | None = None,
+               only: Iterable[Path] | None = None) -> Iterator[tuple[Path, bytes]]:
     """Each regular file under `root` (outside .git folders), in path order, with its first MAX_SCAN bytes.
 
     Links are skipped, never followed: what a link points at is not stored with the profiles, and
     following one read /etc/shadow or a huge file outside. FIFOs and devices are skipped unopened,
     and only MAX_SCAN bytes of a file are ever read (a huge sparse file cannot exhaust memory).
     `read`: the text of files the loader has read already (by path), scanned as they were read
-    rather than read again (at 5,000 partner files, reading them again was most of apply's lint)."""
-    for path in sorted(_regular_below(root), key=str):  # findings are sorted in the end: any fixed order will do
+    rather than read again (at 5,000 partner files, reading them again was most of apply's lint).
+    `only`: these files alone (a partner-scoped apply, whose other files are as the last apply scanned them)."""
+    for path in sorted(_regular_below(root) if only is None else only, key=str):  # findings are sorted in the end: any fixed order will do
         text = read.get(os.path.normpath(path)) if read else None
         if text is not None:
             yield path, text.encode()[:MAX_SCAN]
@@ -126,7 +128,8 @@ RULES = [PemPrivateKey, WireguardPrivateKey]
 
 
 def scan(root: Path, rules: tuple[PemPrivateKey | WireguardPrivateKey, ...] = (PemPrivateKey(), WireguardPrivateKey()),
-         read: Mapping[str, str] | None = None) -> list[Finding]:
-    """The findings of the secret rules in the files under `root`, every file read once for all of
-    them (not at all when `read` holds its text); needs nothing else, so it runs on broken profiles too."""
-    return [finding for path, data in scan_files(root, read) for rule in rules for finding in rule.found(path, data)]
+         read: Mapping[str, str] | None = None, only: Iterable[Path] | None = None) -> list[Finding]:
+    """The findings of the secret rules in the files under `root` (or in `only`), every file read once
+    for all of them (not at all when `read` holds its text); needs nothing else, so it runs on broken
+    profiles too."""
+    return [finding for path, data in scan_files(root, read, only) for rule in rules for finding in rule.found(path, data)]

@@ -1,0 +1,294 @@
+"""A partner-scoped apply: when only some partners' files changed since the last apply, plan and
+apply at the cost of those partners, not of the estate (issue 13.7: at 5,000 partners a whole apply
+loads, validates and compiles every partner file, and diffs and records every element and peer).
+
+`attempt` decides whether the change is such a change, from the state folder's basis (apply/basis.py),
+and if it is, returns the apply's plan, worked out from the changed partners alone:
+
+- Preconditions (any one unmet: None and the reason; the caller does a whole apply, as before): a
+  basis; the same code, profiles folder, gateway and UTC day as when it was written; applied.json and
+  the revocations as that apply left them; every file of the profiles folder and every key file as
+  then, except partner files, of which between 1 and MAX_FILES changed and none was added or removed;
+  an estate of one gateway that is not a pair; the changed files load and validate without an error,
+  lint finds no error in them, and compiling them gives the gateway the same warnings as before.
+  Each changed partner keeps its identity (apply/basis.py: id, peers' names, keys, addresses,
+  networks, endpoints, preshared key files) and has no certificate requirements, old or new.
+  The table was last written by gatewayctl and the generation proves the state folder's record of it
+  (apply/tablerecord.py), so the table is what the last apply left, less what expired.
+- Why the rest stays right: every check between partners looks only at the identities, which are
+  unchanged, so it passes as it did; every element of a grant has one of its partner's sources as its
+  source, and sources of different partners never overlap (validation), so the elements of the
+  changed partners are exactly those whose source is one of theirs, and nothing else in the table
+  depends on them (partner_nets and the deny sets depend only on sources; the chains and set
+  declarations on the gateway, the partner ids and certificate requirements; the routes on networks).
+- The plan is diff() of the changed partners' desired peers and elements against the same partners'
+  peers on the device and elements in the record (the set declarations, chains, partner_nets and
+  routes of the last apply on both sides: the precondition makes them the desired ones). A plan that
+  would replace the table, change the link or the interface's keys or port, or is blocked, is not
+  scoped: the caller does a whole apply, which plans it again from everything.
+
+What is different from a whole apply is only what is not looked at: another partner's peer changed by
+hand on the device is not put back by a scoped apply (drift reports it; a whole apply repairs it,
+and runs whenever anything but partner files changed). tests/test_scoped.py holds a scoped apply to a
+whole one on many kinds of change: the same plan, the same applied.json, the same host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gatewayctl.apply import basis, revocations, tablerecord
+from gatewayctl.apply.basis import Basis
+from gatewayctl.apply.engine import Prepared, element_grants, grant_ends
+from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
+from gatewayctl.host.base import Host, parse_snapshot
+from gatewayctl.host.errors import HostError
+from gatewayctl.host.nftstate import NftSet, NftTableState
+from gatewayctl.loader.profiles import Estate, peek_names
+from gatewayctl.plan.diff import diff
+from gatewayctl.plan.flows import Flow, parse_flows, stale_flows
+from gatewayctl.plan.secrets import Secrets
+from gatewayctl.plan.spec import GatewaySpec, element_ends, peer_specs, spec_to_json
+from gatewayctl.plan.specdigest import SPEC_KEYS, digest
+from gatewayctl.state import StateDir
+
+MAX_FILES = 16  # more changed partner files than this: a whole apply (the scoped path gains little)
+PARTNER_NETS = ("partner_nets4", "partner_nets6")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A scoped apply's plan and what it needs to finish (patch applied.json, close flows, keep the basis)."""
+
+    prep: Prepared
+    partners: frozenset[str]  # the changed partners' ids
+    sources: frozenset[str]  # their sources as element keys spell them
+    nets: tuple[Any, ...]  # the same, as networks (for their flows)
+    secrets: Secrets
+    basis: Basis  # the basis to keep once the apply succeeds (applied.json and revocations: stat them after)
+
+
+class Early(Protocol):
+    """The host's snapshot being taken in a forked child (host/real.py ForkedSnapshot)."""
+
+    def result(self) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+
+def attempt(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first_read_ns: int,
+            lint_errors: Callable[[Estate, dict[str, Any], list[Path]], tuple[str, ...]],
+            early: Callable[[str, str, Mapping[str, Any]], Early] | None = None) -> Scope | str:
+    """The scoped plan of this apply, or why there is none (the caller then applies the whole estate).
+    `lint_errors(estate, cas, files)`: the lint errors apply would refuse on, of the changed files.
+    `early(ifname, table, record)`: start reading the host while the changed files are compiled.
+    `first_read_ns`: when this process could first have read a profile file (apply/basis.py)."""
+    old = basis.load(state.root)
+    if old is None:
+        return "no record of the last apply's profiles"
+    racy = basis.racy_threshold(first_read_ns)
+    files = basis.tree(profiles, racy)  # before anything is read
+    if files.keys() != old.files.keys():
+        return "files were added to or removed from the profiles folder"
+    changed = []
+    for rel, stat in files.items():
+        if stat is None or stat != old.files[rel]:
+            if rel not in old.partners:
+                return f"{rel} changed"
+            changed.append(rel)
+    if not changed:
+        return "no partner file changed"
+    if len(changed) > MAX_FILES:
+        return f"{len(changed)} partner files changed"
+    keys = basis.key_files(list(old.keys), racy)
+    if any(stat is None or stat != old.keys[path] for path, stat in keys.items()):
+        return "a key file changed"
+    if old.applied is None or basis.file_stat(state.root / "applied.json") != old.applied:
+        return "applied.json changed since the last apply"
+    if basis.file_stat(state.root / revocations.FILE) != old.revocations:
+        return "the revocations changed since the last apply"
+    if old.stamp != basis.stamp(profiles, old.stamp[2], now.date().isoformat()):
+        return "other code, profiles folder or day"
+    known = tablerecord.load(state.root)
+    names = peek_names(profiles)
+    if known is None or names is None or known.get("table") != names[1]:
+        return "no record of the table"
+    reading = early(*names, known) if early is not None else None
+    try:
+        scope = _compiled(profiles, state, host, now, lint_errors, old, files, keys, changed, known, reading)
+    finally:
+        if reading is not None:
+            reading.stop()
+    return scope
+
+
+def _compiled(profiles: Path, state: StateDir, host: Host, now: dt.datetime,
+              lint_errors: Callable[[Estate, dict[str, Any], list[Path]], tuple[str, ...]], old: Basis,
+              files: dict[str, basis.Stat], keys: dict[str, basis.Stat], changed: list[str], known: Mapping[str, Any],
+              reading: Early | None) -> Scope | str:
+    from gatewayctl.compile.compiler import compile_estate
+    from gatewayctl.errors import ProfileErrors
+    from gatewayctl.loader.profiles import gc_paused, load_estate
+    from gatewayctl.validate import validate_estate
+
+    paths = [profiles / rel for rel in sorted(changed)]
+    try:
+        with gc_paused():
+            estate, cas = validate_estate(load_estate(profiles, None, only=paths))
+            policy = compile_estate(estate, cas, now)
+    except ProfileErrors:
+        return "the changed files have errors"
+    if estate.several or estate.gateway.model.ha is not None or policy.gateway != old.stamp[2]:
+        return "an estate of several gateways, or a pair"
+    gateway_warnings = policy.warnings[:len(policy.warnings) - sum(len(w) for w in policy.partner_warnings)]
+    if gateway_warnings != old.gateway_warnings:
+        return "the gateway's warnings differ"
+    partners = dict(old.partners)
+    for loaded, warnings in zip(estate.partners, policy.partner_warnings, strict=True):
+        rel = basis.relative(profiles, loaded.doc.path)
+        ident = basis.identity(loaded)
+        if rel not in old.partners or old.partners[rel][1] != ident or ident[2]:
+            return f"{rel}: the partner's identity or certificate requirements changed"
+        partners[rel] = (ident[0], ident, warnings)
+    if lint_errors(estate, cas, paths):
+        return "lint finds errors"
+    reading_names = (policy.interface.name, policy.table.name)
+    try:
+        raw = reading.result() if reading is not None else host.snapshot(*reading_names, known)
+    except HostError:
+        return "the host could not be read"
+    if (raw.get("ifname"), raw.get("table")) != reading_names:
+        return "the interface or table was renamed"
+    return _plan(state, now, estate, policy, old, files, keys, partners, known, raw)
+
+
+def _plan(state: StateDir, now: dt.datetime, estate: Estate, policy: CompiledPolicy, old: Basis,
+          files: dict[str, basis.Stat], keys: dict[str, basis.Stat],
+          partners: dict[str, tuple[str, Any, tuple[str, ...]]], known: Mapping[str, Any],
+          raw: dict[str, Any]) -> Scope | str:
+    from gatewayctl.compile.origin import grant_locator
+
+    ids = frozenset(p.id for p in policy.partners)
+    found = revocations.load(state)
+    standing_mine, ended = revocations.still_granted([r for r in found if r.partner in ids], policy)
+    standing = [r for r in found if r.partner not in ids or r in standing_mine]
+    restricted = revocations.restrict(policy, standing_mine)
+    if not raw.get("nft_proven"):
+        return "the table changed since the last apply"
+    raw = {**raw, "nft_record": known["record"]}
+    live = parse_snapshot(raw, peers={p.public_key for p in restricted.interface.peers})
+    if live.nft is None or live.wg is None or live.link is None:
+        return "no table, device or interface"
+    sources = frozenset(_spelled(str(net)) for p in restricted.interface.peers for net in p.allowed_ips)
+    mine = NftTableState(live.nft.name, {
+        name: s if name in PARTNER_NETS else dataclasses.replace(s, elements=frozenset(
+            k for k in s.elements if k.split(" ", 1)[0] in sources)) for name, s in live.nft.sets.items()}, live.nft.chains)
+    live = dataclasses.replace(live, nft=mine)
+    secrets = Secrets()
+    by_set = restricted.table.by_set()
+    iface = restricted.interface
+    families = {a.version for a in iface.addresses}
+    desired = GatewaySpec(
+        ifname=iface.name, listen_port=iface.listen_port, public_key=iface.public_key,
+        private_key_file=iface.private_key_file, mtu=iface.mtu, addresses=frozenset(str(a) for a in iface.addresses),
+        routes=frozenset(old.routes), peers=peer_specs(iface.peers, secrets), table_name=restricted.table.name,
+        table=NftTableState(mine.name, {
+            name: s if name in PARTNER_NETS else NftSet(name, s.kind, s.type, s.flags, frozenset(
+                e.key for e in by_set.get(name, ()))) for name, s in mine.sets.items()}, mine.chains),
+        element_ends=element_ends(restricted.table), needs_forwarding4=4 in families, needs_forwarding6=6 in families)
+    if set(by_set) - set(mine.sets) - set(SESSION_SETS) - set(SEEN_SETS):
+        return "the compiled sets are not the table's"
+    plan = diff(desired, live, now, {})
+    if (plan.blockers or plan.nft_replace or plan.link_changes or plan.private_key or plan.listen_port is not None
+            or plan.remove_guard or plan.peers_remove):
+        return "the plan goes beyond the changed partners' peers and elements"
+    nets = tuple(ipaddress.ip_network(net, strict=False) for p in restricted.interface.peers for net in p.allowed_ips)
+    prep = Prepared(restricted, desired, raw, live, plan, now, {}, revoked=tuple(standing), unrevoked=tuple(ended),
+                    locate=grant_locator(estate, policy))
+    gateway_warnings = old.gateway_warnings
+    kept = Basis(old.stamp, files, keys, partners, gateway_warnings, old.routes, None, None)
+    return Scope(prep, ids, sources, nets, secrets, kept)
+
+
+def warnings(scope: Scope) -> list[str]:
+    """The compile warnings a whole apply prints, in its order: the gateway's, then each partner's
+    (the basis keeps the partners in the estate's order)."""
+    return [*scope.basis.gateway_warnings, *(w for entry in scope.basis.partners.values() for w in entry[2])]
+
+
+def _spelled(network: str) -> str:
+    """A source as element keys spell it: a single address without its prefix length (plan/diff.py _owners)."""
+    address, _, length = network.partition("/")
+    return address if not length or length == ("128" if ":" in address else "32") else network
+
+
+def document_parts(state_root: Path, scope: Scope) -> tuple[str, dict[str, str]]:
+    """applied.json's parts (apply_cmd.document_parts) from the last one, the changed partners' peers,
+    elements, ends and grants replaced by theirs now."""
+    from gatewayctl.apply.restore import SKELETON
+
+    with open(state_root / "applied.json", "rb") as handle:
+        applied = json.loads(handle.read())
+    prep, sources = scope.prep, scope.sources
+    sub = spec_to_json(prep.desired)
+    applied["peers"] = {k: p for k, p in applied["peers"].items() if p["partner"] not in scope.partners}
+    applied["peers"].update(sub["peers"])
+    for name, data in applied["table"]["sets"].items():
+        if name in PARTNER_NETS:
+            continue
+        data["elements"] = sorted([k for k in data["elements"] if k.split(" ", 1)[0] not in sources]
+                                  + sub["table"]["sets"][name]["elements"])
+    for field, new in (("element_ends", sub["element_ends"]), ("element_grants", element_grants(prep.policy))):
+        applied[field] = {k: v for k, v in applied[field].items() if k.split(" ", 1)[0] not in sources}
+        applied[field].update(new)
+    applied["grant_ends"] = {g: v for g, v in applied["grant_ends"].items() if g.partition("/")[0] not in scope.partners}
+    applied["grant_ends"].update(grant_ends(prep.policy))
+    before, now = applied["applied_at"], prep.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    applied["applied_at"] = now
+    # the skeleton is the last one (the same gateway and partners, no certificates changed): only its
+    # header's instants ("compiled for", "exact for loading at") are this apply's
+    lines = applied[SKELETON].split("\n")
+    head = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    applied[SKELETON] = "\n".join([line.replace(before, now) for line in lines[:head]] + lines[head:])
+    parts = {k: applied[k] for k in (*SPEC_KEYS, "applied_at", "element_grants", "grant_ends", SKELETON)}
+    spec_digest = digest({k: parts[k] for k in SPEC_KEYS})
+    return spec_digest, {k: json.dumps(v, sort_keys=True, separators=(",", ":")) for k, v in parts.items()}
+
+
+def close_stale_flows(scope: Scope, host: Host) -> list[Flow]:
+    """Delete the conntrack entries of the changed partners' flows that their elements no longer allow
+    (only theirs: the other partners' elements are not in the scoped desired state)."""
+    mine = [f.raw for f in parse_flows(host.conntrack_list())
+            if any(ipaddress.ip_address(a) in n for a in (f.src, f.dst) for n in scope.nets)]
+    if not mine:
+        return []
+    prep = scope.prep
+    stale = stale_flows(mine, prep.desired.table.sets, prep.policy.table.auth_port, prep.desired.addresses)
+    if stale:
+        host.conntrack_delete([flow.raw for flow in stale])
+    return stale
+
+
+def whole(state_root: Path, profiles: Path, files: dict[str, basis.Stat], estate: Estate, policy: CompiledPolicy,
+          desired: GatewaySpec, racy: int) -> Basis:
+    """The basis after a whole apply (`files`: the profiles folder's stats taken before it was loaded)."""
+    partners = {basis.relative(profiles, loaded.doc.path): (loaded.model.id, basis.identity(loaded), warnings)
+                for loaded, warnings in zip(estate.partners, policy.partner_warnings, strict=True)}
+    gateway_warnings = policy.warnings[:len(policy.warnings) - sum(len(w) for w in policy.partner_warnings)]
+    key_paths = [desired.private_key_file, *sorted({p.psk_file for p in desired.peers.values() if p.psk_file})]
+    return Basis(basis.stamp(profiles, policy.gateway, policy.at.date().isoformat()), files,
+                 basis.key_files(key_paths, racy), partners, tuple(gateway_warnings), tuple(sorted(desired.routes)),
+                 None, None)
+
+
+def keep(state_root: Path, kept: Basis) -> None:
+    """Write the basis, with applied.json and the revocations as this apply leaves them."""
+    basis.save(state_root, dataclasses.replace(kept, applied=basis.file_stat(state_root / "applied.json"),
+                                                revocations=basis.file_stat(state_root / revocations.FILE)))
