@@ -11,6 +11,8 @@ from the state folder's applied.json). Target: under 1 s each. One more apply co
 reported apart (`one_partner_apply_listed_s`): the first after a whole-table apply lists the table;
 it and every later one leave the table record, so the measured ones plan from it (the journal's
 `table_read` says which, and is checked; docs/operations.md "Planning without listing the table").
+That first one plans the whole estate; the measured ones plan only the partner whose file changed
+(the journal's `scope`, checked; docs/operations.md "A change to some partners only").
 A command over 1 s is run once more under cProfile (the main process only: apply reads the host in a forked child while it compiles,
 and that child's work shows in the parent as the wait for its result); the functions with the most
 cumulative and the most own time are reported.
@@ -64,10 +66,20 @@ def change_partner(profiles: Path, partner: str) -> None:
     path.write_text(json.dumps(doc))
 
 
+def last_applied(state: Path) -> dict[str, Any]:
+    entries = [json.loads(line) for line in (state / "journal.jsonl").read_text().splitlines()]
+    return dict([e for e in entries if e["event"] == "applied"][-1])
+
+
 def table_read(state: Path) -> str:
     """How the last apply read gatewayctl's table: "listed", or from the state folder's "record"."""
-    entries = [json.loads(line) for line in (state / "journal.jsonl").read_text().splitlines()]
-    return str([e for e in entries if e["event"] == "applied"][-1]["table_read"])
+    return str(last_applied(state)["table_read"])
+
+
+def scope(state: Path) -> list[str] | None:
+    """The partners the last apply planned alone (gatewayctl/apply/scoped.py), or None: a whole apply."""
+    found = last_applied(state).get("scope")
+    return list(found) if found is not None else None
 
 
 def touched(plan_output: str) -> set[str]:
@@ -134,6 +146,9 @@ def gateway_ops(partners: int, runs: int = 3, profile: bool = True) -> dict[str,
             assert touched(result.stdout) == {partner}, result.stdout
             read = table_read(state)
             assert read == ("listed" if run == 0 else "record"), (run, read)
+            # the first plans the whole estate (no record of the table yet); the others only the changed partner
+            scoped = scope(state)
+            assert (scoped is None) if run == 0 else (scoped is not None and partner in scoped), (run, scoped)
             (listed if run == 0 else applies).append(round(elapsed, 3))
         for run in range(runs):  # each revoke keeps the table record true, so each plans from it
             partner = f"p{partners - 1 - run:05d}"

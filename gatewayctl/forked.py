@@ -13,7 +13,9 @@ child raises, dies or is killed, the machine has one core, other threads run, or
 `work()` in the parent and returns or raises what it does there. The child never writes a file or a
 stream of the parent's: it leaves by os._exit, so no buffer or exit handler of the parent runs in it.
 A child not asked for its result (the parent fails first) is killed and reaped when the `with` block
-ends. tests/test_forked.py holds these cases.
+ends. With `prelude`, the child runs prelude() at once (importing a library, say) and then waits for
+go() (or result()) before it runs `work()`: for work that must not start before the parent has done a
+step, but whose preparation need not wait. tests/test_forked.py holds these cases.
 """
 
 from __future__ import annotations
@@ -43,29 +45,45 @@ def enabled() -> bool:
 class Forked(Generic[T]):
     """`work()`, computed in a forked child (see the module's docstring)."""
 
-    def __init__(self, work: Callable[[], T], fork: bool = True) -> None:
-        """`fork=False`: no child; result() runs `work()` here."""
+    def __init__(self, work: Callable[[], T], fork: bool = True, prelude: Callable[[], object] | None = None) -> None:
+        """`fork=False`: no child; result() runs `work()` here. `prelude`: see the module's docstring."""
         self.work = work
         self.pid = 0
         self.reader = -1
+        self.starter = -1  # the pipe go() writes to (with a prelude)
         if not fork or not enabled():
             return
         sys.stdout.flush()  # nothing the parent wrote is in the child's copy of a buffer
         sys.stderr.flush()
         read_fd, write_fd = os.pipe()
+        go_read, go_write = os.pipe() if prelude is not None else (-1, -1)
         try:
             pid = os.fork()
         except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, go_read, go_write):
+                if fd >= 0:
+                    os.close(fd)
             return
         if pid == 0:
-            _child(work, read_fd, write_fd)
+            if go_write >= 0:
+                os.close(go_write)
+            _child(work, read_fd, write_fd, prelude, go_read)
         os.close(write_fd)
-        self.pid, self.reader = pid, read_fd
+        if go_read >= 0:
+            os.close(go_read)
+        self.pid, self.reader, self.starter = pid, read_fd, go_write
+
+    def go(self) -> None:
+        """Let the child start `work()` (after its prelude)."""
+        if self.starter >= 0:
+            with contextlib.suppress(OSError):  # a child gone already: result() works it out here
+                os.write(self.starter, b"g")
+            os.close(self.starter)
+            self.starter = -1
 
     def result(self) -> T:
         """The child's result; else (no child, or it failed) `work()` run here."""
+        self.go()
         if self.pid:
             chunks = []
             with os.fdopen(self.reader, "rb") as pipe:
@@ -84,6 +102,9 @@ class Forked(Generic[T]):
 
     def stop(self) -> None:
         """Kill and reap a child whose result nobody will take."""
+        if self.starter >= 0:  # closed without a go: the child leaves without the work
+            os.close(self.starter)
+            self.starter = -1
         if self.reader >= 0:
             os.close(self.reader)
             self.reader = -1
@@ -101,11 +122,17 @@ class Forked(Generic[T]):
         self.stop()
 
 
-def _child(work: Callable[[], T], read_fd: int, write_fd: int) -> None:
-    """In the child: compute, send, leave without the parent's cleanup (never returns)."""
+def _child(work: Callable[[], T], read_fd: int, write_fd: int, prelude: Callable[[], object] | None = None,
+           go_fd: int = -1) -> None:
+    """In the child: (prelude, wait for go,) compute, send, leave without the parent's cleanup (never returns)."""
     status = 1
     try:
         os.close(read_fd)
+        if prelude is not None:
+            with contextlib.suppress(Exception):  # a failed prelude only means the work does it itself
+                prelude()
+            if os.read(go_fd, 1) != b"g":
+                os._exit(1)  # the parent stopped it without a go
         data = marshal.dumps(("result", work()))  # type: ignore[arg-type]  # plain data, or the parent works it out
         view = memoryview(data)
         while view:

@@ -187,6 +187,13 @@ def apply(lab: LabHandle, *args: str) -> float:
     return time.time()
 
 
+def last_scope(lab: LabHandle) -> list[str] | None:
+    """The partners the last apply planned alone (docs/operations.md "A change to some partners only")."""
+    entries = [json.loads(line) for line in (lab.state / "journal.jsonl").read_text().splitlines()]
+    found = [e for e in entries if e["event"] == "applied"][-1].get("scope")
+    return list(found) if found is not None else None
+
+
 def tracked(lab: LabHandle) -> str:
     return lab.gw_run("conntrack", "-L")
 
@@ -215,6 +222,7 @@ def test_removed_grant_stops_its_open_connections_and_no_other(lab: LabHandle, f
     with edited(lab, "acme", without("stream-tcp", "stream-udp")):
         end = apply(lab)
         listing = tracked(lab)
+        assert last_scope(lab) == ["acme"]  # planned from acme's file alone: the scoped apply is the one measured
         time.sleep(2.5)
         flows.assert_stopped_by(tcp, end)
         flows.assert_stopped_by(udp, end)
@@ -233,7 +241,8 @@ def test_narrowed_ports_stop_only_the_removed_port(lab: LabHandle, flows: Flows)
         next(g for g in doc["grants"] if g["service"] == "stream-tcp")["ports"] = ["9000-9001"]
 
     with edited(lab, "acme", narrow):
-        end = apply(lab)
+        end = apply(lab, "--whole")  # the whole apply's cut is measured here (the one above is scoped)
+        assert last_scope(lab) is None
         time.sleep(2.5)
         flows.assert_stopped_by(removed, end)
         flows.assert_flowing_after(kept, end + 1.5)

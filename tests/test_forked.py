@@ -93,3 +93,51 @@ def test_with_another_thread_running_nothing_is_forked() -> None:
     finally:
         stop.set()
         other.join()
+
+
+def _wait_for(path: Path, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_prelude_runs_at_once_and_the_work_only_after_go(tmp_path: Path) -> None:
+    ready, worked = tmp_path / "ready", tmp_path / "worked"
+
+    def work() -> int:
+        worked.write_text(str(os.getpid()))
+        return 7
+
+    with Forked(work, prelude=lambda: ready.write_text("imported")) as job:
+        child = job.pid
+        assert child not in (0, os.getpid())
+        assert _wait_for(ready)  # the prelude ran without a go
+        time.sleep(0.2)
+        assert not worked.exists()  # the work waits for it
+        job.go()
+        assert _wait_for(worked)
+        assert job.result() == 7
+    assert worked.read_text() == str(child)  # done in the child
+
+
+def test_a_child_stopped_before_go_never_does_the_work(tmp_path: Path) -> None:
+    ready, worked = tmp_path / "ready", tmp_path / "worked"
+    job = Forked(lambda: worked.write_text("x"), prelude=lambda: ready.write_text("imported"))
+    assert _wait_for(ready)
+    child = job.pid
+    job.stop()
+    time.sleep(0.2)
+    assert not worked.exists()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)  # reaped
+
+
+def test_a_failing_prelude_only_means_the_work_runs_as_usual() -> None:
+    def prelude() -> None:
+        raise ImportError("no such library")
+
+    with Forked(lambda: 5, prelude=prelude) as job:
+        assert job.result() == 5

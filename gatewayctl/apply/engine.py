@@ -248,7 +248,7 @@ def _steps(prep: Prepared, host: Host, env: jinja2.Environment, secrets: Secrets
         backend = host.wg_create(desired.ifname)
         checkpoint("after-create")
     assert backend is not None
-    sessions = carried_sessions(live, desired, prep.policy, prep.now)
+    sessions = carried_sessions(live, desired, prep.policy, prep.now) if plan.nft_replace else ""
     if plan.nft_replace:
         live_elements = frozenset().union(*(s.elements for s in live.nft.sets.values())) if live.nft else frozenset()
         _load(prep, host, spoil("load-narrowed", narrowed_ruleset(prep.policy, env, prep.now, live_elements) + sessions))

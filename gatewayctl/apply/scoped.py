@@ -48,14 +48,16 @@ from gatewayctl.apply import basis, revocations, tablerecord
 from gatewayctl.apply.basis import Basis
 from gatewayctl.apply.engine import Prepared, element_grants, grant_ends
 from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
+from gatewayctl.forked import Forked
 from gatewayctl.host.base import Host, parse_snapshot
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet, NftTableState
+from gatewayctl.loader import prefetch
 from gatewayctl.loader.profiles import Estate, peek_names
 from gatewayctl.plan.diff import diff
 from gatewayctl.plan.flows import Flow, parse_flows, stale_flows
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import GatewaySpec, element_ends, peer_specs, spec_to_json
+from gatewayctl.plan.spec import GatewaySpec, PeerSpec, element_ends, instant_text, peer_specs, peers_to_json
 from gatewayctl.plan.specdigest import SPEC_KEYS, digest
 from gatewayctl.state import StateDir
 
@@ -73,6 +75,7 @@ class Scope:
     nets: tuple[Any, ...]  # the same, as networks (for their flows)
     secrets: Secrets
     basis: Basis  # the basis to keep once the apply succeeds (applied.json and revocations: stat them after)
+    document: Forked[tuple[str, dict[str, str]]]  # applied.json's digest and parts (document_parts), being spelt
 
 
 class Early(Protocol):
@@ -85,14 +88,31 @@ class Early(Protocol):
 
 def attempt(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first_read_ns: int,
             lint_errors: Callable[[Estate, dict[str, Any], list[Path]], tuple[str, ...]],
-            early: Callable[[str, str, Mapping[str, Any]], Early] | None = None) -> Scope | str:
+            early: Callable[[str, str, Callable[[], Mapping[str, Any] | None]], Early] | None = None) -> Scope | str:
     """The scoped plan of this apply, or why there is none (the caller then applies the whole estate).
     `lint_errors(estate, cas, files)`: the lint errors apply would refuse on, of the changed files.
-    `early(ifname, table, record)`: start reading the host while the changed files are compiled.
+    `early(ifname, table, record)`: start reading the host while the changed files are compiled
+    (`record()` gives the table record).
     `first_read_ns`: when this process could first have read a profile file (apply/basis.py)."""
     old = basis.load(state.root)
     if old is None:
         return "no record of the last apply's profiles"
+    names = peek_names(profiles)
+    if names is None:
+        return "gateway.yaml names no interface"
+    # the host is read by a forked child from now on (it loads the table record itself)
+    reading = early(*names, lambda: tablerecord.load(state.root)) if early is not None else None
+    try:
+        scope = _changes(profiles, state, host, now, first_read_ns, lint_errors, old, names, reading)
+    finally:
+        if reading is not None:
+            reading.stop()
+    return scope
+
+
+def _changes(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first_read_ns: int,
+             lint_errors: Callable[[Estate, dict[str, Any], list[Path]], tuple[str, ...]], old: Basis,
+             names: tuple[str, str], reading: Early | None) -> Scope | str:
     racy = basis.racy_threshold(first_read_ns)
     files = basis.tree(profiles, racy)  # before anything is read
     if files.keys() != old.files.keys():
@@ -107,6 +127,7 @@ def attempt(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first
         return "no partner file changed"
     if len(changed) > MAX_FILES:
         return f"{len(changed)} partner files changed"
+    prefetch.discard()  # only partner files changed: the whole estate is not likely to be loaded, its core is wanted
     keys = basis.key_files(list(old.keys), racy)
     if any(stat is None or stat != old.keys[path] for path, stat in keys.items()):
         return "a key file changed"
@@ -117,16 +138,9 @@ def attempt(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first
     if old.stamp != basis.stamp(profiles, old.stamp[2], now.date().isoformat()):
         return "other code, profiles folder or day"
     known = tablerecord.load(state.root)
-    names = peek_names(profiles)
-    if known is None or names is None or known.get("table") != names[1]:
+    if known is None or known.get("table") != names[1]:
         return "no record of the table"
-    reading = early(*names, known) if early is not None else None
-    try:
-        scope = _compiled(profiles, state, host, now, lint_errors, old, files, keys, changed, known, reading)
-    finally:
-        if reading is not None:
-            reading.stop()
-    return scope
+    return _compiled(profiles, state, host, now, lint_errors, old, files, keys, changed, known, reading)
 
 
 def _compiled(profiles: Path, state: StateDir, host: Host, now: dt.datetime,
@@ -157,48 +171,70 @@ def _compiled(profiles: Path, state: StateDir, host: Host, now: dt.datetime,
         if rel not in old.partners or old.partners[rel][1] != ident or ident[2]:
             return f"{rel}: the partner's identity or certificate requirements changed"
         partners[rel] = (ident[0], ident, warnings)
-    if lint_errors(estate, cas, paths):
-        return "lint finds errors"
-    reading_names = (policy.interface.name, policy.table.name)
-    try:
-        raw = reading.result() if reading is not None else host.snapshot(*reading_names, known)
-    except HostError:
-        return "the host could not be read"
-    if (raw.get("ifname"), raw.get("table")) != reading_names:
-        return "the interface or table was renamed"
-    return _plan(state, now, estate, policy, old, files, keys, partners, known, raw)
-
-
-def _plan(state: StateDir, now: dt.datetime, estate: Estate, policy: CompiledPolicy, old: Basis,
-          files: dict[str, basis.Stat], keys: dict[str, basis.Stat],
-          partners: dict[str, tuple[str, Any, tuple[str, ...]]], known: Mapping[str, Any],
-          raw: dict[str, Any]) -> Scope | str:
-    from gatewayctl.compile.origin import grant_locator
-
     ids = frozenset(p.id for p in policy.partners)
     found = revocations.load(state)
     standing_mine, ended = revocations.still_granted([r for r in found if r.partner in ids], policy)
     standing = [r for r in found if r.partner not in ids or r in standing_mine]
     restricted = revocations.restrict(policy, standing_mine)
-    if not raw.get("nft_proven"):
+    secrets = Secrets()
+    part = Part(ids, frozenset(_spelled(str(net)) for p in restricted.interface.peers for net in p.allowed_ips),
+                restricted, peer_specs(restricted.interface.peers, secrets), now)
+    # applied.json is spelt from here on by a forked child (the other core), while lint runs and the host
+    # is read, diffed and changed
+    document = Forked(lambda: document_parts(state.root, part))
+    scope: Scope | str = "stopped"
+    try:
+        if lint_errors(estate, cas, paths):
+            return "lint finds errors"
+        reading_names = (policy.interface.name, policy.table.name)
+        try:
+            raw = reading.result() if reading is not None else host.snapshot(*reading_names, known)
+        except HostError:
+            return "the host could not be read"
+        if (raw.get("ifname"), raw.get("table")) != reading_names:
+            return "the interface or table was renamed"
+        scope = _plan(estate, policy, old, files, keys, partners, known, raw, part, secrets, document, standing, ended)
+        return scope
+    finally:
+        if isinstance(scope, str):  # no scoped apply: nobody takes the document
+            document.stop()
+
+
+@dataclass(frozen=True)
+class Part:
+    """The changed partners' part of the desired state, from their files alone."""
+
+    partners: frozenset[str]  # their ids
+    sources: frozenset[str]  # their sources as element keys spell them
+    policy: CompiledPolicy  # compiled from their files, revoked grants taken out
+    peers: dict[str, PeerSpec]  # their peers
+    now: dt.datetime
+
+
+def _plan(estate: Estate, policy: CompiledPolicy, old: Basis, files: dict[str, basis.Stat],
+          keys: dict[str, basis.Stat], partners: dict[str, tuple[str, Any, tuple[str, ...]]], known: Mapping[str, Any],
+          raw: dict[str, Any], part: Part, secrets: Secrets, document: Forked[tuple[str, dict[str, str]]],
+          standing: list[revocations.Revocation], ended: list[revocations.Revocation]) -> Scope | str:
+    from gatewayctl.compile.origin import grant_locator
+
+    restricted, now, sources = part.policy, part.now, part.sources
+    if not raw.get("nft_proven") or list(raw.get("nft_generation") or ()) != known.get("generation"):
         return "the table changed since the last apply"
     raw = {**raw, "nft_record": known["record"]}
     live = parse_snapshot(raw, peers={p.public_key for p in restricted.interface.peers})
     if live.nft is None or live.wg is None or live.link is None:
         return "no table, device or interface"
-    sources = frozenset(_spelled(str(net)) for p in restricted.interface.peers for net in p.allowed_ips)
     mine = NftTableState(live.nft.name, {
         name: s if name in PARTNER_NETS else dataclasses.replace(s, elements=frozenset(
             k for k in s.elements if k.split(" ", 1)[0] in sources)) for name, s in live.nft.sets.items()}, live.nft.chains)
     live = dataclasses.replace(live, nft=mine)
-    secrets = Secrets()
     by_set = restricted.table.by_set()
     iface = restricted.interface
     families = {a.version for a in iface.addresses}
     desired = GatewaySpec(
         ifname=iface.name, listen_port=iface.listen_port, public_key=iface.public_key,
         private_key_file=iface.private_key_file, mtu=iface.mtu, addresses=frozenset(str(a) for a in iface.addresses),
-        routes=frozenset(old.routes), peers=peer_specs(iface.peers, secrets), table_name=restricted.table.name,
+        routes=frozenset(old.routes), peers=part.peers, table_name=restricted.table.name,
         table=NftTableState(mine.name, {
             name: s if name in PARTNER_NETS else NftSet(name, s.kind, s.type, s.flags, frozenset(
                 e.key for e in by_set.get(name, ()))) for name, s in mine.sets.items()}, mine.chains),
@@ -212,9 +248,8 @@ def _plan(state: StateDir, now: dt.datetime, estate: Estate, policy: CompiledPol
     nets = tuple(ipaddress.ip_network(net, strict=False) for p in restricted.interface.peers for net in p.allowed_ips)
     prep = Prepared(restricted, desired, raw, live, plan, now, {}, revoked=tuple(standing), unrevoked=tuple(ended),
                     locate=grant_locator(estate, policy))
-    gateway_warnings = old.gateway_warnings
-    kept = Basis(old.stamp, files, keys, partners, gateway_warnings, old.routes, None, None)
-    return Scope(prep, ids, sources, nets, secrets, kept)
+    kept = Basis(old.stamp, files, keys, partners, old.gateway_warnings, old.routes, None, None)
+    return Scope(prep, part.partners, sources, nets, secrets, kept, document)
 
 
 def warnings(scope: Scope) -> list[str]:
@@ -229,28 +264,29 @@ def _spelled(network: str) -> str:
     return address if not length or length == ("128" if ":" in address else "32") else network
 
 
-def document_parts(state_root: Path, scope: Scope) -> tuple[str, dict[str, str]]:
+def document_parts(state_root: Path, part: Part) -> tuple[str, dict[str, str]]:
     """applied.json's parts (apply_cmd.document_parts) from the last one, the changed partners' peers,
     elements, ends and grants replaced by theirs now."""
     from gatewayctl.apply.restore import SKELETON
 
     with open(state_root / "applied.json", "rb") as handle:
         applied = json.loads(handle.read())
-    prep, sources = scope.prep, scope.sources
-    sub = spec_to_json(prep.desired)
-    applied["peers"] = {k: p for k, p in applied["peers"].items() if p["partner"] not in scope.partners}
-    applied["peers"].update(sub["peers"])
+    sources, policy = part.sources, part.policy
+    applied["peers"] = {k: p for k, p in applied["peers"].items() if p["partner"] not in part.partners}
+    applied["peers"].update(peers_to_json(part.peers))
+    by_set = policy.table.by_set()
     for name, data in applied["table"]["sets"].items():
         if name in PARTNER_NETS:
             continue
         data["elements"] = sorted([k for k in data["elements"] if k.split(" ", 1)[0] not in sources]
-                                  + sub["table"]["sets"][name]["elements"])
-    for field, new in (("element_ends", sub["element_ends"]), ("element_grants", element_grants(prep.policy))):
+                                  + [e.key for e in by_set.get(name, ())])
+    ends = {k: instant_text(v) for k, v in element_ends(policy.table).items()}
+    for field, new in (("element_ends", ends), ("element_grants", element_grants(policy))):
         applied[field] = {k: v for k, v in applied[field].items() if k.split(" ", 1)[0] not in sources}
         applied[field].update(new)
-    applied["grant_ends"] = {g: v for g, v in applied["grant_ends"].items() if g.partition("/")[0] not in scope.partners}
-    applied["grant_ends"].update(grant_ends(prep.policy))
-    before, now = applied["applied_at"], prep.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    applied["grant_ends"] = {g: v for g, v in applied["grant_ends"].items() if g.partition("/")[0] not in part.partners}
+    applied["grant_ends"].update(grant_ends(policy))
+    before, now = applied["applied_at"], part.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     applied["applied_at"] = now
     # the skeleton is the last one (the same gateway and partners, no certificates changed): only its
     # header's instants ("compiled for", "exact for loading at") are this apply's

@@ -32,6 +32,7 @@ from gatewayctl.cli.host_cmds import labels_from, lint_errors_of, prepare_or_exi
 from gatewayctl.cli.hostopts import fail, host_options, open_host
 from gatewayctl.cli.saved_plan import read_or_exit, refuse_if_stale, revision_or_exit
 from gatewayctl.forked import Forked
+from gatewayctl.host import conntrack
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.real import ForkedSnapshot, RealHost
 from gatewayctl.plan.render import plan_json, plan_text
@@ -147,10 +148,14 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
         basis.forget(state.root)  # whatever happens now: kept again only by an apply that succeeds
         if not isinstance(scope, str):
             scoped_document = ScopedDocument(state.root, scope)
+            # the changed partners' stale flows are deleted by a child that imports the netlink library
+            # now and starts only once the new firewall is in force (_closing_stale_flows)
+            flows = Forked(lambda: [flow.raw for flow in scoped.close_stale_flows(scope, host)], prelude=conntrack.warm)
             try:
                 _apply_prepared(obj, host, state, yes, None, None, None, report, revision, None, scope.prep,
-                                scope.secrets, scoped_document, scope)
+                                scope.secrets, scoped_document, scope, flows)
             finally:
+                flows.stop()
                 scoped_document.stop()
             return
         keep = _WholeBasis(obj.profiles, first_read)
@@ -189,9 +194,6 @@ def _scope_or_reason(obj: Context, host: RealHost, state: StateDir, first_read: 
         if obj.verbosity > 0:
             click.echo(f"apply: planning the whole estate ({scope})", err=True)
         return scope
-    from gatewayctl.loader import prefetch
-
-    prefetch.discard()  # the whole estate is not loaded: the parse helper's core is free for the children
     if obj.verbosity > 0:
         click.echo(f"apply: only the files of {', '.join(sorted(scope.partners))} changed since the last apply: "
                    "planning those partners alone (docs/operations.md)", err=True)
@@ -225,9 +227,11 @@ class _WholeBasis:
 def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
                     templates: Path | None, saved: tuple[Path, SavedPlan] | None, report: Report,
                     revision: dict[str, Any], previous: dict[str, Any] | None, prep: Prepared, secrets: Secrets,
-                    document: ApplyDocument, keep: _WholeBasis | scoped.Scope | None) -> None:
+                    document: ApplyDocument, keep: _WholeBasis | scoped.Scope | None,
+                    flows: Forked[list[dict[str, Any]]] | None = None) -> None:
     """Carry out a prepared plan. `keep`: what to keep, once it succeeded, for the next apply to be
-    partner-scoped; a Scope when this apply is one (its flows, document and basis are the scope's)."""
+    partner-scoped; a Scope when this apply is one (its flows, document and basis are the scope's).
+    `flows`: the child that deletes the stale flows, forked already, waiting for its go."""
     scope = keep if isinstance(keep, scoped.Scope) else None
     if isinstance(document, ScopedDocument):
         document.start_scoped()
@@ -243,7 +247,7 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
     _refuse_lint_errors(obj, prep)
     _end_revocations(state, prep, report)
     if prep.plan.empty:
-        with _closing_stale_flows(host, prep, scope) as closing:
+        with _closing_stale_flows(host, prep, scope, flows) as closing:
             _record_table(state, host, prep, time.time())
             _report_closed(state, _stale_flows_closed(closing), report)
         _keep_basis(state, prep, keep)
@@ -269,7 +273,7 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
         click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                    "the rollback failed too: check the host now", err=True)
         raise SystemExit(1 if exc.rolled_back else 4) from None
-    with _closing_stale_flows(host, prep, scope) as closing:  # the new table is in force: what it no longer allows ends now
+    with _closing_stale_flows(host, prep, scope, flows) as closing:  # the new table is in force: what it no longer allows ends now
         _record_table(state, host, prep, started_at)
         meta["digest"], text = document.text(prep, meta)
         state.write_text("applied.json", text)
@@ -348,13 +352,10 @@ class ScopedDocument(ApplyDocument):
         self.state_root, self.scope = state_root, scope
 
     def start_scoped(self) -> None:
-        self.stop()
-        self.child = Forked(lambda: scoped.document_parts(self.state_root, self.scope))
+        self.child = self.scope.document  # started by scoped.attempt
 
     def parts(self, prep: Prepared) -> tuple[str, dict[str, str]]:
-        if self.child is None:
-            return scoped.document_parts(self.state_root, self.scope)
-        return self.child.result()
+        return self.scope.document.result()
 
 
 def document_parts(policy: CompiledPolicy, desired: GatewaySpec, now: dt.datetime,
@@ -417,12 +418,17 @@ def _end_revocations(state: StateDir, prep: Prepared, report: Report) -> None:
         report.say(f"revocation of {r.label} ended: the profiles no longer grant that access")
 
 
-def _closing_stale_flows(host: RealHost, prep: Prepared, scope: scoped.Scope | None) -> Forked[list[dict[str, Any]]]:
+def _closing_stale_flows(host: RealHost, prep: Prepared, scope: scoped.Scope | None,
+                         ready: Forked[list[dict[str, Any]]] | None = None) -> Forked[list[dict[str, Any]]]:
     """Delete the tracked flows no grant covers any more, in a forked child (gatewayctl/forked.py)
     while this process records the table and writes applied.json: it imports pyroute2 for
     conntrack, 0.15 s at every apply. A flow is deleted by its original tuple and one gone already is
     not an error, so when the child fails, the same step done again here deletes only what is left.
-    A scoped apply looks only at the changed partners' flows (its desired state holds only theirs)."""
+    A scoped apply looks only at the changed partners' flows (its desired state holds only theirs);
+    `ready`: a child forked for it already, which starts now."""
+    if ready is not None:
+        ready.go()
+        return ready
     if scope is not None:
         return Forked(lambda: [flow.raw for flow in scoped.close_stale_flows(scope, host)])
     return Forked(lambda: [flow.raw for flow in close_stale_flows(prep, host)])

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +194,9 @@ class ForkedSnapshot:
 
     The child inherits the network namespace; it sends back the raw snapshot as JSON, or the error."""
 
-    def __init__(self, host: RealHost, ifname: str, table: str, known: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, host: RealHost, ifname: str, table: str,
+                 known: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None = None) -> None:
+        """`known`: the table record, or a function the child calls for it (the parent need not wait for it)."""
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: read, send, exit without running the parent's cleanup
@@ -202,7 +204,7 @@ class ForkedSnapshot:
                 os.close(read_fd)
                 payload: dict[str, Any]
                 try:
-                    payload = {"snapshot": host.snapshot(ifname, table, known)}
+                    payload = {"snapshot": host.snapshot(ifname, table, known() if callable(known) else known)}
                 except Exception as exc:  # reported by the parent
                     payload = {"error": str(exc)}
                 data = json.dumps(payload).encode()  # dumps, not dump: the C encoder, ready before the parent asks

@@ -179,11 +179,15 @@ def spec_to_json(spec: GatewaySpec) -> dict[str, Any]:
         "private_key_file": spec.private_key_file, "mtu": spec.mtu, "addresses": sorted(spec.addresses),
         "routes": sorted(spec.routes), "table_name": spec.table_name,
         "needs_forwarding4": spec.needs_forwarding4, "needs_forwarding6": spec.needs_forwarding6,
-        "peers": {k: {"partner": p.partner, "name": p.name, "allowed_ips": sorted(p.allowed_ips), "endpoint": p.endpoint,
-                      "keepalive": p.keepalive, "psk": p.psk, "psk_file": p.psk_file} for k, p in spec.peers.items()},
+        "peers": peers_to_json(spec.peers),
         "table": table_to_json(spec.table),
         "element_ends": {k: instant_text(v) for k, v in sorted(spec.element_ends.items())},
     }
+
+
+def peers_to_json(peers: dict[str, PeerSpec]) -> dict[str, Any]:
+    return {k: {"partner": p.partner, "name": p.name, "allowed_ips": sorted(p.allowed_ips), "endpoint": p.endpoint,
+                "keepalive": p.keepalive, "psk": p.psk, "psk_file": p.psk_file} for k, p in peers.items()}
 
 
 def spec_from_json(data: dict[str, Any]) -> GatewaySpec:
