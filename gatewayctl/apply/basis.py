@@ -10,10 +10,11 @@ a change touches only some partners' files, and which; anything else (another fi
 added or removed, another day, other code, applied.json or the revocations changed since) and the
 next apply is a whole one, as before.
 
-A file whose times are not before the process could first have read it (the parse helper reads
-partner files before a whole apply takes their stats) is recorded as "unknown" (None), so a file
-written while an apply read it always counts as changed next time (as git does for "racily clean"
-entries). Tested in tests/test_scoped.py.
+For a file whose times are within two seconds of when the process could first have read it (the
+parse helper reads partner files before a whole apply takes their stats; some filesystems keep whole
+seconds), the times prove nothing: the basis keeps the SHA-256 of the text that was compiled
+instead, and the next apply compares the file's text with it (as git does for "racily clean"
+entries). Anything else it cannot tell counts as changed. Tested in tests/test_scoped.py.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ if TYPE_CHECKING:
     from gatewayctl.model import PartnerFile
 
 FILE = "apply-basis.marshal"
-VERSION = 1
-Stat = tuple[int, int, int, int, int] | None  # size, mtime_ns, ctime_ns, inode, mode; None: unknown (racy)
+VERSION = 2
+# size, mtime_ns, ctime_ns, inode, mode; or ("sha256", digest) of the text the apply compiled, for a
+# file whose times say nothing (changed too close to the read); None: unknown (counts as changed)
+Stat = tuple[int, int, int, int, int] | tuple[str, str] | None
 _PACKAGE = Path(__file__).resolve().parent.parent
+RACY_MARGIN_NS = 2_000_000_000  # file times of some filesystems are whole seconds, and the clock coarse
+DEPENDENCIES = ("pydantic", "pydantic_core", "jinja2", "click", "cryptography", "pyroute2", "nftables")
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,12 @@ class Basis:
     routes: tuple[str, ...]
     applied: Stat  # applied.json as this apply left it
     revocations: Stat  # revocations.json as this apply left it
+    ca_end: float | None = None  # the earliest end of any CA certificate of the estate (lint's GW701 at that instant)
+    endpoints: dict[str, tuple[str, str | None]] | None = None  # peers with a host-name endpoint: key -> (text, address)
 
     def to_marshal(self) -> bytes:
         return marshal.dumps((VERSION, self.stamp, self.files, self.keys, self.partners, self.gateway_warnings,
-                              self.routes, self.applied, self.revocations))
+                              self.routes, self.applied, self.revocations, self.ca_end, self.endpoints))
 
 
 def load(state_root: Path) -> Basis | None:
@@ -62,7 +69,7 @@ def load(state_root: Path) -> Basis | None:
         version, *fields = data
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if version != VERSION or len(fields) != 8:
+    if version != VERSION or len(fields) != 10 or not all(isinstance(f, dict) for f in (fields[1], fields[2], fields[3])):
         return None
     return Basis(*fields)
 
@@ -77,10 +84,29 @@ def forget(state_root: Path) -> None:
 
 
 def racy_threshold(first_read_ns: int) -> int:
-    """Files whose times are after this are recorded as unknown: `first_read_ns` (when this process
-    could first have read a profile file) less 50 ms, since file times come from the kernel's coarse
-    clock, which can be a few milliseconds behind."""
-    return first_read_ns - 50_000_000
+    """Files whose times are after this say nothing about their text: `first_read_ns` (when this
+    process could first have read a profile file) less two seconds, since file times come from the
+    kernel's coarse clock and some filesystems keep whole seconds only."""
+    return first_read_ns - RACY_MARGIN_NS
+
+
+def text_digest(data: bytes) -> tuple[str, str]:
+    return ("sha256", hashlib.sha256(data).hexdigest())
+
+
+def same(old: Stat, new: Stat, path: Path) -> Stat | None:
+    """The file's entry for the next basis when it is as `old` recorded it, else None: its stat is the
+    same (and says something), or its text is the one `old` recorded the digest of."""
+    if new is not None and len(new) == 5 and old == new:
+        return new
+    if old is not None and len(old) == 2:
+        try:
+            with open(path, "rb") as handle:  # stat taken before: a change from now on shows next time
+                if text_digest(handle.read()) == old:
+                    return new if new is not None and len(new) == 5 else old
+        except OSError:
+            return None
+    return None
 
 
 def _stat_of(st: os.stat_result, racy_after: int) -> Stat:
@@ -99,8 +125,12 @@ def tree(root: Path, racy_after: int) -> dict[str, Stat]:
             for entry in entries:
                 if entry.name == ".git":
                     continue  # a repository's own files (the lint scan skips them too)
-                st = entry.stat(follow_symlinks=False)
                 rel = prefix + entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:  # gone since it was listed (an editor's temporary file)
+                    found[rel] = None
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     found[rel + "/"] = (0, 0, 0, st.st_ino, st.st_mode)
                     walk(entry.path, rel + "/")
@@ -130,10 +160,22 @@ def file_stat(path: Path) -> Stat:
 
 
 def code_stamp() -> str:
-    """This installation's code and templates, by their files' sizes and times (any change: a whole apply)."""
+    """This installation's code and templates, by their files' sizes and times, the Python and the
+    libraries it runs with (any change: a whole apply)."""
+    import importlib.util
+    import sys
+
     from gatewayctl.render.environment import default_templates
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(sys.version.encode())
+    for name in DEPENDENCIES:
+        try:
+            spec = importlib.util.find_spec(name)
+            origin = spec.origin if spec is not None else None
+            st = os.stat(origin) if origin else None
+        except (ImportError, ValueError, OSError):
+            st = None
+        h.update(f"{name}:{st.st_size if st else '-'}:{st.st_mtime_ns if st else '-'}\n".encode())
     for folder in (_PACKAGE, default_templates()):
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gatewayctl import forked
 from gatewayctl.apply import basis, revocations, tablerecord
 from gatewayctl.apply.basis import Basis
 from gatewayctl.apply.engine import Prepared, element_grants, grant_ends
@@ -57,7 +58,15 @@ from gatewayctl.loader.profiles import Estate, peek_names
 from gatewayctl.plan.diff import diff
 from gatewayctl.plan.flows import Flow, parse_flows, stale_flows
 from gatewayctl.plan.secrets import Secrets
-from gatewayctl.plan.spec import GatewaySpec, PeerSpec, element_ends, instant_text, peer_specs, peers_to_json
+from gatewayctl.plan.spec import (
+    GatewaySpec,
+    PeerSpec,
+    element_ends,
+    instant_text,
+    peer_specs,
+    peers_to_json,
+    resolve_endpoint,
+)
 from gatewayctl.plan.specdigest import SPEC_KEYS, digest
 from gatewayctl.state import StateDir
 
@@ -100,34 +109,42 @@ def attempt(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first
     names = peek_names(profiles)
     if names is None:
         return "gateway.yaml names no interface"
-    # the host is read by a forked child from now on (it loads the table record itself)
-    reading = early(*names, lambda: tablerecord.load(state.root)) if early is not None else None
+    reading: list[Early] = []
+
+    def read_early() -> None:
+        """Have a forked child read the host from now on (it loads the table record itself)."""
+        if early is not None and forked.enabled():
+            reading.append(early(*names, lambda: tablerecord.load(state.root)))
+
     try:
-        scope = _changes(profiles, state, host, now, first_read_ns, lint_errors, old, names, reading)
+        return _changes(profiles, state, host, now, first_read_ns, lint_errors, old, names, read_early, reading)
     finally:
-        if reading is not None:
-            reading.stop()
-    return scope
+        for child in reading:
+            child.stop()
 
 
 def _changes(profiles: Path, state: StateDir, host: Host, now: dt.datetime, first_read_ns: int,
              lint_errors: Callable[[Estate, dict[str, Any], list[Path]], tuple[str, ...]], old: Basis,
-             names: tuple[str, str], reading: Early | None) -> Scope | str:
+             names: tuple[str, str], read_early: Callable[[], None], reading: list[Early]) -> Scope | str:
     racy = basis.racy_threshold(first_read_ns)
     files = basis.tree(profiles, racy)  # before anything is read
     if files.keys() != old.files.keys():
         return "files were added to or removed from the profiles folder"
     changed = []
     for rel, stat in files.items():
-        if stat is None or stat != old.files[rel]:
+        kept = basis.same(old.files[rel], stat, profiles / rel)
+        if kept is None:
             if rel not in old.partners:
                 return f"{rel} changed"
             changed.append(rel)
+        else:
+            files[rel] = kept
     if not changed:
         return "no partner file changed"
     if len(changed) > MAX_FILES:
         return f"{len(changed)} partner files changed"
     prefetch.discard()  # only partner files changed: the whole estate is not likely to be loaded, its core is wanted
+    read_early()
     keys = basis.key_files(list(old.keys), racy)
     if any(stat is None or stat != old.keys[path] for path, stat in keys.items()):
         return "a key file changed"
@@ -137,10 +154,19 @@ def _changes(profiles: Path, state: StateDir, host: Host, now: dt.datetime, firs
         return "the revocations changed since the last apply"
     if old.stamp != basis.stamp(profiles, old.stamp[2], now.date().isoformat()):
         return "other code, profiles folder or day"
+    if old.ca_end is not None and now.timestamp() >= old.ca_end:
+        return "a CA certificate of the estate has expired since (lint GW701 looks at every partner)"
+    for text, address in (old.endpoints or {}).values():
+        try:
+            if resolve_endpoint(text, "a peer") != address:
+                return f"the endpoint {text} resolves to another address now"
+        except HostError:
+            return f"the endpoint {text} no longer resolves"
     known = tablerecord.load(state.root)
     if known is None or known.get("table") != names[1]:
         return "no record of the table"
-    return _compiled(profiles, state, host, now, lint_errors, old, files, keys, changed, known, reading)
+    return _compiled(profiles, state, host, now, lint_errors, old, files, keys, changed, known,
+                     reading[0] if reading else None)
 
 
 def _compiled(profiles: Path, state: StateDir, host: Host, now: dt.datetime,
@@ -171,6 +197,8 @@ def _compiled(profiles: Path, state: StateDir, host: Host, now: dt.datetime,
         if rel not in old.partners or old.partners[rel][1] != ident or ident[2]:
             return f"{rel}: the partner's identity or certificate requirements changed"
         partners[rel] = (ident[0], ident, warnings)
+        if files.get(rel) is None:  # changed too close to this read for its times to tell: its text does
+            files[rel] = basis.text_digest(loaded.doc.text.encode())
     ids = frozenset(p.id for p in policy.partners)
     found = revocations.load(state)
     standing_mine, ended = revocations.still_granted([r for r in found if r.partner in ids], policy)
@@ -221,13 +249,13 @@ def _plan(estate: Estate, policy: CompiledPolicy, old: Basis, files: dict[str, b
     if not raw.get("nft_proven") or list(raw.get("nft_generation") or ()) != known.get("generation"):
         return "the table changed since the last apply"
     raw = {**raw, "nft_record": known["record"]}
-    live = parse_snapshot(raw, peers={p.public_key for p in restricted.interface.peers})
+    # the changed partners' peers and elements only (and partner_nets whole): decoding the whole record
+    # and parsing every peer is the estate's cost, not the change's
+    live = parse_snapshot({**raw, "nft_record": _theirs(known["record"], sources)},
+                          peers={p.public_key for p in restricted.interface.peers})
     if live.nft is None or live.wg is None or live.link is None:
         return "no table, device or interface"
-    mine = NftTableState(live.nft.name, {
-        name: s if name in PARTNER_NETS else dataclasses.replace(s, elements=frozenset(
-            k for k in s.elements if k.split(" ", 1)[0] in sources)) for name, s in live.nft.sets.items()}, live.nft.chains)
-    live = dataclasses.replace(live, nft=mine)
+    mine = live.nft
     by_set = restricted.table.by_set()
     iface = restricted.interface
     families = {a.version for a in iface.addresses}
@@ -241,6 +269,11 @@ def _plan(estate: Estate, policy: CompiledPolicy, old: Basis, files: dict[str, b
         element_ends=element_ends(restricted.table), needs_forwarding4=4 in families, needs_forwarding6=6 in families)
     if set(by_set) - set(mine.sets) - set(SESSION_SETS) - set(SEEN_SETS):
         return "the compiled sets are not the table's"
+    if any(e.key.split(" ", 1)[0] not in sources for name, elements in by_set.items() if name not in PARTNER_NETS
+           for e in elements):
+        # every element's source is one of its partner's sources as written (validation keeps sources
+        # apart, so intervals.disjoint never cuts one): what the filters above and document_parts rely on
+        return "an element's source is not one of its partner's sources"
     plan = diff(desired, live, now, {})
     if (plan.blockers or plan.nft_replace or plan.link_changes or plan.private_key or plan.listen_port is not None
             or plan.remove_guard or plan.peers_remove):
@@ -248,8 +281,22 @@ def _plan(estate: Estate, policy: CompiledPolicy, old: Basis, files: dict[str, b
     nets = tuple(ipaddress.ip_network(net, strict=False) for p in restricted.interface.peers for net in p.allowed_ips)
     prep = Prepared(restricted, desired, raw, live, plan, now, {}, revoked=tuple(standing), unrevoked=tuple(ended),
                     locate=grant_locator(estate, policy))
-    kept = Basis(old.stamp, files, keys, partners, old.gateway_warnings, old.routes, None, None)
+    kept = Basis(old.stamp, files, keys, partners, old.gateway_warnings, old.routes, None, None, old.ca_end,
+                 old.endpoints)
     return Scope(prep, part.partners, sources, nets, secrets, kept, document)
+
+
+def _theirs(record: Mapping[str, Any], sources: frozenset[str]) -> dict[str, Any]:
+    """The table record (host/nftrecord.py) with only the elements whose source is one of `sources`
+    (partner_nets whole)."""
+    sets = []
+    for name, kind, types, flags, elements, ends, comments in record["sets"]:
+        if name not in PARTNER_NETS:
+            elements = [k for k in elements if k.split(" ", 1)[0] in sources]
+            ends = {k: ends[k] for k in elements if k in ends}
+            comments = {k: comments[k] for k in elements if k in comments}
+        sets.append([name, kind, types, flags, elements, ends, comments])
+    return {**record, "sets": sets}
 
 
 def warnings(scope: Scope) -> list[str]:
@@ -313,15 +360,33 @@ def close_stale_flows(scope: Scope, host: Host) -> list[Flow]:
 
 
 def whole(state_root: Path, profiles: Path, files: dict[str, basis.Stat], estate: Estate, policy: CompiledPolicy,
-          desired: GatewaySpec, racy: int) -> Basis:
-    """The basis after a whole apply (`files`: the profiles folder's stats taken before it was loaded)."""
+          desired: GatewaySpec, racy: int, cas: Mapping[str, list[Any]]) -> Basis:
+    """The basis after a whole apply (`files`: the profiles folder's stats taken before it was loaded;
+    `cas`: the estate's CA certificates by file)."""
     partners = {basis.relative(profiles, loaded.doc.path): (loaded.model.id, basis.identity(loaded), warnings)
                 for loaded, warnings in zip(estate.partners, policy.partner_warnings, strict=True)}
+    texts = {basis.relative(profiles, doc.path): doc.text
+             for doc in (estate.gateway.doc, estate.services.doc, *(p.doc for p in estate.partners))}
+    files = {rel: basis.text_digest(texts[rel].encode()) if stat is None and rel in texts else stat
+             for rel, stat in files.items()}
     gateway_warnings = policy.warnings[:len(policy.warnings) - sum(len(w) for w in policy.partner_warnings)]
     key_paths = [desired.private_key_file, *sorted({p.psk_file for p in desired.peers.values() if p.psk_file})]
+    ends = [cert.not_valid_after_utc.timestamp() for certs in cas.values() for cert in certs]
+    endpoints = {p.public_key: (p.endpoint, desired.peers[p.public_key].endpoint) for p in policy.interface.peers
+                 if p.endpoint and not _literal(p.endpoint)}
     return Basis(basis.stamp(profiles, policy.gateway, policy.at.date().isoformat()), files,
                  basis.key_files(key_paths, racy), partners, tuple(gateway_warnings), tuple(sorted(desired.routes)),
-                 None, None)
+                 None, None, min(ends) if ends else None, endpoints)
+
+
+def _literal(endpoint: str) -> bool:
+    """Whether an endpoint's host is an address (nothing to resolve), not a name."""
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def keep(state_root: Path, kept: Basis) -> None:

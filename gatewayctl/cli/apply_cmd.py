@@ -145,19 +145,23 @@ def _apply_locked(obj: Context, host: RealHost, state: StateDir, yes: bool, conf
     first_read = min(prefetch.asked_ns() or time.time_ns(), time.time_ns())  # before any profile file was read
     if saved is None and not confirm_timeout and templates is None and at is None:
         scope = "--whole" if whole else "--format json" if report.json else _scope_or_reason(obj, host, state, first_read)
-        basis.forget(state.root)  # whatever happens now: kept again only by an apply that succeeds
         if not isinstance(scope, str):
-            scoped_document = ScopedDocument(state.root, scope)
-            # the changed partners' stale flows are deleted by a child that imports the netlink library
-            # now and starts only once the new firewall is in force (_closing_stale_flows)
-            flows = Forked(lambda: [flow.raw for flow in scoped.close_stale_flows(scope, host)], prelude=conntrack.warm)
+            flows: Forked[list[dict[str, Any]]] | None = None
             try:
+                basis.forget(state.root)  # kept again only by an apply that succeeds
+                _say_scope(obj, scope)
+                # the changed partners' stale flows are deleted by a child that imports the netlink library
+                # now and starts only once the new firewall is in force (_closing_stale_flows)
+                flows = Forked(lambda: [flow.raw for flow in scoped.close_stale_flows(scope, host)],
+                               prelude=conntrack.warm)
                 _apply_prepared(obj, host, state, yes, None, None, None, report, revision, None, scope.prep,
-                                scope.secrets, scoped_document, scope, flows)
+                                scope.secrets, ScopedDocument(state.root, scope), scope, flows)
             finally:
-                flows.stop()
-                scoped_document.stop()
+                if flows is not None:
+                    flows.stop()
+                scope.document.stop()
             return
+        basis.forget(state.root)  # whatever happens now: kept again only by an apply that succeeds
         keep = _WholeBasis(obj.profiles, first_read)
     else:
         basis.forget(state.root)
@@ -190,17 +194,22 @@ def _scope_or_reason(obj: Context, host: RealHost, state: StateDir, first_read: 
                                lambda ifname, table, known: ForkedSnapshot(host, ifname, table, known))
     except HostError as exc:
         scope = f"the host could not be read: {exc}"
-    if isinstance(scope, str):
-        if obj.verbosity > 0:
-            click.echo(f"apply: planning the whole estate ({scope})", err=True)
-        return scope
-    if obj.verbosity > 0:
-        click.echo(f"apply: only the files of {', '.join(sorted(scope.partners))} changed since the last apply: "
-                   "planning those partners alone (docs/operations.md)", err=True)
+    except Exception as exc:  # anything unforeseen on the way (its children are stopped): the whole apply decides
+        scope = f"the partners could not be planned alone: {type(exc).__name__}: {exc}"
+    if isinstance(scope, str) and obj.verbosity > 0:
+        click.echo(f"apply: planning the whole estate ({scope})", err=True)
+    return scope
+
+
+def _say_scope(obj: Context, scope: scoped.Scope) -> None:
+    """The plan below is of these partners only: say so (a whole plan may show more); and the compile
+    warnings a whole apply prints."""
     if obj.verbosity >= 0:
+        click.echo(f"apply: only the files of {', '.join(sorted(scope.partners))} changed since the last apply: "
+                   "planning those partners alone (`apply --whole` plans the whole estate; docs/operations.md)",
+                   err=True)
         for warning in scoped.warnings(scope):
             click.echo(f"warning: {warning}", err=True)
-    return scope
 
 
 class _WholeBasis:
@@ -210,7 +219,10 @@ class _WholeBasis:
     def __init__(self, profiles: Path, first_read: int) -> None:
         self.profiles = profiles
         self.racy = basis.racy_threshold(first_read)
-        self.files = basis.tree(profiles, self.racy) if profiles.is_dir() else {}
+        try:
+            self.files: dict[str, basis.Stat] | None = basis.tree(profiles, self.racy)
+        except OSError:  # no folder (the load reports it), or one swapped meanwhile: no basis this time
+            self.files = None
         self.seen: Compiled | None = None
 
     def compiled(self, compiled: Compiled) -> None:
@@ -218,10 +230,10 @@ class _WholeBasis:
 
     def keep(self, state: StateDir, prep: Prepared) -> None:
         seen = self.seen
-        if seen is None or seen.estate.several or seen.estate.gateway.model.ha is not None:
+        if seen is None or self.files is None or seen.estate.several or seen.estate.gateway.model.ha is not None:
             return
         scoped.keep(state.root, scoped.whole(state.root, self.profiles, self.files, seen.estate, seen.policy, prep.desired,
-                                             self.racy))
+                                             self.racy, seen.cas))
 
 
 def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
@@ -356,6 +368,9 @@ class ScopedDocument(ApplyDocument):
 
     def parts(self, prep: Prepared) -> tuple[str, dict[str, str]]:
         return self.scope.document.result()
+
+    def stop(self) -> None:
+        self.scope.document.stop()
 
 
 def document_parts(policy: CompiledPolicy, desired: GatewaySpec, now: dt.datetime,

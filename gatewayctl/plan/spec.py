@@ -84,7 +84,7 @@ def peer_specs(peers: Iterable[PeerIR], secrets: Secrets) -> dict[str, PeerSpec]
     for peer in peers:
         specs[peer.public_key] = PeerSpec(
             peer.partner, peer.name, peer.public_key, frozenset(str(n) for n in peer.allowed_ips),
-            _resolve(peer.endpoint, f"{peer.partner}/{peer.name}"), peer.keepalive or 0,
+            resolve_endpoint(peer.endpoint, f"{peer.partner}/{peer.name}"), peer.keepalive or 0,
             secrets.psk_fingerprint(peer.preshared_key_file), peer.preshared_key_file)
     return specs
 
@@ -144,7 +144,7 @@ def narrowed_ruleset(policy: CompiledPolicy, env: jinja2.Environment, loaded_at:
     return render_ruleset(dataclasses.replace(policy, table=narrowed), env, loaded_at)
 
 
-def _resolve(endpoint: str | None, label: str) -> str | None:
+def resolve_endpoint(endpoint: str | None, label: str) -> str | None:
     """WireGuard takes an IP:port; a host name is resolved once, here."""
     if endpoint is None:
         return None
