@@ -90,11 +90,15 @@ class Site:
     def write(self, files: dict[str, Any], keys: bool = True) -> None:
         """The profiles folder as `files` says; only files whose text differs are written (or removed).
         The preshared key files are put back as they were, too."""
+        rewritten = False
         for name, text in self.psks.items() if keys else ():
             path = self.psk_dir / name
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
                 os.chmod(path, 0o600)
+                rewritten = True
+        if rewritten:  # a scoped apply does not read key files again: their times must tell (apply/basis.py)
+            time.sleep(2.1)
         (self.profiles / "partners").mkdir(parents=True, exist_ok=True)
         for path in sorted(self.profiles.rglob("*.yaml")):
             if str(path.relative_to(self.profiles)) not in files:
@@ -124,6 +128,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     psk_dir = root / "psk"
     psk_dir.mkdir(mode=0o700)
     psks = {f"{name}.psk": base64.b64encode(os.urandom(32)).decode() + "\n" for name in ("e1", "e2")}
+    for name, text in psks.items():
+        (psk_dir / name).write_text(text)
+        os.chmod(psk_dir / name, 0o600)
     private, public = _key()
     gateway_key = root / "gateway.key"
     gateway_key.write_text(private + "\n")
@@ -171,6 +178,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     base = {"gateway.yaml": gateway, "services.yaml": services,
             **{f"partners/{pid}.yaml": doc for pid, doc in partners.items()}}
+    time.sleep(2.1)  # key files are not read again by a scoped apply: their times must tell (apply/basis.py)
     ns = Namespace.create("gws")
     try:
         ns.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")

@@ -359,10 +359,16 @@ def close_stale_flows(scope: Scope, host: Host) -> list[Flow]:
     return stale
 
 
+def key_paths(policy: CompiledPolicy) -> list[str]:
+    """The key files the desired state is read with: the gateway's private key, the preshared keys."""
+    return [policy.interface.private_key_file,
+            *sorted({p.preshared_key_file for p in policy.interface.peers if p.preshared_key_file})]
+
+
 def whole(state_root: Path, profiles: Path, files: dict[str, basis.Stat], estate: Estate, policy: CompiledPolicy,
-          desired: GatewaySpec, racy: int, cas: Mapping[str, list[Any]]) -> Basis:
-    """The basis after a whole apply (`files`: the profiles folder's stats taken before it was loaded;
-    `cas`: the estate's CA certificates by file)."""
+          desired: GatewaySpec, keys: dict[str, basis.Stat], cas: Mapping[str, list[Any]]) -> Basis:
+    """The basis after a whole apply (`files`: the profiles folder's stats taken before it was loaded,
+    `keys` the key files' before they were read; `cas`: the estate's CA certificates by file)."""
     partners = {basis.relative(profiles, loaded.doc.path): (loaded.model.id, basis.identity(loaded), warnings)
                 for loaded, warnings in zip(estate.partners, policy.partner_warnings, strict=True)}
     texts = {basis.relative(profiles, doc.path): doc.text
@@ -370,12 +376,11 @@ def whole(state_root: Path, profiles: Path, files: dict[str, basis.Stat], estate
     files = {rel: basis.text_digest(texts[rel].encode()) if stat is None and rel in texts else stat
              for rel, stat in files.items()}
     gateway_warnings = policy.warnings[:len(policy.warnings) - sum(len(w) for w in policy.partner_warnings)]
-    key_paths = [desired.private_key_file, *sorted({p.psk_file for p in desired.peers.values() if p.psk_file})]
     ends = [cert.not_valid_after_utc.timestamp() for certs in cas.values() for cert in certs]
     endpoints = {p.public_key: (p.endpoint, desired.peers[p.public_key].endpoint) for p in policy.interface.peers
                  if p.endpoint and not _literal(p.endpoint)}
     return Basis(basis.stamp(profiles, policy.gateway, policy.at.date().isoformat()), files,
-                 basis.key_files(key_paths, racy), partners, tuple(gateway_warnings), tuple(sorted(desired.routes)),
+                 keys, partners, tuple(gateway_warnings), tuple(sorted(desired.routes)),
                  None, None, min(ends) if ends else None, endpoints)
 
 

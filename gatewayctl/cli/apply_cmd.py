@@ -224,16 +224,19 @@ class _WholeBasis:
         except OSError:  # no folder (the load reports it), or one swapped meanwhile: no basis this time
             self.files = None
         self.seen: Compiled | None = None
+        self.keys: dict[str, basis.Stat] = {}
 
     def compiled(self, compiled: Compiled) -> None:
+        """The estate is loaded and compiled; the key files are read next (desired state): stat them now."""
         self.seen = compiled
+        self.keys = basis.key_files(scoped.key_paths(compiled.policy), self.racy)
 
     def keep(self, state: StateDir, prep: Prepared) -> None:
         seen = self.seen
         if seen is None or self.files is None or seen.estate.several or seen.estate.gateway.model.ha is not None:
             return
         scoped.keep(state.root, scoped.whole(state.root, self.profiles, self.files, seen.estate, seen.policy, prep.desired,
-                                             self.racy, seen.cas))
+                                             self.keys, seen.cas))
 
 
 def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, confirm_timeout: int | None,
