@@ -112,3 +112,22 @@ def test_a_cached_estate_loads_as_a_parsed_one(cache_home: Path, estate: Path) -
     first = loaded()
     assert cache_home.exists()
     assert loaded() == first
+
+
+def test_a_bypassed_load_neither_reads_nor_writes_the_cache(tmp_path: Path, cache_home: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_text("id: acme\n")
+    assert run(path) == {"id": "acme"}  # cached now
+    before = cache_home.read_bytes()
+    parsed: list[str] = []
+    original = yaml12._compose
+    monkeypatch.setattr(yaml12, "_compose", lambda text: parsed.append(text) or original(text))
+    with parsecache.bypassed():
+        assert run(path) == {"id": "acme"}  # parsed, although the cache holds it
+        other = tmp_path / "globex.yaml"
+        other.write_text("id: globex\n")
+        assert run(other) == {"id": "globex"}
+    assert parsed == ["id: acme\n", "id: globex\n"]
+    assert cache_home.read_bytes() == before  # nothing was added
+    assert run(path) == {"id": "acme"} and len(parsed) == 2  # and afterwards the cache serves again

@@ -22,6 +22,7 @@ import hashlib
 import marshal
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class _Cache:
 
 _cache: _Cache | None = None
 _loaded = False
+_bypass = False  # bypassed(): no cache meanwhile
 
 
 def _version() -> bytes:
@@ -93,8 +95,22 @@ def _read(fd: int, version: bytes) -> dict[bytes, bytes]:
     return entries
 
 
+@contextlib.contextmanager
+def bypassed() -> Iterator[None]:
+    """Neither read nor write the cache meanwhile: for a load of a few files (a partner-scoped apply),
+    reading the whole cache costs more than parsing them."""
+    global _bypass
+    _bypass, before = True, _bypass
+    try:
+        yield
+    finally:
+        _bypass = before
+
+
 def lookup(text: str) -> Any:
     """The data `text` parsed to when it was last parsed, or MISS."""
+    if _bypass:
+        return MISS
     cache = _open()
     if cache is None:
         return MISS
@@ -112,6 +128,8 @@ def lookup(text: str) -> Any:
 
 def remember(text: str, data: Any) -> None:
     """Keep what `text` parsed to (here, or in the loader's helper process), to be saved by save()."""
+    if _bypass:
+        return
     cache = _open()
     if cache is None:
         return
@@ -125,6 +143,8 @@ def remember(text: str, data: Any) -> None:
 
 def save() -> None:
     """Write the cache when this run parsed something it did not hold."""
+    if _bypass:
+        return
     cache = _cache
     if cache is None or not cache.new:
         return

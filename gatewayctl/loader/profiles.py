@@ -77,7 +77,7 @@ def load_estate(root: Path, gateway: str | None = None, only: list[Path] | None 
     Raises ProfileErrors when the folder is missing or the gateway cannot be chosen."""
     if not root.is_dir():
         raise ProfileErrors([ProfileError(display_path(root), 0, "profiles folder not found (use --profiles DIR)")])
-    with gc_paused():
+    with gc_paused(), (parsecache.bypassed() if only is not None else contextlib.nullcontext()):
         return _load_all(root, gateway, only)
 
 
