@@ -443,3 +443,48 @@ def test_what_can_change_without_a_file_changing_makes_the_apply_whole(site: Sit
     site.write(files)
     result = site.apply("-v")
     assert result.returncode == 0 and f"planning the whole estate ({reason}" in result.stderr, result.stderr
+
+
+def _inject(site: Site, src: str, dst: str, dport: int, sport: int) -> None:
+    subprocess.run(["ip", "netns", "exec", site.ns, "conntrack", "-I", "-p", "tcp", "-s", src, "-d", dst,
+                    "--sport", str(sport), "--dport", str(dport), "-r", dst, "-q", src, "--reply-port-src", str(dport),
+                    "--reply-port-dst", str(sport), "--state", "ESTABLISHED", "-t", "600", "-u", "SEEN_REPLY,ASSURED"],
+                   check=True, capture_output=True)
+
+
+def _tracked(site: Site) -> set[tuple[str, str, str]]:
+    listing = subprocess.run(["ip", "netns", "exec", site.ns, "conntrack", "-L", "-p", "tcp"], capture_output=True,
+                             text=True, check=True).stdout
+    found = set()
+    for line in listing.splitlines():
+        fields: dict[str, str] = {}
+        for part in line.split():
+            if "=" in part:
+                key, value = part.split("=", 1)
+                fields.setdefault(key, value)  # the first of each: the original direction
+        found.add((fields["src"], fields["dst"], fields["dport"]))
+    return found
+
+
+def test_a_scoped_apply_ends_every_flow_nothing_allows_as_a_whole_apply_does(site: Site) -> None:
+    """Its conntrack step judges every tracked flow against the whole table in force, not only the
+    changed partner's: another partner's flow that no grant covers goes, a covered one stays."""
+    outcomes = []
+    for extra in ((), ("--whole",)):
+        files = site.files()
+        _reset(site, files)
+        subprocess.run(["ip", "netns", "exec", site.ns, "conntrack", "-F"], check=True, capture_output=True)  # the test's own
+        _inject(site, "100.64.1.8", "10.1.0.10", 443, 40001)  # pg has no grant of web: nothing allows it
+        _inject(site, "100.64.1.2", "10.1.0.13", 5432, 40002)  # pb's db grant allows it
+        _inject(site, "100.64.1.1", "10.1.0.10", 443, 40003)  # pa's web grant, removed by the change
+        partner(files, "pa")["grants"].pop(0)
+        site.write(files)
+        result = site.apply(*extra)
+        assert result.returncode == 0, result.stderr
+        outcomes.append((("planning those partners alone" in result.stderr), result.stdout, _tracked(site)))
+    (scoped, scoped_out, scoped_left), (whole, whole_out, whole_left) = outcomes
+    assert scoped and not whole
+    assert "closed 2 open connection(s)" in scoped_out and scoped_out == whole_out
+    assert ("100.64.1.2", "10.1.0.13", "5432") in scoped_left
+    assert not {("100.64.1.8", "10.1.0.10", "443"), ("100.64.1.1", "10.1.0.10", "443")} & scoped_left
+    assert scoped_left == whole_left

@@ -39,6 +39,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +51,14 @@ from gatewayctl.apply.basis import Basis
 from gatewayctl.apply.engine import Prepared, element_grants, grant_ends
 from gatewayctl.compile.ir import SEEN_SETS, SESSION_SETS, CompiledPolicy
 from gatewayctl.forked import Forked
+from gatewayctl.host import nftrecord
 from gatewayctl.host.base import Host, parse_snapshot
 from gatewayctl.host.errors import HostError
 from gatewayctl.host.nftstate import NftSet, NftTableState
 from gatewayctl.loader import prefetch
 from gatewayctl.loader.profiles import Estate, peek_names
 from gatewayctl.plan.diff import diff
-from gatewayctl.plan.flows import Flow, parse_flows, stale_flows
+from gatewayctl.plan.flows import Flow, stale_flows
 from gatewayctl.plan.secrets import Secrets
 from gatewayctl.plan.spec import (
     GatewaySpec,
@@ -81,7 +83,6 @@ class Scope:
     prep: Prepared
     partners: frozenset[str]  # the changed partners' ids
     sources: frozenset[str]  # their sources as element keys spell them
-    nets: tuple[Any, ...]  # the same, as networks (for their flows)
     secrets: Secrets
     basis: Basis  # the basis to keep once the apply succeeds (applied.json and revocations: stat them after)
     document: Forked[tuple[str, dict[str, str]]]  # applied.json's digest and parts (document_parts), being spelt
@@ -272,12 +273,11 @@ def _plan(estate: Estate, policy: CompiledPolicy, old: Basis, files: dict[str, b
     if (plan.blockers or plan.nft_replace or plan.link_changes or plan.private_key or plan.listen_port is not None
             or plan.remove_guard or plan.peers_remove):
         return "the plan goes beyond the changed partners' peers and elements"
-    nets = tuple(ipaddress.ip_network(net, strict=False) for p in restricted.interface.peers for net in p.allowed_ips)
     prep = Prepared(restricted, desired, raw, live, plan, now, {}, revoked=tuple(standing), unrevoked=tuple(ended),
                     locate=grant_locator(estate, policy))
     kept = Basis(old.stamp, files, keys, partners, old.gateway_warnings, old.routes, None, None, old.ca_end,
                  old.endpoints)
-    return Scope(prep, part.partners, sources, nets, secrets, kept, document)
+    return Scope(prep, part.partners, sources, secrets, kept, document)
 
 
 def _theirs(record: Mapping[str, Any], sources: frozenset[str]) -> dict[str, Any]:
@@ -340,14 +340,23 @@ def document_parts(state_root: Path, part: Part) -> tuple[str, dict[str, str]]:
 
 
 def close_stale_flows(scope: Scope, host: Host) -> list[Flow]:
-    """Delete the conntrack entries of the changed partners' flows that their elements no longer allow
-    (only theirs: the other partners' elements are not in the scoped desired state)."""
-    mine = [f.raw for f in parse_flows(host.conntrack_list())
-            if any(ipaddress.ip_address(a) in n for a in (f.src, f.dst) for n in scope.nets)]
-    if not mine:
-        return []
+    """Delete the conntrack entries of flows that the table now in force no longer allows, as a whole
+    apply does (engine.close_stale_flows): judged against the whole table, the changed partners'
+    elements as planned and every other element as the table record holds it now (the kernel's, less
+    what ended by its timer since; open sessions included). Decoding the whole record is this step's
+    cost only (it runs in a forked child while applied.json is written)."""
     prep = scope.prep
-    stale = stale_flows(mine, prep.desired.table.sets, prep.policy.table.auth_port, prep.desired.addresses)
+    record = nftrecord.decode(prep.live_raw["nft_record"], time.time())
+    sources = scope.sources
+    sets = {}
+    for name, live in record.sets.items():
+        planned = prep.desired.table.sets.get(name)
+        if name in PARTNER_NETS or planned is None or name in SESSION_SETS or name in SEEN_SETS:
+            sets[name] = live
+        else:
+            others = frozenset(k for k in live.elements if k.split(" ", 1)[0] not in sources)
+            sets[name] = dataclasses.replace(live, elements=others | planned.elements)
+    stale = stale_flows(host.conntrack_list(), sets, prep.policy.table.auth_port, prep.desired.addresses)
     if stale:
         host.conntrack_delete([flow.raw for flow in stale])
     return stale
