@@ -109,13 +109,13 @@ class Site:
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
 
-    def gatewayctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def gatewayctl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gatewayctl", "--profiles", str(self.profiles), *args],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                              env={**os.environ, "NO_COLOR": "1"})
+                              env={**os.environ, "NO_COLOR": "1", **(env or {})})
 
-    def apply(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self.gatewayctl("apply", "--netns", self.ns, "--state-dir", str(self.state), "--yes", *extra)
+    def apply(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.gatewayctl("apply", "--netns", self.ns, "--state-dir", str(self.state), "--yes", *extra, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -488,3 +488,25 @@ def test_a_scoped_apply_ends_every_flow_nothing_allows_as_a_whole_apply_does(sit
     assert ("100.64.1.2", "10.1.0.13", "5432") in scoped_left
     assert not {("100.64.1.8", "10.1.0.10", "443"), ("100.64.1.1", "10.1.0.10", "443")} & scoped_left
     assert scoped_left == whole_left
+
+
+@pytest.mark.parametrize("point", ["after-narrow", "after-peers", "before-widen", "after-widen"])
+def test_a_scoped_apply_that_fails_leaves_the_host_and_its_record_as_they_were(site: Site, point: str) -> None:
+    """A failure at any step of a scoped apply rolls back as a whole apply's does: the host as the
+    kernel and wireguard-go list it, applied.json and the table it planned from are as before; the
+    basis is gone, so the next apply is whole (and succeeds)."""
+    files = site.files()
+    _reset(site, files)
+    before, applied = _host(site), (site.state / "applied.json").read_text()
+    partner(files, "pa")["grants"].pop(0)  # narrows
+    partner(files, "pa")["grants"].append(_grant("public-web"))  # widens
+    partner(files, "pa")["peers"][0].update(keepalive=12)  # a peer change
+    site.write(files)
+    failed = site.apply(env={"GATEWAYCTL_FAILPOINT": f"{point}:raise"})
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "planning those partners alone" in failed.stderr and "restored" in failed.stderr, failed.stderr
+    assert _host(site) == before
+    assert (site.state / "applied.json").read_text() == applied
+    assert basis.load(site.state) is None
+    again = site.apply("-v")
+    assert again.returncode == 0 and "planning the whole estate (no record of the last apply" in again.stderr
