@@ -129,12 +129,22 @@ def test_failed_applies_on_a_running_gateway_never_open_beyond_both_policies(lab
     original = path.read_text()
     doc = json.loads(original)
     add(doc)
-    path.write_text(json.dumps(doc, indent=1))
+    changed = json.dumps(doc, indent=1)
     try:
-        for failpoint in ("after-narrow:raise", "after-peers:raise", "before-widen:raise"):
+        # each failing apply twice: partner-scoped (only acme's file changed since an apply that
+        # succeeded: docs/operations.md "A change to some partners only"), then whole (a failed apply
+        # leaves no basis for the next one to be scoped)
+        for failpoint, scoped in [(f, s) for f in ("after-narrow:raise", "after-peers:raise", "before-widen:raise")
+                                  for s in (True, False)]:
+            if scoped:
+                path.write_text(original)
+                assert lab.ctl("apply", "--yes").returncode == 0
+                path.write_text(changed)
             with Prober(lab, [GRANTED, NEW_ONLY, *NEVER]) as prober:
                 result = lab.ctl("apply", "--yes", env={"GATEWAYCTL_FAILPOINT": failpoint})
             assert result.returncode == 1, (failpoint, result.stdout, result.stderr)
+            failed = json.loads((lab.state / "journal.jsonl").read_text().splitlines()[-1])
+            assert failed["event"] == "failed" and ("scope" in failed) == scoped, (failpoint, failed)
             assert "the host is as before: interface" in result.stderr, result.stderr
             assert prober.passed(NEW_ONLY) == 0 and all(prober.passed(s) == 0 for s in NEVER), (failpoint, prober.result)
             assert prober.passed(GRANTED) > 0, (failpoint, prober.result)  # the old policy stayed in force

@@ -283,7 +283,8 @@ def _apply_prepared(obj: Context, host: RealHost, state: StateDir, yes: bool, co
     except ApplyError as exc:
         tablerecord.forget(state.root)
         state.journal({"event": "failed", "rolled_back": exc.rolled_back, "error": str(exc),
-                       "digest": _failed_digest(document, prep), **meta})
+                       "digest": _failed_digest(document, prep), **meta,
+                       **({"scope": sorted(scope.partners)} if scope else {})})
         click.echo(f"error: apply failed: {exc}", err=True)
         click.echo("the previous firewall table and peers were restored" if exc.rolled_back else
                    "the rollback failed too: check the host now", err=True)
